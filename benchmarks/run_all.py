@@ -1,0 +1,58 @@
+"""Run the benchmarks in this folder and write their sections of BENCHMARKS.md from the fresh run.
+
+Each benchmark module has `run() -> str`, returning its Markdown section (a table of medians and ratios
+against a peer measured in the same run). `python benchmarks/run_all.py codecs` reruns one section and
+keeps the others as they were.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TARGET = HERE.parent / "BENCHMARKS.md"
+# Order of sections in BENCHMARKS.md.
+MODULES = ("codecs", "convert", "qa", "backend", "sam")
+HEADER = (
+    "# Benchmarks\n\n"
+    "Written by `make bench`. Every figure is a ratio against a peer run in the same process and session, so it\n"
+    "travels between machines better than the absolute times, which are given for scale.\n"
+)
+
+
+def _section_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv or list(MODULES)
+    unknown = set(wanted) - set(MODULES)
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(MODULES)}")
+    sys.path.insert(0, str(HERE))
+    previous = TARGET.read_text() if TARGET.exists() else ""
+    sections = {}
+    for name in MODULES:
+        found = _section_pattern(name).search(previous)
+        sections[name] = found.group(0) if found else ""
+    for name in wanted:
+        print(f"running benchmarks/{name}.py ...", flush=True)
+        stamp = (
+            f"_Run {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}._\n\n"
+        )
+        body = importlib.import_module(name).run()
+        sections[name] = f"<!-- bench:{name} -->\n{stamp}{body.strip()}\n<!-- /bench:{name} -->"
+    text = HEADER + "".join(f"\n{sections[name]}\n" for name in MODULES if sections[name])
+    TARGET.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

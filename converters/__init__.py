@@ -1,0 +1,7 @@
+"""segassist converters: one segmentation model, exact mask codecs, format readers/writers, overlap policies, QA."""
+
+from converters.errors import SegassistError
+from converters.mask import Mask
+from converters.model import Category, Dataset, ImageRecord, Origin, Segment
+
+__all__ = ["Category", "Dataset", "ImageRecord", "Mask", "Origin", "SegassistError", "Segment"]

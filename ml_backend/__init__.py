@@ -1,0 +1,1 @@
+"""segassist ML backend: a Label Studio ML backend serving segmentation engines."""

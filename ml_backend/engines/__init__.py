@@ -1,0 +1,1 @@
+"""Segmentation engines behind one small interface (see base.py)."""

@@ -1,0 +1,50 @@
+"""The engine interface: load once per process, predict a batch, return segments.
+
+Engines speak the converters' model: each predicted segment is a `converters.Segment` whose `category_id`
+indexes `engine.categories` (class names with isthing), with a `score`. Label mapping to the Label Studio
+config happens outside the engine.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from converters import Category, Mask, Segment
+
+MODES = ("semantic", "instance", "panoptic")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """An interactive prompt in image pixels: clicks (x, y) with labels (1 positive, 0 negative) and/or a box."""
+
+    points: tuple[tuple[float, float], ...] = ()
+    point_labels: tuple[int, ...] = ()
+    box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1
+
+
+class Engine(abc.ABC):
+    """A model that turns RGB images (H, W, 3 uint8) into segments."""
+
+    #: Stable for a given model and settings; equals every prediction's model_version.
+    model_version: str
+    #: The classes the model predicts; a segment's category_id is a `Category.id` from this list.
+    categories: list[Category]
+    #: The modes this engine can produce, a subset of MODES.
+    modes: tuple[str, ...]
+
+    @abc.abstractmethod
+    def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
+        """Segments for each image, in order. Called with a whole /predict batch."""
+
+
+class InteractiveEngine(Engine):
+    """An engine that also answers clicks and boxes (SAM family)."""
+
+    @abc.abstractmethod
+    def segment_prompt(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
+        """The mask for one prompt and its predicted quality; `image_key` keys the embedding cache."""
