@@ -24,7 +24,7 @@ class Mask:
         self.left = int(left)
         self.bits = bits
 
-    # -- construction -----------------------------------------------------------------------------------------
+    # -- construction --
 
     @classmethod
     def empty(cls, height: int, width: int) -> Mask:
@@ -41,6 +41,8 @@ class Mask:
     @classmethod
     def from_crop(cls, height: int, width: int, top: int, left: int, crop: np.ndarray) -> Mask:
         """A mask from any crop placed at (top, left); the crop is tightened to its foreground."""
+        if crop.ndim != 2 or top < 0 or left < 0 or top + crop.shape[0] > height or left + crop.shape[1] > width:
+            raise ValueError(f"a {crop.shape} crop at ({top}, {left}) does not fit a {width}x{height} image")
         bits = crop if crop.dtype == bool else crop != 0
         rows = np.flatnonzero(bits.any(axis=1))
         if rows.size == 0:
@@ -50,7 +52,7 @@ class Mask:
         # Copy so the mask never aliases the caller's array.
         return cls(height, width, top + r0, left + c0, bits[r0:r1, c0:c1].copy())
 
-    # -- facts ------------------------------------------------------------------------------------------------
+    # -- facts --
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -82,7 +84,7 @@ class Mask:
         rows, cols = self.bits.shape
         array[self.top : self.top + rows, self.left : self.left + cols][self.bits] = value
 
-    # -- set operations ---------------------------------------------------------------------------------------
+    # -- set operations --
 
     def _require_same_image(self, other: Mask) -> None:
         if self.shape != other.shape:
@@ -120,7 +122,9 @@ class Mask:
         if window is None:
             return Mask.empty(self.height, self.width)
         top, left = window[0], window[1]
-        return Mask.from_crop(self.height, self.width, top, left, self._window(*window) & other._window(*window))
+        return Mask.from_crop(
+            self.height, self.width, top, left, self._window(*window) & other._window(*window)
+        )
 
     def union(self, other: Mask) -> Mask:
         self._require_same_image(other)
@@ -161,3 +165,52 @@ class Mask:
 
     def __repr__(self) -> str:
         return f"Mask(image={self.width}x{self.height}, bbox={self.bbox}, area={self.area})"
+
+
+def raster_runs(
+    crop: np.ndarray, height: int, width: int, top: int, left: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-major pixel runs (values, lengths) of an image that is zero outside `crop` placed at (top, left).
+
+    `crop` is bool (values come out as 0/255) or uint8 (values kept). Column-major runs are the runs of the
+    transposed crop on the transposed image. Neighbouring runs always differ in value.
+
+    Works on the crop only: when the crop is narrower than the image, one extra zero column stands for the
+    (width - crop width) zero pixels between the end of one crop row and the start of the next.
+    """
+    if crop.size == 0:
+        return np.zeros(1, dtype=np.uint8), np.array([height * width], dtype=np.int64)
+    rows, cols = crop.shape
+    gap = width - cols
+    if gap:
+        padded = np.zeros((rows, cols + 1), dtype=np.uint8)
+        padded[:, :cols] = crop.view(np.uint8)
+        flat = padded.ravel()[:-1]
+    else:
+        flat = crop.view(np.uint8).reshape(-1)
+    starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
+    values = flat[starts]
+    if crop.dtype == bool:
+        values = values * np.uint8(255)
+    # Flat index -> image index: each marker column passed stands for `gap` pixels instead of 1.
+    bounds = np.append(starts, flat.size)
+    if gap:
+        bounds += (bounds // (cols + 1)) * (gap - 1)
+    bounds += top * width + left
+    lengths = np.diff(bounds)
+    # The zero pixels before and after the crop join the crop's edge runs when those are zero too.
+    lead, tail = int(bounds[0]), height * width - int(bounds[-1])
+    if lead:
+        if values[0] == 0:
+            lengths[0] += lead
+        else:
+            values, lengths = (
+                np.concatenate(([0], values)).astype(np.uint8),
+                np.concatenate(([lead], lengths)),
+            )
+    if tail:
+        if values[-1] == 0:
+            lengths[-1] += tail
+        else:
+            values, lengths = np.append(values, np.uint8(0)), np.append(lengths, tail)
+    return values, lengths

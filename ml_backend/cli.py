@@ -3,17 +3,129 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from converters.errors import SegassistError
+from ml_backend.settings import ENGINES, ENV_VARS, MODES, Settings
 
 
 def register_serve(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("serve", help="run the Label Studio ML backend")
-    parser.set_defaults(handler=_not_built)
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the Label Studio ML backend",
+        description="Serve the Label Studio ML backend with gunicorn (one process, threads). "
+        "Every option is also an environment variable, shown in brackets; the option wins.",
+    )
+    for name, flag, kind, extra in (
+        ("host", "--host", str, {}),
+        ("port", "--port", int, {}),
+        ("engine", "--engine", str, {"choices": ENGINES}),
+        ("model", "--model", str, {"metavar": "NAME_OR_PATH"}),
+        ("mode", "--mode", str, {"choices": MODES}),
+        ("device", "--device", str, {"metavar": "auto|cpu|cuda[:N]"}),
+        ("threads", "--threads", int, {}),
+    ):
+        default = Settings.__dataclass_fields__[name].default
+        parser.add_argument(
+            flag, dest=name, type=kind, default=None, help=f"[{ENV_VARS[name]}] default: {default}", **extra
+        )
+    parser.set_defaults(handler=_serve)
 
 
 def register_weights(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("weights", help="list or download model weights")
-    parser.set_defaults(handler=_not_built)
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="the torchvision architectures and whether their weights are cached")
+    download = actions.add_parser(
+        "download",
+        help="download weights into the framework cache (needs internet)",
+        description="NAME is a torchvision architecture (see `weights list`) or a Hugging Face model id "
+        "(ORG/NAME) for the transformers engine.",
+    )
+    download.add_argument("name", metavar="NAME")
+    parser.set_defaults(handler=_weights)
 
 
-def _not_built(args: argparse.Namespace) -> int:
-    raise SystemExit(f"segassist {args.command}: not built yet")
+def _serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from ml_backend.app import configure_logging, create_app
+
+    settings = Settings.from_env(**{name: getattr(args, name) for name in ENV_VARS if hasattr(args, name)})
+    configure_logging()
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{settings.host}:{settings.port}")
+            # One process holds one model copy; threads keep /health answering during a long /predict.
+            self.cfg.set("workers", 1)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", settings.threads)
+            self.cfg.set("timeout", 0)
+
+        def load(self):  # noqa: ANN202 - gunicorn's hook
+            return create_app(settings)
+
+    Server().run()
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from ml_backend.engines import torchvision_engine
+    from ml_backend.engines.torch_utils import weights_path
+
+    architectures = torchvision_engine.ARCHITECTURES
+    if args.action == "list":
+        for name, spec in architectures.items():
+            try:
+                where = f"cached at {weights_path(None, spec.weights.url)}"
+            except SegassistError:
+                where = "not cached"
+            print(f"{name}\t{where}")
+        return 0
+    if args.name in architectures:
+        _download_torchvision(architectures[args.name].weights.url)
+    elif "/" in args.name:
+        _download_huggingface(args.name)
+    else:
+        raise SegassistError(
+            f"unknown weights {args.name!r}: name a torchvision architecture ({', '.join(architectures)}) "
+            "or a Hugging Face model id ORG/NAME"
+        )
+    return 0
+
+
+def _download_torchvision(url: str) -> None:
+    import torch
+
+    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    if target.is_file():
+        print(f"already cached: {target}")
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # torchvision file names end in the first hex digits of the file's sha256; download checks them.
+    hash_prefix = target.stem.rsplit("-", 1)[-1]
+    try:
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=hash_prefix, progress=True)
+    except Exception as error:  # urllib raises several types when offline
+        raise SegassistError(
+            f"cannot download {url}: {error}. On a machine with internet, download it and copy it to this path",
+            file=str(target),
+        ) from None
+    print(f"saved {target}")
+
+
+def _download_huggingface(model_id: str) -> None:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise SegassistError("the transformers engine is not installed: pip install 'segassist[transformers]'") from None
+    try:
+        path = snapshot_download(model_id)
+    except Exception as error:  # huggingface_hub raises many types when offline or the id is wrong
+        raise SegassistError(
+            f"cannot download {model_id} from the Hugging Face hub ({type(error).__name__}); on a machine with "
+            "internet run `segassist weights download` there and copy its Hugging Face cache folder here, or "
+            "give --model the local folder"
+        ) from None
+    print(f"saved {model_id} in {path}")

@@ -1,0 +1,343 @@
+"""Conversion between Label Studio JSON, COCO instance, COCO panoptic and semantic label maps.
+
+Python API: `convert("labelstudio", "coco", "export.json", "coco.json", overlap="order")` returns a
+`ConversionReport`. Command: `segassist convert --from labelstudio --to coco export.json coco.json`.
+
+The registry below maps format names to a reader (`Source`) and a writer (`Sink`); the model knows no format.
+Items stream from the reader through `load` and `render` (in `workers` processes when asked, a bounded number
+of images in flight) to the writer, which writes to temporary paths and renames them at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from converters.errors import SegassistError
+from converters.formats.coco import CocoSink, CocoSource
+from converters.formats.coco_panoptic import CocoPanopticSink, CocoPanopticSource
+from converters.formats.common import (
+    Options,
+    Renderer,
+    Sink,
+    Source,
+    move_into_place,
+    read_categories_file,
+    temp_path_beside,
+)
+from converters.formats.labelstudio import ANNOTATION_CHOICES, LabelStudioSink, LabelStudioSource
+from converters.formats.semantic import SemanticSink, SemanticSource
+from converters.model import Category
+from converters.overlap import POLICIES
+
+
+@dataclass(frozen=True)
+class Format:
+    source: Callable[[Path, Options], Source]
+    sink: Callable[[Path, list[Category], Options], Sink]
+
+
+FORMATS: dict[str, Format] = {
+    "labelstudio": Format(LabelStudioSource, LabelStudioSink),
+    "coco": Format(CocoSource, CocoSink),
+    "coco-panoptic": Format(CocoPanopticSource, CocoPanopticSink),
+    "semantic": Format(SemanticSource, SemanticSink),
+}
+ON_ERROR = ("fail", "skip")
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion did: counts, skipped items with their errors, and per-image changes."""
+
+    source_format: str
+    target_format: str
+    input: str
+    output: str
+    images: int = 0
+    segments: int = 0
+    not_labeled: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    # Per image: overlap resolution (pixels moved, segments dropped), polygon losses, dropped empty masks.
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def pixels_moved(self) -> int:
+        return sum(change.get("overlap", {}).get("pixels_moved", 0) for change in self.changes)
+
+    @property
+    def segments_dropped(self) -> int:
+        return sum(
+            sum(1 for entry in change.get("overlap", {}).get("changes", []) if entry["dropped"])
+            + len(change.get("dropped", []))
+            for change in self.changes
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.source_format,
+            "to": self.target_format,
+            "input": self.input,
+            "output": self.output,
+            "images": self.images,
+            "segments": self.segments,
+            "pixels_moved": self.pixels_moved,
+            "segments_dropped": self.segments_dropped,
+            "not_labeled": self.not_labeled,
+            "skipped": self.skipped,
+            "changes": self.changes,
+        }
+
+    def summary(self) -> str:
+        return (
+            f"{self.images} images, {self.segments} segments written to {self.output}; "
+            f"{self.pixels_moved} overlapping pixels moved, {self.segments_dropped} segments dropped, "
+            f"{len(self.skipped)} items skipped on error, {len(self.not_labeled)} not labeled"
+        )
+
+
+def convert(
+    src_format: str,
+    dst_format: str,
+    input: str | Path,
+    output: str | Path,
+    *,
+    workers: int = 1,
+    on_error: str = "fail",
+    report: str | Path | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> ConversionReport:
+    """Convert `input` (format `src_format`) to `output` (format `dst_format`).
+
+    `options` are the fields of `Options` (overlap, categories_file, annotations, ...). With
+    `on_error="skip"` an image whose conversion raises SegassistError is left out and listed in the report;
+    with "fail" the error propagates and nothing is written. `report` also writes the report as JSON.
+    """
+    for name, value, known in (("source", src_format, FORMATS), ("target", dst_format, FORMATS)):
+        if value not in known:
+            raise SegassistError(f"unknown {name} format {value!r}; known: {', '.join(known)}")
+    if on_error not in ON_ERROR:
+        raise SegassistError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    settings = _options(options)
+    input, output = Path(input), Path(output)
+    source = FORMATS[src_format].source(input, settings)
+    categories = (
+        read_categories_file(settings.categories_file) if settings.categories_file else source.categories
+    )
+    sink = FORMATS[dst_format].sink(output, categories, settings)
+    result = ConversionReport(src_format, dst_format, str(input), str(output))
+    bar = tqdm(
+        desc="converting", unit="image", disable=not sys.stderr.isatty() if progress is None else not progress
+    )
+    try:
+        for item, outcome in _process_all(source, sink.renderer, max(1, int(workers))):
+            bar.update()
+            kind, value = outcome
+            if kind == "not_labeled":
+                result.not_labeled.append(source.where(item))
+                continue
+            if kind == "error":
+                error = SegassistError(value["reason"], **{**source.where(item), **value["where"]})
+                if on_error == "fail":
+                    raise error
+                result.skipped.append({**_present(source.where(item)), "error": str(error)})
+                continue
+            try:
+                sink.write(value)
+            except SegassistError as error:
+                raise error.at(**source.where(item)) from None
+            result.images += 1
+            result.segments += value.segments
+            if value.report:
+                result.changes.append({"image_id": value.image_id, **value.report})
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        bar.close()
+    if report is not None:
+        _write_json(Path(report), result.to_dict())
+    return result
+
+
+def _options(options: dict[str, Any]) -> Options:
+    known = {item.name for item in fields(Options)}
+    unknown = set(options) - known
+    if unknown:
+        raise TypeError(f"unknown conversion option(s): {', '.join(sorted(unknown))}")
+    for key in ("categories_file", "label_config", "images", "png_dir"):
+        if options.get(key) is not None:
+            options[key] = Path(options[key])
+    settings = Options(**options)
+    if settings.overlap not in POLICIES:
+        raise SegassistError(f"overlap policy must be one of {', '.join(POLICIES)}, got {settings.overlap!r}")
+    if not 1 <= settings.alpha_threshold <= 255:
+        raise SegassistError(f"alpha threshold must be within 1..255, got {settings.alpha_threshold}")
+    return settings
+
+
+# -- the pipeline: load + render per item, in this process or in workers -------------------------------------
+
+_worker_state: tuple[Source, Renderer] | None = None
+
+
+def _init_worker(source: Source, renderer: Renderer) -> None:
+    global _worker_state
+    _worker_state = (source, renderer)
+
+
+def _process_one(item: Any, source: Source, renderer: Renderer) -> tuple[str, Any]:
+    """("ok", Rendered) | ("not_labeled", None) | ("error", {reason, where}); errors travel as plain data."""
+    try:
+        image = source.load(item)
+        if image is None:
+            return "not_labeled", None
+        return "ok", renderer.render(image)
+    except SegassistError as error:
+        where = {
+            key: getattr(error, key)
+            for key in ("file", "task_id", "annotation_id", "region_id", "image_id")
+            if getattr(error, key) is not None
+        }
+        return "error", {"reason": error.reason, "where": where}
+
+
+def _process_in_worker(item: Any) -> tuple[str, Any]:
+    assert _worker_state is not None
+    return _process_one(item, *_worker_state)
+
+
+def _process_all(source: Source, renderer: Renderer, workers: int) -> Iterator[tuple[Any, tuple[str, Any]]]:
+    """(item, outcome) in input order. With workers, at most 2 × workers items are in flight, so a streamed
+    input is never read far ahead (Pool.imap would queue the whole input)."""
+    if workers == 1:
+        for item in source.items():
+            yield item, _process_one(item, source, renderer)
+        return
+    with multiprocessing.get_context("fork").Pool(workers, _init_worker, (source, renderer)) as pool:
+        pending: deque[tuple[Any, Any]] = deque()
+        for item in source.items():
+            pending.append((item, pool.apply_async(_process_in_worker, (item,))))
+            if len(pending) >= 2 * workers:
+                done_item, result = pending.popleft()
+                yield done_item, result.get()
+        while pending:
+            done_item, result = pending.popleft()
+            yield done_item, result.get()
+
+
+def _present(where: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in where.items() if value is not None}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    temp = temp_path_beside(path)
+    temp.write_text(json.dumps(data, indent=1) + "\n")
+    move_into_place(temp, path)
+
+
+# -- command line --------------------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert between Label Studio JSON, COCO instance, COCO panoptic and semantic label maps",
+        description="Convert a segmentation dataset. A COCO panoptic dataset is named by its JSON file "
+        "(PNGs in the folder of the same name without .json, or --png-dir); semantic output is a folder "
+        "of PNGs plus labelmap.json.",
+    )
+    parser.add_argument("--from", dest="src_format", required=True, choices=tuple(FORMATS))
+    parser.add_argument("--to", dest="dst_format", required=True, choices=tuple(FORMATS))
+    parser.add_argument("input", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument(
+        "--categories",
+        dest="categories_file",
+        type=Path,
+        help="COCO-style category list (id, name, isthing, color)",
+    )
+    parser.add_argument("--label-config", type=Path, help="Label Studio labeling config to take labels from")
+    parser.add_argument(
+        "--annotations",
+        choices=ANNOTATION_CHOICES,
+        default="latest",
+        help="Label Studio input: which annotations of a task (default: latest)",
+    )
+    parser.add_argument("--predictions", action="store_true", help="Label Studio input: read predictions")
+    parser.add_argument(
+        "--alpha-threshold",
+        type=int,
+        default=128,
+        help="brush/bitmask alpha counted as foreground (>=; 1 = any visible pixel)",
+    )
+    parser.add_argument(
+        "--overlap",
+        choices=POLICIES,
+        default="error",
+        help="how panoptic/semantic output resolves overlapping segments (default: error)",
+    )
+    parser.add_argument("--things-over-stuff", action="store_true", help="things always above stuff")
+    parser.add_argument("--min-area", type=int, default=0, help="drop segments left with fewer pixels")
+    parser.add_argument(
+        "--min-kept-fraction",
+        type=float,
+        default=0.0,
+        help="drop segments left with less than this fraction of their pixels",
+    )
+    parser.add_argument(
+        "--segmentation",
+        choices=("rle", "polygon"),
+        default="rle",
+        help="COCO / Label Studio output: RLE or brush masks (exact), or polygons",
+    )
+    parser.add_argument("--polygon-tolerance", type=float, default=1.0, help="polygon simplification, pixels")
+    parser.add_argument("--images", type=Path, help="image folder, to read sizes the input lacks")
+    parser.add_argument("--png-dir", type=Path, help="COCO panoptic PNG folder (input or output)")
+    parser.add_argument(
+        "--write-predictions",
+        action="store_true",
+        help="Label Studio output: write masks as predictions instead of annotations",
+    )
+    parser.add_argument(
+        "--model-version", default="segassist", help="Label Studio output: prediction model_version"
+    )
+    parser.add_argument("--from-name", help="Label Studio output: labels control name (default: tag)")
+    parser.add_argument("--to-name", help="Label Studio output: image tag name (default: image)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--on-error",
+        choices=ON_ERROR,
+        default="fail",
+        help="fail (default; nothing is written) or skip the image and list it in the report",
+    )
+    parser.add_argument("--report", type=Path, help="write the report as JSON")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    option_names = {item.name for item in fields(Options)}
+    options = {key: value for key, value in vars(args).items() if key in option_names}
+    result = convert(
+        args.src_format,
+        args.dst_format,
+        args.input,
+        args.output,
+        workers=args.workers,
+        on_error=args.on_error,
+        report=args.report,
+        **options,
+    )
+    print(result.summary(), file=sys.stderr)
+    return 0

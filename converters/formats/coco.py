@@ -1,0 +1,222 @@
+"""COCO instance JSON ⇄ the model.
+
+Reading is tolerant of what real files hold: polygons (several parts per object), compressed and uncompressed
+RLE, iscrowd as a string ("false"), extra fields. The file is read whole (COCO instance files are compact; the
+annotations must be grouped by image anyway). Writing streams one image at a time: RLE by default (exact),
+polygons on request (crowd regions stay RLE); `area` is the pixel count of the mask as written and `bbox` its
+tight box, so both always agree with the segmentation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from converters import coco_rle, polygons
+from converters.errors import SegassistError
+from converters.formats.common import (
+    JsonArrayWriter,
+    Options,
+    Rendered,
+    category_from_dict,
+    category_to_dict,
+    check_categories,
+    move_into_place,
+)
+from converters.mask import Mask
+from converters.model import Category, ImageRecord, Origin, Segment
+
+_TRUE_STRINGS = {"1", "true", "yes"}
+_FALSE_STRINGS = {"0", "false", "no", ""}
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    try:
+        with Path(path).open("rb") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise SegassistError(f"cannot read the JSON file: {error}", file=str(path)) from None
+    if not isinstance(data, dict):
+        raise SegassistError("a COCO file must be a JSON object", file=str(path))
+    return data
+
+
+def parse_iscrowd(value: Any) -> bool:
+    """0/1, booleans, and the strings some exporters write ("false", "1")."""
+    if isinstance(value, bool | int):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE_STRINGS | _FALSE_STRINGS:
+        return value.strip().lower() in _TRUE_STRINGS
+    raise SegassistError(f"iscrowd must be 0 or 1, got {value!r}")
+
+
+def image_entry(data: dict[str, Any], file: str) -> tuple[int, str, int, int]:
+    """(id, file_name, width, height) of a COCO `images` entry."""
+    try:
+        return int(data["id"]), str(data["file_name"]), int(data["width"]), int(data["height"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise SegassistError(
+            f"image entry lacks a valid {error}", file=file, image_id=data.get("id")
+        ) from None
+
+
+class CocoSource:
+    """A COCO instance file; items are (image entry, [(position, annotation)])."""
+
+    def __init__(self, path: Path, options: Options) -> None:
+        self.path = Path(path)
+        data = load_json(self.path)
+        try:
+            self.categories = [category_from_dict(entry) for entry in data.get("categories") or []]
+        except (KeyError, TypeError, ValueError) as error:
+            raise SegassistError(f"invalid category entry: {error!r}", file=str(self.path)) from None
+        check_categories(self.categories, str(self.path))
+        self._images = data.get("images") or []
+        if not self._images:
+            raise SegassistError("the file has no `images`", file=str(self.path))
+        known = {entry.get("id") for entry in self._images}
+        self._annotations: dict[Any, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        for position, annotation in enumerate(data.get("annotations") or []):
+            if annotation.get("image_id") not in known:
+                raise SegassistError(
+                    f"annotation refers to image {annotation.get('image_id')!r}, which is not in `images`",
+                    file=str(self.path),
+                    region_id=annotation.get("id"),
+                )
+            self._annotations[annotation["image_id"]].append((position, annotation))
+
+    def items(self) -> Iterator[tuple[dict[str, Any], list[tuple[int, dict[str, Any]]]]]:
+        for entry in self._images:
+            yield entry, self._annotations.get(entry.get("id"), [])
+
+    def where(self, item: tuple[dict[str, Any], Any]) -> dict[str, Any]:
+        return {"file": str(self.path), "image_id": item[0].get("id")}
+
+    def load(self, item: tuple[dict[str, Any], list[tuple[int, dict[str, Any]]]]) -> ImageRecord:
+        entry, annotations = item
+        image_id, file_name, width, height = image_entry(entry, str(self.path))
+        category_ids = {category.id for category in self.categories}
+        segments = []
+        for position, annotation in annotations:
+            region_id = annotation.get("id")
+            try:
+                if annotation.get("category_id") not in category_ids:
+                    raise SegassistError(f"unknown category_id {annotation.get('category_id')!r}")
+                segments.append(
+                    Segment(
+                        mask=decode_segmentation(annotation.get("segmentation"), height, width),
+                        category_id=int(annotation["category_id"]),
+                        iscrowd=parse_iscrowd(annotation.get("iscrowd", 0)),
+                        score=float(annotation["score"]) if annotation.get("score") is not None else None,
+                        origin=Origin(file=str(self.path), region_id=region_id, order=position),
+                        id=int(region_id) if isinstance(region_id, int) else None,
+                    )
+                )
+            except SegassistError as error:
+                raise error.at(file=str(self.path), image_id=image_id, region_id=region_id) from None
+        extra = {
+            key: value for key, value in entry.items() if key not in ("id", "file_name", "width", "height")
+        }
+        return ImageRecord(image_id, file_name, width, height, segments, extra={"coco_image": extra})
+
+
+def decode_segmentation(segmentation: Any, height: int, width: int) -> Mask:
+    """A Mask from polygons (one or several parts), or compressed or uncompressed RLE."""
+    if isinstance(segmentation, dict):
+        return coco_rle.decode(segmentation, height, width)
+    if isinstance(segmentation, list) and segmentation:
+        parts = segmentation if isinstance(segmentation[0], list) else [segmentation]
+        return polygons.coco_to_mask(parts, height, width)
+    raise SegassistError("annotation has no segmentation (box-only annotations have no mask to convert)")
+
+
+class CocoSink:
+    """Streams a COCO instance file: images and annotations to temporary parts, joined on commit."""
+
+    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+        self.output = Path(output)
+        self.categories = categories
+        self.renderer = CocoRenderer(
+            {category.id for category in categories}, options.segmentation, options.polygon_tolerance
+        )
+        self._json = JsonArrayWriter(self.output, ("images", "annotations"))
+        self._next_id = 1
+
+    def write(self, rendered: Rendered) -> None:
+        image, annotations = rendered.payload
+        self._json.append("images", image)
+        for annotation in annotations:
+            self._json.append("annotations", {"id": self._next_id, **annotation})
+            self._next_id += 1
+
+    def commit(self) -> None:
+        fields = {
+            "info": {"description": "written by segassist"},
+            "categories": [category_to_dict(category) for category in self.categories],
+        }
+        self._json.finish(fields, ("info", "images", "annotations", "categories"))
+        move_into_place(self._json.temp, self.output)
+
+    def abort(self) -> None:
+        self._json.abort()
+
+
+class CocoRenderer:
+    """One image's COCO entry and annotations (picklable; runs in worker processes)."""
+
+    def __init__(self, category_ids: set[int], segmentation: str, polygon_tolerance: float) -> None:
+        if segmentation not in ("rle", "polygon"):
+            raise SegassistError(f"--segmentation must be rle or polygon, got {segmentation!r}")
+        self.category_ids = category_ids
+        self.segmentation = segmentation
+        self.polygon_tolerance = polygon_tolerance
+
+    def render(self, image: ImageRecord) -> Rendered:
+        annotations = []
+        dropped = []
+        polygon_loss = []
+        for segment in image.segments:
+            if segment.category_id not in self.category_ids:
+                raise SegassistError(
+                    f"segment has category {segment.category_id}, which is not among the categories",
+                    **segment.origin.where(),
+                )
+            segmentation, written = self._encode(segment)
+            if written.is_empty:
+                dropped.append({**_where(segment), "reason": "empty mask"})
+                continue
+            changed = written.area + segment.mask.area - 2 * written.intersection_area(segment.mask)
+            if changed:
+                polygon_loss.append({**_where(segment), "pixels_changed": changed})
+            annotation = {
+                "image_id": image.id,
+                "category_id": segment.category_id,
+                "segmentation": segmentation,
+                "area": written.area,
+                "bbox": list(written.bbox),
+                "iscrowd": int(segment.iscrowd),
+            }
+            if segment.score is not None:
+                annotation["score"] = segment.score
+            annotations.append(annotation)
+        entry = {"id": image.id, "file_name": image.file_name, "width": image.width, "height": image.height}
+        entry.update(image.extra.get("coco_image", {}))
+        report = {
+            key: value for key, value in (("dropped", dropped), ("polygon_loss", polygon_loss)) if value
+        }
+        return Rendered(image.id, (entry, annotations), segments=len(annotations), report=report)
+
+    def _encode(self, segment: Segment) -> tuple[Any, Mask]:
+        """The segmentation to write and the mask it stands for (polygons lose holes and specks)."""
+        if self.segmentation == "polygon" and not segment.iscrowd and not segment.mask.is_empty:
+            parts = polygons.mask_to_polygons(segment.mask, tolerance=self.polygon_tolerance).polygons
+            if parts:
+                return parts, polygons.coco_to_mask(parts, segment.mask.height, segment.mask.width)
+        return coco_rle.encode(segment.mask), segment.mask
+
+
+def _where(segment: Segment) -> dict[str, Any]:
+    return {key: value for key, value in segment.origin.where().items() if value is not None}

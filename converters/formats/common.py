@@ -1,0 +1,231 @@
+"""What every format shares: conversion options, the reader/writer protocol, atomic output, category files.
+
+A reader is a `Source`: its categories, an iterator of raw items (one per image, picklable, cheap) and a
+`load(item) -> ImageRecord | None` (None: nothing to convert, e.g. an unlabeled task). A writer is a `Sink`:
+a picklable `renderer` whose `render(image) -> Rendered` does the heavy work (overlap resolution, encoding),
+and `write(rendered)`, `commit()`, `abort()` in the main process. Sources and renderers are picklable because
+`load` and `render` run in worker processes. Output goes to temporary paths beside the target, renamed
+on commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from converters.errors import SegassistError
+from converters.model import Category, ImageRecord
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every conversion option; each format reads the ones that concern it."""
+
+    categories_file: Path | None = None
+    label_config: Path | None = None
+    annotations: str = "latest"  # all | latest | ground-truth
+    predictions: bool = False
+    alpha_threshold: int = 128
+    overlap: str = "error"
+    things_over_stuff: bool = False
+    min_area: int = 0
+    min_kept_fraction: float = 0.0
+    segmentation: str = "rle"  # rle | polygon (COCO instance and Label Studio output)
+    polygon_tolerance: float = 1.0
+    images: Path | None = None
+    png_dir: Path | None = None
+    write_predictions: bool = False  # Label Studio output: predictions instead of annotations
+    model_version: str = "segassist"
+    from_name: str | None = None
+    to_name: str | None = None
+
+
+@dataclass
+class Rendered:
+    """A writer's output for one image, made in a worker: the payload plus report entries."""
+
+    image_id: Any
+    payload: Any
+    segments: int = 0
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    categories: list[Category]
+
+    def items(self) -> Iterator[Any]: ...
+
+    def load(self, item: Any) -> ImageRecord | None: ...
+
+    def where(self, item: Any) -> dict[str, Any]: ...
+
+
+class Renderer(Protocol):
+    def render(self, image: ImageRecord) -> Rendered: ...
+
+
+class Sink(Protocol):
+    renderer: Renderer
+
+    def write(self, rendered: Rendered) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+# -- categories ----------------------------------------------------------------------------------------------
+
+
+def category_from_dict(entry: dict[str, Any]) -> Category:
+    color = entry.get("color")
+    if isinstance(color, str):  # "#rrggbb", as Label Studio and BRUSH_TO_COCO write it
+        color = tuple(int(color.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4))
+    return Category(
+        id=int(entry["id"]),
+        name=str(entry["name"]),
+        isthing=bool(int(entry.get("isthing", 1))),
+        color=tuple(int(c) for c in color) if color else None,
+        supercategory=str(entry.get("supercategory") or ""),
+    )
+
+
+def category_to_dict(category: Category) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": category.id,
+        "name": category.name,
+        "supercategory": category.supercategory,
+        "isthing": int(category.isthing),
+    }
+    if category.color is not None:
+        entry["color"] = list(category.color)
+    return entry
+
+
+def read_categories_file(path: Path) -> list[Category]:
+    """A COCO-style category list (a JSON list, or an object with `categories`)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        entries = data["categories"] if isinstance(data, dict) else data
+        categories = [category_from_dict(entry) for entry in entries]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SegassistError(f"cannot read the category list: {error}", file=str(path)) from None
+    check_categories(categories, str(path))
+    return categories
+
+
+def check_categories(categories: list[Category], file: str | None) -> None:
+    ids = [category.id for category in categories]
+    if len(set(ids)) != len(ids):
+        raise SegassistError("category ids are not unique", file=file)
+    names = [category.name for category in categories]
+    if len(set(names)) != len(names):
+        raise SegassistError("category names are not unique", file=file)
+
+
+# -- images --------------------------------------------------------------------------------------------------
+
+# EXIF orientations that swap width and height (the browser and Label Studio show the image turned).
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def image_file_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file as a browser shows it (EXIF orientation applied); header only."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except OSError as error:
+        raise SegassistError(f"cannot read the image size: {error}", file=str(path)) from None
+    return (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
+
+
+# -- atomic output -------------------------------------------------------------------------------------------
+
+
+def temp_path_beside(target: Path, *, directory: bool = False) -> Path:
+    """A fresh temporary file or folder in the target's folder (same file system, so the rename is atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}.tmp-"
+    if directory:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    handle, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def move_into_place(temp: Path, target: Path) -> None:
+    """Rename `temp` to `target`, replacing what is there (a replaced folder is removed after the swap)."""
+    if temp.is_dir() and target.exists():
+        old = temp_path_beside(target, directory=True)
+        old.rmdir()
+        os.replace(target, old)
+        os.replace(temp, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(temp, target)
+
+
+def remove_path(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class JsonArrayWriter:
+    """Streams a JSON document whose big arrays are written one element at a time.
+
+    Each array goes to its own temporary file; `finish` joins them with the small fields into the target's
+    temporary file, so memory never holds more than one element.
+    """
+
+    def __init__(self, target: Path, arrays: tuple[str, ...]) -> None:
+        self.target = target
+        self.temp = temp_path_beside(target)
+        self._parts = {name: temp_path_beside(target) for name in arrays}
+        self._files = {name: path.open("w") for name, path in self._parts.items()}
+        self._counts = dict.fromkeys(arrays, 0)
+
+    def append(self, array: str, element: Any) -> None:
+        handle = self._files[array]
+        handle.write(",\n" if self._counts[array] else "\n")
+        json.dump(element, handle, separators=(",", ":"))
+        self._counts[array] += 1
+
+    def finish(self, fields: dict[str, Any], order: tuple[str, ...]) -> None:
+        """Write the document to the temporary path: keys in `order`, taken from `fields` or the arrays."""
+        for handle in self._files.values():
+            handle.close()
+        with self.temp.open("w") as out:
+            out.write("{")
+            for position, key in enumerate(order):
+                out.write(",\n" if position else "\n")
+                out.write(json.dumps(key) + ": ")
+                if key in self._parts:
+                    out.write("[")
+                    with self._parts[key].open() as part:
+                        shutil.copyfileobj(part, out)
+                    out.write("\n]")
+                else:
+                    out.write(json.dumps(fields[key]))
+            out.write("\n}\n")
+        self._remove_parts()
+
+    def abort(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._remove_parts()
+        self.temp.unlink(missing_ok=True)
+
+    def _remove_parts(self) -> None:
+        for path in self._parts.values():
+            path.unlink(missing_ok=True)

@@ -1,0 +1,302 @@
+"""Label Studio JSON export (a list of tasks) ⇄ the model.
+
+Reading streams the export with ijson, one task at a time: a 10,000-task export is never loaded whole. Per
+task it takes the non-cancelled annotations (`all`, the `latest`, or the `ground-truth` one) or, with
+`predictions`, the predictions; every region result becomes one segment (ls_regions). Writing streams tasks
+that Label Studio imports, with the masks as annotations or predictions (BrushLabels RLE by default,
+PolygonLabels with `segmentation="polygon"`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import ijson
+
+from converters import polygons
+from converters.errors import SegassistError
+from converters.formats.common import (
+    Options,
+    Rendered,
+    check_categories,
+    image_file_size,
+    move_into_place,
+    read_categories_file,
+    temp_path_beside,
+)
+from converters.formats.ls_regions import (
+    is_region,
+    result_image_size,
+    result_label,
+    result_to_segment,
+    segment_to_result,
+)
+from converters.lsconfig import DEFAULT_FROM_NAME, DEFAULT_IMAGE_KEY, DEFAULT_TO_NAME, read_label_config
+from converters.model import Category, ImageRecord, Origin
+
+ANNOTATION_CHOICES = ("all", "latest", "ground-truth")
+
+
+class LabelStudioSource:
+    """A Label Studio JSON export; items are (position, task) pairs."""
+
+    def __init__(self, path: Path, options: Options) -> None:
+        self.path = Path(path)
+        self.options = options
+        if options.annotations not in ANNOTATION_CHOICES:
+            raise SegassistError(f"--annotations must be one of {', '.join(ANNOTATION_CHOICES)}")
+        if options.predictions and options.annotations == "ground-truth":
+            raise SegassistError("predictions have no ground truth: use --annotations all or latest")
+        config = read_label_config(options.label_config) if options.label_config else None
+        self.image_key = config.image_key if config else None
+        if options.categories_file:
+            self.categories = read_categories_file(options.categories_file)
+        elif config:
+            self.categories = config.categories
+            check_categories(self.categories, str(options.label_config))
+        else:
+            self.categories = self._labels_in_order_of_appearance()
+        self._category_ids = {category.name: category.id for category in self.categories}
+
+    def items(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        with self.path.open("rb") as handle:
+            yield from enumerate(_iter_tasks(handle, str(self.path)))
+
+    def where(self, item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
+        position, task = item
+        return {"file": str(self.path), "task_id": _task_ref(position, task)}
+
+    def load(self, item: tuple[int, dict[str, Any]]) -> ImageRecord | None:
+        """The task as an image with its regions, or None when it has nothing to convert (not labeled)."""
+        position, task = item
+        task_id = _task_ref(position, task)
+        sources = self._selected(task)
+        if sources is None:
+            return None
+        file_name = _file_name(self._image_reference(task))
+        image_size = None
+        segments = []
+        order = 0
+        for annotation_id, results, default_score in sources:
+            for result in results:
+                if not is_region(result):
+                    continue
+                origin = Origin(
+                    file=str(self.path), task_id=task_id, annotation_id=annotation_id, order=order
+                )
+                try:
+                    label = result_label(result)
+                    if label not in self._category_ids:
+                        raise SegassistError(f"label {label!r} is not among the categories")
+                    if image_size is None:
+                        image_size = self._image_size(result, file_name)
+                    elif result_image_size(result, image_size) != image_size:
+                        raise SegassistError(
+                            "original_width/original_height differ from the task's other regions "
+                            f"({image_size[0]}x{image_size[1]})"
+                        )
+                    segment = result_to_segment(
+                        result,
+                        category_id=self._category_ids[label],
+                        alpha_threshold=self.options.alpha_threshold,
+                        image_size=image_size,
+                        origin=origin,
+                    )
+                except SegassistError as error:
+                    raise error.at(**{**origin.where(), "region_id": result.get("id")}) from None
+                if segment.score is None and default_score is not None:
+                    segment.score = float(default_score)
+                segments.append(segment)
+                order += 1
+        if image_size is None:
+            image_size = self._image_size({}, file_name)
+        return ImageRecord(
+            # Tasks without an id (import files) are numbered by position, from 1.
+            id=task_id if isinstance(task_id, int) else position + 1,
+            file_name=file_name,
+            width=image_size[0],
+            height=image_size[1],
+            segments=segments,
+            extra={"data": task.get("data") or {}},
+        )
+
+    def _selected(self, task: dict[str, Any]) -> list[tuple[Any, list[dict[str, Any]], Any]] | None:
+        """(annotation id, results, score) of the annotations or predictions to convert; None when none."""
+        if self.options.predictions:
+            chosen = task.get("predictions") or []
+            if self.options.annotations == "latest":
+                chosen = chosen[-1:]
+        else:
+            candidates = [
+                annotation
+                for annotation in task.get("annotations", task.get("completions")) or []
+                if not annotation.get("was_cancelled")
+            ]
+            if self.options.annotations == "ground-truth":
+                candidates = [annotation for annotation in candidates if annotation.get("ground_truth")]
+            if self.options.annotations == "all" or not candidates:
+                chosen = candidates
+            else:
+                chosen = [
+                    max(
+                        enumerate(candidates),
+                        key=lambda pair: (
+                            pair[1].get("updated_at") or pair[1].get("created_at") or "",
+                            pair[0],
+                        ),
+                    )[1]
+                ]
+        if not chosen:
+            return None
+        return [(entry.get("id"), entry.get("result") or [], entry.get("score")) for entry in chosen]
+
+    def _image_reference(self, task: dict[str, Any]) -> str:
+        data = task.get("data") or {}
+        key = self.image_key or DEFAULT_IMAGE_KEY
+        if isinstance(data.get(key), str):
+            return data[key]
+        reference = next((value for value in data.values() if isinstance(value, str)), None)
+        if reference is None:
+            raise SegassistError(f"task data has no image reference (key {key!r})")
+        return reference
+
+    def _image_size(self, result: dict[str, Any], file_name: str) -> tuple[int, int]:
+        """The result's original size, else the size of the image file in --images."""
+        image_size = None
+        if not (result.get("original_width") and result.get("original_height")) and self.options.images:
+            image_size = image_file_size(Path(self.options.images) / file_name)
+        return result_image_size(result, image_size)
+
+    def _labels_in_order_of_appearance(self) -> list[Category]:
+        """Without a category file or config: every label used, in order of first appearance, ids from 1."""
+        names: dict[str, None] = {}
+        for item in self.items():
+            sources = self._selected(item[1]) or []
+            for _, results, _ in sources:
+                for result in results:
+                    if is_region(result):
+                        try:
+                            names.setdefault(result_label(result))
+                        except SegassistError as error:
+                            raise error.at(**self.where(item)) from None
+        return [Category(id=position, name=name) for position, name in enumerate(names, start=1)]
+
+
+def _task_ref(position: int, task: dict[str, Any]) -> Any:
+    """The task's id, or "#n" (its position from 1) for tasks without one, as import files have."""
+    return task.get("id", f"#{position + 1}")
+
+
+def _iter_tasks(handle: BinaryIO, file: str) -> Iterator[dict[str, Any]]:
+    """Tasks from a JSON list, or the one task of a cloud-storage `<task_id>.json` file."""
+    head = handle.read(4096).lstrip()
+    handle.seek(0)
+    prefix = "item" if head.startswith(b"[") else ""
+    count = 0
+    try:
+        for task in ijson.items(handle, prefix, use_float=True):
+            if not isinstance(task, dict):
+                raise SegassistError(f"task #{count} is not a JSON object", file=file)
+            count += 1
+            yield task
+    except ijson.JSONError as error:
+        raise SegassistError(f"invalid JSON after {count} task(s): {error}", file=file) from None
+
+
+def _file_name(reference: str) -> str:
+    """The image's file name from a task's data URL (/data/upload/..., local-files ?d=..., http URLs)."""
+    parts = urlsplit(reference)
+    local = parse_qs(parts.query).get("d")
+    path = local[0] if local else unquote(parts.path)
+    return PurePosixPath(path).name or reference
+
+
+class LabelStudioSink:
+    """Streams an importable task list to a temporary file, renamed on commit."""
+
+    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+        self.output = Path(output)
+        self.renderer = LabelStudioRenderer.create(categories, options)
+        self.temp = temp_path_beside(self.output)
+        self._handle = self.temp.open("w")
+        self._handle.write("[")
+        self._count = 0
+
+    def write(self, rendered: Rendered) -> None:
+        self._handle.write(",\n" if self._count else "\n")
+        self._handle.write(rendered.payload)
+        self._count += 1
+
+    def commit(self) -> None:
+        self._handle.write("\n]\n")
+        self._handle.close()
+        move_into_place(self.temp, self.output)
+
+    def abort(self) -> None:
+        self._handle.close()
+        self.temp.unlink(missing_ok=True)
+
+
+class LabelStudioRenderer:
+    """Turns one image into one task's JSON text (picklable; runs in worker processes)."""
+
+    def __init__(
+        self, labels: dict[int, str], control_type: str, from_name: str, to_name: str, options: Options
+    ) -> None:
+        self.labels = labels
+        self.control_type = control_type
+        self.from_name = from_name
+        self.to_name = to_name
+        self.options = options
+
+    @classmethod
+    def create(cls, categories: list[Category], options: Options) -> LabelStudioRenderer:
+        config = read_label_config(options.label_config) if options.label_config else None
+        if options.segmentation == "polygon":
+            control_type = "polygonlabels"
+        elif config and config.control_type in ("brushlabels", "bitmasklabels", "polygonlabels"):
+            control_type = config.control_type
+        else:
+            control_type = "brushlabels"
+        return cls(
+            labels={category.id: category.name for category in categories},
+            control_type=control_type,
+            from_name=options.from_name or (config.from_name if config else DEFAULT_FROM_NAME),
+            to_name=options.to_name or (config.to_name if config else DEFAULT_TO_NAME),
+            options=options,
+        )
+
+    def render(self, image: ImageRecord) -> Rendered:
+        results = []
+        polygon_loss = []
+        for segment in image.segments:
+            result = segment_to_result(
+                segment,
+                from_name=self.from_name,
+                to_name=self.to_name,
+                control_type=self.control_type,
+                label=self.labels[segment.category_id],
+                polygon_tolerance=self.options.polygon_tolerance,
+            )
+            if self.control_type == "polygonlabels":
+                written = polygons.ls_to_mask(result["value"]["points"], image.width, image.height)
+                changed = written.area + segment.mask.area - 2 * written.intersection_area(segment.mask)
+                if changed:
+                    polygon_loss.append({"region_id": result["id"], "pixels_changed": changed})
+            results.append(result)
+        if self.options.write_predictions:
+            scores = [segment.score for segment in image.segments if segment.score is not None]
+            entry: dict[str, Any] = {"model_version": self.options.model_version, "result": results}
+            if scores:
+                entry["score"] = sum(scores) / len(scores)
+            body = {"predictions": [entry]}
+        else:
+            body = {"annotations": [{"result": results, "ground_truth": False}]}
+        data = image.extra.get("data") or {DEFAULT_IMAGE_KEY: image.file_name}
+        task = {"data": data, **body}
+        report = {"polygon_loss": polygon_loss} if polygon_loss else {}
+        return Rendered(image_id=image.id, payload=json.dumps(task), segments=len(results), report=report)

@@ -1,0 +1,201 @@
+"""One Label Studio result dict ⇄ one Segment: the only place that knows how LS stores a region's geometry.
+
+Reading accepts BrushLabels RLE (`value.rle`), BitmaskLabels (`value.imageDataURL`), PolygonLabels
+(`value.points` in percent), RectangleLabels (a box in percent, rotated clockwise about its top-left
+corner) and the `Brush`/`Polygon`/`Rectangle` + `Labels` variants whose label list is `value.labels`.
+Writing produces BrushLabels RLE, PolygonLabels, BitmaskLabels or RectangleLabels results that Label Studio
+imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+from converters import bitmask, brush, polygons
+from converters.errors import SegassistError
+from converters.mask import Mask
+from converters.model import Origin, Segment
+
+# Result types that carry a region's geometry, by the kind of geometry.
+BRUSH_TYPES = frozenset({"brushlabels", "brush"})
+BITMASK_TYPES = frozenset({"bitmasklabels", "bitmask"})
+POLYGON_TYPES = frozenset({"polygonlabels", "polygon"})
+RECTANGLE_TYPES = frozenset({"rectanglelabels", "rectangle"})
+REGION_TYPES = BRUSH_TYPES | BITMASK_TYPES | POLYGON_TYPES | RECTANGLE_TYPES
+
+CONTROL_TYPES = ("brushlabels", "polygonlabels", "bitmasklabels", "rectanglelabels")
+
+# Percent coordinates are written with this many decimals: 1e-6 % of a 100k-pixel side is 0.001 px.
+PERCENT_DECIMALS = 6
+
+
+def is_region(result: dict[str, Any]) -> bool:
+    """Whether a result is a region with geometry (relations, choices, text areas ... are not)."""
+    return result.get("type") in REGION_TYPES
+
+
+def result_label(result: dict[str, Any]) -> str:
+    """The region's label: the first entry of value[<type>], or of value.labels for Brush + Labels configs."""
+    value = result.get("value") or {}
+    labels = value.get(result.get("type")) or value.get("labels")
+    if not labels or not isinstance(labels, list) or not isinstance(labels[0], str):
+        raise SegassistError("region has no label", region_id=result.get("id"))
+    return labels[0]
+
+
+def result_image_size(result: dict[str, Any], image_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(width, height) from the result's original_width/height, else `image_size` (from the image file)."""
+    width, height = result.get("original_width"), result.get("original_height")
+    if width and height:
+        return int(width), int(height)
+    if image_size is not None:
+        return int(image_size[0]), int(image_size[1])
+    raise SegassistError(
+        "region has no original_width/original_height and the image size is unknown "
+        "(pass the image folder so the size can be read from the file)",
+        region_id=result.get("id"),
+    )
+
+
+def result_to_segment(
+    result: dict[str, Any],
+    *,
+    category_id: int,
+    alpha_threshold: int = 128,
+    image_size: tuple[int, int] | None = None,
+    origin: Origin | None = None,
+) -> Segment:
+    """Decode one LS result into a Segment.
+
+    `image_size` is (width, height), used only when the result lacks original_width/height. `alpha_threshold`
+    binarises anti-aliased brush and bitmask alpha (alpha >= threshold is foreground; 1 means any alpha > 0,
+    which is what the LS editor shows). `origin` gives the file/task/annotation; the region id and score are
+    taken from the result.
+    """
+    region_id = result.get("id")
+    where = dataclasses.replace(origin or Origin(), region_id=region_id)
+    try:
+        mask = _decode_geometry(result, alpha_threshold, image_size)
+    except SegassistError as error:
+        raise error.at(**where.where()) from None
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise SegassistError(f"malformed {result.get('type')} region: {error!r}", **where.where()) from None
+    score = result.get("score")
+    return Segment(
+        mask=mask,
+        category_id=category_id,
+        score=float(score) if score is not None else None,
+        origin=where,
+    )
+
+
+def _decode_geometry(
+    result: dict[str, Any], alpha_threshold: int, image_size: tuple[int, int] | None
+) -> Mask:
+    kind = result.get("type")
+    value = result["value"]
+    width, height = result_image_size(result, image_size)
+    if kind in BRUSH_TYPES:
+        if value.get("format", "rle") != "rle" or "rle" not in value:
+            raise SegassistError(
+                "brush region has no RLE (only submitted brush regions with format 'rle' are read)"
+            )
+        return brush.decode_mask(value["rle"], width, height, threshold=alpha_threshold)
+    if kind in BITMASK_TYPES:
+        return bitmask.decode_mask(value["imageDataURL"], width, height, threshold=alpha_threshold)
+    if kind in POLYGON_TYPES:
+        return polygons.ls_to_mask(value["points"], width, height)
+    if kind in RECTANGLE_TYPES:
+        return polygons.rectangle_to_mask(
+            float(value["x"]),
+            float(value["y"]),
+            float(value["width"]),
+            float(value["height"]),
+            float(value.get("rotation") or 0),
+            width,
+            height,
+        )
+    raise SegassistError(f"unsupported region type {kind!r}")
+
+
+def segment_to_result(
+    segment: Segment,
+    *,
+    from_name: str,
+    to_name: str,
+    control_type: str,
+    label: str,
+    region_id: str | None = None,
+    polygon_tolerance: float = 1.0,
+) -> dict[str, Any]:
+    """One LS result for a segment, importable as an annotation or a prediction.
+
+    The region id is `region_id`, else the segment's source region id, else a hash of its content (stable
+    between runs). PolygonLabels holds one ring per region: a segment with several parts is written as its
+    largest part and holes are filled (write brushes when that loss matters).
+    """
+    if control_type not in CONTROL_TYPES:
+        raise ValueError(f"control_type must be one of {CONTROL_TYPES}, got {control_type!r}")
+    mask = segment.mask
+    if control_type == "brushlabels":
+        value: dict[str, Any] = {"format": "rle", "rle": brush.encode_mask(mask)}
+    elif control_type == "bitmasklabels":
+        value = {"imageDataURL": bitmask.encode_mask(mask)}
+    elif control_type == "polygonlabels":
+        value = {"points": _largest_ring_percent(mask, polygon_tolerance), "closed": True}
+    else:
+        x, y, w, h = mask.bbox
+        value = {
+            "x": _percent(x, mask.width),
+            "y": _percent(y, mask.height),
+            "width": _percent(w, mask.width),
+            "height": _percent(h, mask.height),
+            "rotation": 0,
+        }
+    value[control_type] = [label]
+    result: dict[str, Any] = {
+        "id": region_id or _region_id(segment),
+        "type": control_type,
+        "from_name": from_name,
+        "to_name": to_name,
+        "original_width": mask.width,
+        "original_height": mask.height,
+        "image_rotation": 0,
+        "value": value,
+    }
+    if segment.score is not None:
+        result["score"] = float(segment.score)
+    return result
+
+
+def _percent(pixels: float, size: int) -> float:
+    return round(pixels * 100.0 / size, PERCENT_DECIMALS)
+
+
+def _largest_ring_percent(mask: Mask, tolerance: float) -> list[list[float]]:
+    rings = polygons.mask_to_polygons(mask, tolerance=tolerance).polygons
+    if not rings:
+        raise SegassistError("segment is too small to be written as a polygon")
+    ring = max(rings, key=_shoelace_area)
+    return [
+        [_percent(ring[i], mask.width), _percent(ring[i + 1], mask.height)] for i in range(0, len(ring), 2)
+    ]
+
+
+def _shoelace_area(ring: list[float]) -> float:
+    xs, ys = ring[0::2], ring[1::2]
+    return abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs)))) / 2
+
+
+def _region_id(segment: Segment) -> str:
+    """The source's region id when there is one, else a content hash (LS ids are short strings)."""
+    if segment.origin.region_id is not None:
+        return str(segment.origin.region_id)
+    mask = segment.mask
+    digest = hashlib.sha1(
+        repr((segment.category_id, mask.shape, mask.top, mask.left, mask.bits.shape)).encode()
+        + mask.bits.tobytes()
+    )
+    return digest.hexdigest()[:10]

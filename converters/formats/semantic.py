@@ -1,0 +1,177 @@
+"""Semantic label maps: a folder with one single-channel PNG per image and the mapping file `labelmap.json`.
+
+Pixel value 0 is void (unlabeled); category k of the mapping (categories in id order) has value k + 1.
+PNGs are uint8 up to 255 categories and uint16 beyond. The mapping lists the classes (value, id, name,
+isthing, color) and the images (id, file name, size, PNG name), so a semantic folder converts back.
+Semantic maps hold one segment per class per image: instances of a class merge (an instance format read
+back gets one per class).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from converters import overlap
+from converters.errors import SegassistError
+from converters.formats.coco_panoptic import PNG_COMPRESSION, png_name
+from converters.formats.common import (
+    Options,
+    Rendered,
+    category_from_dict,
+    category_to_dict,
+    check_categories,
+    move_into_place,
+    remove_path,
+    temp_path_beside,
+)
+from converters.formats.label_map import masks_from_label_map, paint_label_map
+from converters.model import Category, ImageRecord, Origin, Segment
+
+MAPPING_FILE = "labelmap.json"
+VOID = 0
+
+
+def label_dtype(category_count: int) -> type:
+    return np.uint8 if category_count <= 255 else np.uint16
+
+
+class SemanticSource:
+    """A semantic folder (or its mapping file); items are the mapping's image entries."""
+
+    def __init__(self, path: Path, options: Options) -> None:
+        path = Path(path)
+        self.folder = path.parent if path.is_file() else path
+        mapping_path = self.folder / MAPPING_FILE
+        try:
+            mapping = json.loads(mapping_path.read_text())
+            self.void = int(mapping.get("void", VOID))
+            classes = mapping["classes"]
+            self.categories = [category_from_dict(entry) for entry in classes]
+            self.values = {int(entry["value"]): int(entry["id"]) for entry in classes}
+            self._images = list(mapping["images"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise SegassistError(
+                f"cannot read the semantic mapping file: {error!r}", file=str(mapping_path)
+            ) from None
+        check_categories(self.categories, str(mapping_path))
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        yield from self._images
+
+    def where(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {"file": str(self.folder / str(item.get("label_map"))), "image_id": item.get("id")}
+
+    def load(self, item: dict[str, Any]) -> ImageRecord:
+        png_path = self.folder / str(item.get("label_map"))
+        width, height = int(item["width"]), int(item["height"])
+        label_map = cv2.imread(str(png_path), cv2.IMREAD_UNCHANGED)
+        if label_map is None:
+            raise SegassistError("cannot read the label map PNG", file=str(png_path))
+        if label_map.ndim != 2:
+            raise SegassistError(
+                f"a label map must be single-channel, got shape {label_map.shape}", file=str(png_path)
+            )
+        if label_map.shape != (height, width):
+            raise SegassistError(
+                f"label map is {label_map.shape[1]}x{label_map.shape[0]}, the mapping says {width}x{height}",
+                file=str(png_path),
+            )
+        segments = []
+        for order, (value, mask) in enumerate(
+            sorted(masks_from_label_map(label_map, void=self.void).items())
+        ):
+            if value not in self.values:
+                raise SegassistError(
+                    f"pixel value {value} is not in the mapping's classes", file=str(png_path)
+                )
+            origin = Origin(file=str(png_path), region_id=f"value-{value}", order=order)
+            segments.append(Segment(mask=mask, category_id=self.values[value], origin=origin))
+        return ImageRecord(int(item["id"]), str(item["file_name"]), width, height, segments)
+
+
+class SemanticSink:
+    """Writes PNGs into a temporary folder, then the mapping file, and renames the folder into place."""
+
+    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+        self.output = Path(output)
+        self.categories = sorted(categories, key=lambda category: category.id)
+        self.renderer = SemanticRenderer(self.categories, options)
+        self._temp = temp_path_beside(self.output, directory=True)
+        self._images: list[dict[str, Any]] = []
+
+    def write(self, rendered: Rendered) -> None:
+        entry, png = rendered.payload
+        if (self._temp / entry["label_map"]).exists():
+            raise SegassistError(
+                f"two images would share the label map {entry['label_map']!r} (same file name stem)",
+                image_id=entry["id"],
+            )
+        (self._temp / entry["label_map"]).write_bytes(png)
+        self._images.append(entry)
+
+    def commit(self) -> None:
+        mapping = {
+            "void": VOID,
+            "dtype": np.dtype(label_dtype(len(self.categories))).name,
+            "classes": [
+                {"value": value, **category_to_dict(category)}
+                for value, category in enumerate(self.categories, start=1)
+            ],
+            "images": self._images,
+        }
+        (self._temp / MAPPING_FILE).write_text(json.dumps(mapping, indent=1) + "\n")
+        move_into_place(self._temp, self.output)
+
+    def abort(self) -> None:
+        remove_path(self._temp)
+
+
+class SemanticRenderer:
+    """One image's label map PNG (picklable; runs in worker processes)."""
+
+    def __init__(self, categories: list[Category], options: Options) -> None:
+        self.categories = categories
+        self.values = {category.id: value for value, category in enumerate(categories, start=1)}
+        self.dtype = label_dtype(len(categories))
+        self.options = options
+
+    def render(self, image: ImageRecord) -> Rendered:
+        for segment in image.segments:
+            if segment.category_id not in self.values:
+                raise SegassistError(
+                    f"segment has category {segment.category_id}, which is not among the categories",
+                    **segment.origin.where(),
+                )
+        kept, report = overlap.resolve(
+            image.segments,
+            self.options.overlap,
+            categories=self.categories,
+            things_over_stuff=self.options.things_over_stuff,
+            min_kept_fraction=self.options.min_kept_fraction,
+            min_area=self.options.min_area,
+        )
+        label_map = paint_label_map(
+            [segment.mask for segment in kept],
+            [self.values[segment.category_id] for segment in kept],
+            image.height,
+            image.width,
+            self.dtype,
+        )
+        ok, png = cv2.imencode(".png", label_map, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+        if not ok:
+            raise SegassistError("PNG encoding failed", image_id=image.id)
+        entry = {
+            "id": image.id,
+            "file_name": image.file_name,
+            "width": image.width,
+            "height": image.height,
+            "label_map": png_name(image.file_name),
+        }
+        changes = {"overlap": report.to_dict()} if report.changes else {}
+        return Rendered(image.id, (entry, png.tobytes()), len(kept), changes)

@@ -1,0 +1,130 @@
+"""`segassist qa INPUT ...`: run the checks, print the summary, write the reports, optionally a fixed copy.
+
+Exit codes: 0 when nothing at or above --fail-on was found, 1 when something was, 2 when the input could not
+be read at all (or the options are unusable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from converters import overlap
+from converters.errors import SegassistError
+from converters.qa.findings import Severity
+from converters.qa.run import FORMATS, TARGETS, QAOptions, check
+
+EXIT_CLEAN, EXIT_FOUND, EXIT_UNREADABLE = 0, 1, 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "qa",
+        help="check a dataset (Label Studio, COCO, COCO panoptic, semantic) and report what is wrong where",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "input", type=Path, help="LS export JSON, COCO JSON, COCO panoptic JSON, or semantic folder"
+    )
+    parser.add_argument("--format", default="auto", choices=("auto", *FORMATS))
+    parser.add_argument(
+        "--images", type=Path, help="folder of the image files (enables the image-size checks)"
+    )
+    parser.add_argument("--label-config", type=Path, help="Label Studio labeling config XML (label checks)")
+    parser.add_argument(
+        "--png-dir", type=Path, help="COCO panoptic PNG folder (default: the JSON path minus .json)"
+    )
+    parser.add_argument("--report", type=Path, metavar="FILE.json", help="write the JSON report")
+    parser.add_argument("--html", type=Path, metavar="FILE.html", help="write the HTML report with overlays")
+    parser.add_argument("--fail-on", default="error", choices=("error", "warning", "never"))
+    parser.add_argument(
+        "--fix", type=Path, metavar="OUTPUT", help="write a repaired copy (coco, coco-panoptic)"
+    )
+    parser.add_argument(
+        "--overlap",
+        choices=overlap.POLICIES[1:],
+        help="with --fix: make overlapping COCO instances exclusive with this policy",
+    )
+    parser.add_argument(
+        "--things-over-stuff", action="store_true", help="with --overlap: things win over stuff"
+    )
+    parser.add_argument("--min-kept-fraction", type=float, default=0.0, help="with --overlap (default 0)")
+    parser.add_argument(
+        "--target",
+        default="instance",
+        choices=TARGETS,
+        help="what the data is for: panoptic/semantic make overlapping segments an error (default instance)",
+    )
+    parser.add_argument("--min-area", type=int, default=10, help="segments below this many px are tiny (10)")
+    parser.add_argument(
+        "--alpha-threshold", type=int, default=128, help="brush alpha >= this is foreground (128)"
+    )
+    parser.add_argument(
+        "--agreement", type=float, default=0.5, help="IoU below which annotators disagree (0.5)"
+    )
+    parser.add_argument(
+        "--polygon-area-tolerance",
+        type=float,
+        default=0.01,
+        help="allowed relative polygon area error (0.01)",
+    )
+    parser.add_argument("--bbox-tolerance", type=float, default=1.0, help="allowed COCO bbox error in px (1)")
+    parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so that `segassist --help` does not pay for the report and fix modules.
+    from converters.qa.fix import fix
+    from converters.qa.html import write_html
+    from converters.qa.report import terminal_summary, write_json
+
+    options = QAOptions(
+        format=args.format,
+        images_dir=args.images,
+        label_config=args.label_config,
+        png_dir=args.png_dir,
+        target=args.target,
+        min_area=args.min_area,
+        alpha_threshold=args.alpha_threshold,
+        agreement=args.agreement,
+        polygon_area_tolerance=args.polygon_area_tolerance,
+        bbox_tolerance=args.bbox_tolerance,
+        workers=max(1, args.workers),
+    )
+    try:
+        result = check(args.input, options)
+    except SegassistError as error:
+        print(f"segassist qa: error: {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    print(terminal_summary(result))
+    changes = None
+    if args.fix:
+        try:
+            fixed = fix(
+                args.input,
+                args.fix,
+                options,
+                overlap_policy=args.overlap,
+                things_over_stuff=args.things_over_stuff,
+                min_kept_fraction=args.min_kept_fraction,
+            )
+        except SegassistError as error:
+            print(f"segassist qa --fix: error: {error}", file=sys.stderr)
+            return EXIT_UNREADABLE
+        changes = fixed.changes
+        print(f"fixed copy: {fixed.output} ({len(changes)} change(s))")
+        for change in changes:
+            print("  " + json.dumps(change, default=str))
+    if args.report:
+        write_json(result, args.report, fix_changes=changes)
+        print(f"JSON report: {args.report}")
+    if args.html:
+        write_html(result, options, args.html)
+        print(f"HTML report: {args.html}")
+    if args.fail_on == "never":
+        return EXIT_CLEAN
+    return EXIT_FOUND if result.count(Severity.parse(args.fail_on)) else EXIT_CLEAN

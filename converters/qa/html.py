@@ -1,0 +1,294 @@
+"""The HTML report: counts by code, then every flagged image worst first, with an overlay thumbnail.
+
+A thumbnail shows the image (when --images finds it; a dark canvas otherwise) with every segment filled in a
+colour and the segments the findings name outlined in red. Thumbnails are PNGs embedded as base64, so the
+report is one self-contained file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from converters.errors import SegassistError
+from converters.formats.common import move_into_place, temp_path_beside
+from converters.formats.label_map import paint_label_map
+from converters.formats.semantic import MAPPING_FILE
+from converters.mask import Mask
+from converters.qa import coco, labelstudio, panoptic
+from converters.qa.common import load_json
+from converters.qa.findings import CHECKS, Finding, Severity
+from converters.qa.report import summary, worst_images
+from converters.qa.run import QAOptions, QAResult, instance_options, labelstudio_options, panoptic_options
+
+THUMBNAIL_SIDE = 360
+MAX_IMAGES = 200
+FILL_OPACITY = 0.45
+OUTLINE_BGR = (0, 0, 255)
+BACKGROUND_GREY = 40
+
+
+@dataclass
+class Overlay:
+    """What a thumbnail shows: labels (0 = nothing, k = segment k) and the full-size masks to outline."""
+
+    labels: np.ndarray
+    outlined: list[np.ndarray] = field(default_factory=list)
+    background: Path | None = None
+
+
+def write_html(result: QAResult, options: QAOptions, target: Path) -> None:
+    """Write the report atomically."""
+    groups = [item for item in worst_images(result.findings) if item[0][0] != "dataset"]
+    shown = groups[:MAX_IMAGES]
+    overlays = dict(_overlays(result, options, {key for key, _ in shown}))
+    temp = temp_path_beside(target)
+    try:
+        temp.write_text(_document(result, groups, shown, overlays))
+        move_into_place(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+# -- overlays per format ---------------------------------------------------------------------------
+
+
+def _overlays(
+    result: QAResult, options: QAOptions, keys: set[tuple[str, str]]
+) -> Iterator[tuple[Any, Overlay]]:
+    """(image key, Overlay) for the flagged images that can be drawn."""
+    flagged = [f for f in result.findings if f.image_key() in keys]
+    if result.format == "coco-panoptic":
+        yield from _panoptic_overlays(result.input, options, keys, flagged)
+    elif result.format == "coco":
+        yield from _coco_overlays(result.input, options, keys, flagged)
+    elif result.format == "labelstudio":
+        yield from _labelstudio_overlays(result.input, options, keys, flagged)
+    else:
+        yield from _semantic_overlays(result.input, options, keys, flagged)
+
+
+def _image_path(options: QAOptions, file_name: str | None) -> Path | None:
+    if options.images_dir is None or not file_name:
+        return None
+    for path in (options.images_dir / file_name, options.images_dir / Path(file_name).name):
+        if path.is_file():
+            return path
+    return None
+
+
+def _panoptic_overlays(
+    path: Path, options: QAOptions, keys: set[tuple[str, str]], flagged: list[Finding]
+) -> Iterator[tuple[Any, Overlay]]:
+    pan_options = panoptic_options(path, options)
+    _, jobs = panoptic.check_dataset(path, load_json(path), pan_options)
+    named = {(f.image_key(), f.segment_id) for f in flagged}
+    for job in jobs:
+        key = ("image", str(job.annotation.get("image_id")))
+        if key not in keys:
+            continue
+        id_map = panoptic.read_id_map(pan_options.png_dir / job.annotation["file_name"]).id_map
+        if id_map is None:
+            continue
+        ids, labels = np.unique(id_map, return_inverse=True)
+        labels = labels.reshape(id_map.shape).astype(np.int32) + (0 if ids[0] == 0 else 1)
+        outlined = [id_map == segment_id for segment_id in ids.tolist() if (key, segment_id) in named]
+        image = job.image or {}
+        yield key, Overlay(labels, outlined, _image_path(options, image.get("file_name")))
+
+
+def _coco_overlays(
+    path: Path, options: QAOptions, keys: set[tuple[str, str]], flagged: list[Finding]
+) -> Iterator[tuple[Any, Overlay]]:
+    _, jobs = coco.check_dataset(path, load_json(path), instance_options(options))
+    named = {(f.image_key(), f.annotation_id) for f in flagged}
+    for job in jobs:
+        key = ("image", str(job.image.get("id")))
+        if key not in keys:
+            continue
+        masks, outlined = [], []
+        for annotation in job.annotations:
+            try:
+                mask = coco.decode_segmentation(
+                    annotation.get("segmentation"), job.image["height"], job.image["width"]
+                )
+            except SegassistError:
+                continue
+            if mask is None:
+                continue
+            masks.append(mask)
+            if (key, annotation.get("id")) in named:
+                outlined.append(mask.dense())
+        yield key, _painted(masks, outlined, job.image["height"], job.image["width"], options, job.image)
+
+
+def _painted(
+    masks: list[Mask], outlined, height: int, width: int, options: QAOptions, image: dict
+) -> Overlay:
+    labels = paint_label_map(masks, list(range(1, len(masks) + 1)), height, width, np.int32)
+    return Overlay(labels, outlined, _image_path(options, image.get("file_name")))
+
+
+def _labelstudio_overlays(
+    path: Path, options: QAOptions, keys: set[tuple[str, str]], flagged: list[Finding]
+) -> Iterator[tuple[Any, Overlay]]:
+    ls_options = labelstudio_options(options)
+    named = {(f.image_key(), f.annotation_id, f.region_id) for f in flagged}
+    for job, _ in labelstudio.check_ids(path, labelstudio.iter_tasks(path)):
+        key = ("task", str(job.task.get("id", f"#{job.index}")))
+        if key not in keys:
+            continue
+        masks = labelstudio.check_task(job, ls_options, keep_masks=True).masks
+        if not masks:
+            continue
+        height, width = next(iter(masks.values())).shape
+        same_size = [(where, mask) for where, mask in masks.items() if mask.shape == (height, width)]
+        outlined = [mask.dense() for (a, r), mask in same_size if (key, a, r) in named]
+        image = {"file_name": labelstudio.image_file_name(job.task)}
+        yield key, _painted([mask for _, mask in same_size], outlined, height, width, options, image)
+
+
+def _semantic_overlays(
+    path: Path, options: QAOptions, keys: set[tuple[str, str]], flagged: list[Finding]
+) -> Iterator[tuple[Any, Overlay]]:
+    folder = path.parent if path.is_file() else path
+    mapping = load_json(folder / MAPPING_FILE)
+    named = {(f.image_key(), f.numbers.get("value", f.segment_id)) for f in flagged}
+    for image in mapping.get("images", []) if isinstance(mapping, dict) else []:
+        key = ("image", str(image.get("id")))
+        if key not in keys:
+            continue
+        label_map = cv2.imread(str(folder / str(image.get("label_map"))), cv2.IMREAD_UNCHANGED)
+        if label_map is None or label_map.ndim != 2:
+            continue
+        outlined = [label_map == value for value in np.unique(label_map).tolist() if (key, value) in named]
+        yield key, Overlay(label_map.astype(np.int32), outlined, _image_path(options, image.get("file_name")))
+
+
+# -- drawing ---------------------------------------------------------------------------------------
+
+
+def _palette(count: int) -> np.ndarray:
+    """Distinct, deterministic BGR colours; entry 0 (no segment) is unused."""
+    hues = (np.arange(count) * 0.618033988749895 % 1.0 * 180).astype(np.uint8)
+    hsv = np.stack([hues, np.full(count, 200, np.uint8), np.full(count, 255, np.uint8)], axis=1)
+    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2BGR)[0]
+
+
+def thumbnail_png(overlay: Overlay) -> bytes:
+    height, width = overlay.labels.shape
+    scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    canvas = None
+    if overlay.background is not None:
+        try:
+            with Image.open(overlay.background) as image:
+                canvas = cv2.cvtColor(
+                    np.asarray(ImageOps.exif_transpose(image).convert("RGB")), cv2.COLOR_RGB2BGR
+                )
+            canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_AREA)
+        except OSError:
+            canvas = None
+    if canvas is None:
+        canvas = np.full((size[1], size[0], 3), BACKGROUND_GREY, np.uint8)
+    labels = cv2.resize(overlay.labels, size, interpolation=cv2.INTER_NEAREST)
+    colours = _palette(int(labels.max()) + 1)
+    covered = labels > 0
+    canvas[covered] = (canvas[covered] * (1 - FILL_OPACITY) + colours[labels[covered]] * FILL_OPACITY).astype(
+        np.uint8
+    )
+    for mask in overlay.outlined:
+        small = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(canvas, contours, -1, OUTLINE_BGR, 2)
+    ok, encoded = cv2.imencode(".png", canvas)
+    if not ok:
+        raise RuntimeError("PNG encoding of a thumbnail failed")
+    return encoded.tobytes()
+
+
+# -- document --------------------------------------------------------------------------------------
+
+_STYLE = """
+body { font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
+.error { color: #b00020; font-weight: 600; } .warning { color: #a05a00; } .info { color: #555; }
+.image { display: flex; gap: 1em; margin: 1em 0; padding-top: 1em; border-top: 1px solid #ddd; }
+.image img { flex: none; border: 1px solid #999; }
+"""
+
+
+def _findings_table(findings: list[Finding]) -> str:
+    rows = []
+    for finding in findings:
+        where = ", ".join(
+            f"{label} {html.escape(str(value))}"
+            for label, value in (
+                ("annotation", finding.annotation_id),
+                ("region", finding.region_id),
+                ("segment", finding.segment_id),
+            )
+            if value is not None
+        )
+        severity = finding.severity.label
+        rows.append(
+            f'<tr><td class="{severity}">{severity}</td><td><code>{finding.code}</code></td>'
+            f"<td>{where}</td><td>{html.escape(finding.message)}</td></tr>"
+        )
+    return (
+        "<table><tr><th>severity</th><th>code</th><th>where</th><th>message</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _document(result: QAResult, groups: list[Any], shown: list[Any], overlays: dict[Any, Overlay]) -> str:
+    counts = summary(result)
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>segassist QA: {html.escape(result.input.name)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>QA of {html.escape(str(result.input))}</h1>",
+        f"<p>{html.escape(result.format)}: {result.checked} checked; "
+        + ", ".join(f'<span class="{label}">{n} {label}</span>' for label, n in counts["by_severity"].items())
+        + "</p>",
+        "<table><tr><th>count</th><th>severity</th><th>code</th><th>meaning</th></tr>",
+    ]
+    for code, n in counts["by_code"].items():
+        check = CHECKS[code]
+        label = check.severity.label
+        parts.append(
+            f'<tr><td>{n}</td><td class="{label}">{label}</td><td><code>{code}</code></td>'
+            f"<td>{html.escape(check.explanation)}</td></tr>"
+        )
+    parts.append("</table>")
+    dataset_level = [f for f in result.findings if f.image_key()[0] == "dataset"]
+    if dataset_level:
+        parts.append("<h2>Dataset</h2>" + _findings_table(dataset_level))
+    if groups:
+        more = f" (the worst {len(shown)} of {len(groups)})" if len(shown) < len(groups) else ""
+        parts.append(f"<h2>Flagged images, worst first{more}</h2>")
+    for (kind, key), findings in shown:
+        file_name = next((f.file_name for f in findings if f.file_name), "")
+        errors = sum(1 for f in findings if f.severity == Severity.ERROR)
+        title = f"{kind} {html.escape(key)}" + (f" ({html.escape(file_name)})" if file_name else "")
+        overlay = overlays.get((kind, key))
+        picture = ""
+        if overlay is not None:
+            data = base64.b64encode(thumbnail_png(overlay)).decode("ascii")
+            picture = f'<img alt="{title}" src="data:image/png;base64,{data}">'
+        parts.append(
+            f'<div class="image">{picture}<div>'
+            f"<h3>{title}: {errors} error(s), {len(findings)} finding(s)</h3>"
+            f"{_findings_table(findings)}</div></div>"
+        )
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

@@ -1,0 +1,346 @@
+"""Label Studio export checks: streamed task by task, every region decoded by the codecs.
+
+The export is read with ijson (a 10,000-task export is never held whole), and the raw result dicts are
+checked, so nothing a reader would normalise away (missing sizes, duplicate ids, cancellations) goes unseen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import ijson
+import numpy as np
+from label_studio_sdk.label_interface import LabelInterface
+
+from converters import bitmask, brush
+from converters.errors import SegassistError
+from converters.formats import ls_regions
+from converters.mask import Mask
+from converters.qa.common import (
+    Recorder,
+    check_image_file,
+    check_polygon_part,
+    check_size_of_segment,
+    duplicates,
+    overlapping_pairs,
+)
+from converters.qa.findings import Finding
+
+EXCLUSIVE_TARGETS = ("panoptic", "semantic")
+
+
+@dataclass(frozen=True)
+class Control:
+    """One labels control of the labeling config."""
+
+    tag: str  # lower case, e.g. "brushlabels", "labels"
+    to_names: frozenset[str]
+    labels: frozenset[str]
+
+
+@dataclass(frozen=True)
+class LabelStudioOptions:
+    images_dir: Path | None = None
+    # name -> Control; None when no labeling config was given (label and control checks are skipped).
+    controls: dict[str, Control] | None = None
+    min_area: int = 0
+    alpha_threshold: int = 128
+    # Two annotations of one task whose masks of a label match below this IoU are reported for review.
+    agreement: float = 0.5
+    target: str = "instance"
+
+
+def read_label_config(path: Path) -> dict[str, Control]:
+    """The labels controls of a labeling config, by name."""
+    try:
+        interface = LabelInterface(Path(path).read_text())
+    except OSError as error:
+        raise SegassistError(
+            f"cannot read the labeling config: {error.strerror or error}", file=str(path)
+        ) from None
+    except Exception as error:  # the SDK raises assorted XML/validation errors
+        raise SegassistError(f"the labeling config does not parse: {error}", file=str(path)) from None
+    return {
+        control.name: Control(
+            tag=control.tag.lower(),
+            to_names=frozenset(control.to_name or ()),
+            labels=frozenset(getattr(control, "labels", None) or ()),
+        )
+        for control in interface.controls
+    }
+
+
+def iter_tasks(path: Path) -> Iterator[dict[str, Any]]:
+    """The tasks of an export (a list of tasks, or one task object), streamed."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.read(64).lstrip()[:1]
+            handle.seek(0)
+            if first == b"{":
+                yield next(ijson.items(handle, "", use_float=True))
+                return
+            if first != b"[":
+                raise SegassistError(
+                    "a Label Studio export is a JSON list of tasks (or one task object)", file=str(path)
+                )
+            yield from ijson.items(handle, "item", use_float=True)
+    except OSError as error:
+        raise SegassistError(f"cannot read: {error.strerror or error}", file=str(path)) from None
+    except ijson.JSONError as error:
+        raise SegassistError(f"not valid JSON: {error}", file=str(path)) from None
+
+
+@dataclass
+class TaskJob:
+    file: str
+    index: int
+    task: Any
+
+
+@dataclass
+class TaskResult:
+    findings: list[Finding]
+    # (annotation id, region id) -> decoded mask, kept only when asked for (the HTML report draws them).
+    masks: dict[tuple[Any, Any], Mask] = field(default_factory=dict)
+
+
+def check_ids(path: Path, tasks: Iterator[dict[str, Any]]) -> Iterator[tuple[TaskJob, list[Finding]]]:
+    """Pass tasks through, adding the export-wide checks (duplicate task and annotation ids) on the way."""
+    seen_tasks: set[Any] = set()
+    seen_annotations: set[Any] = set()
+    for index, task in enumerate(tasks):
+        findings: list[Finding] = []
+        rec = Recorder(findings, file=str(path))
+        if not isinstance(task, dict):
+            rec.add("JSON_STRUCTURE", f"task #{index} is a {type(task).__name__}, not an object")
+            continue
+        task_id = task.get("id")
+        if task_id is not None:
+            if task_id in seen_tasks:
+                rec.at(task_id=task_id).add("DUPLICATE_TASK_ID", f"task id {task_id} occurs more than once")
+            seen_tasks.add(task_id)
+        for annotation in _list(task.get("annotations", task.get("completions"))):
+            annotation_id = annotation.get("id") if isinstance(annotation, dict) else None
+            if annotation_id is None:
+                continue
+            if annotation_id in seen_annotations:
+                rec.at(task_id=task_id, annotation_id=annotation_id).add(
+                    "DUPLICATE_ANNOTATION_ID", f"annotation id {annotation_id} occurs more than once"
+                )
+            seen_annotations.add(annotation_id)
+        yield TaskJob(str(path), index, task), findings
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def image_file_name(task: dict[str, Any]) -> str:
+    """The file name of the task's image: the last path part of its first data value that looks like one."""
+    for value in (task.get("data") or {}).values():
+        if isinstance(value, str) and value:
+            parsed = urlparse(value)
+            # Local-files URLs carry the path in the `d` query parameter.
+            path = parsed.query.split("d=", 1)[1] if "d=" in parsed.query else parsed.path
+            return Path(unquote(path)).name
+    return ""
+
+
+def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = False) -> TaskResult:
+    task = job.task
+    task_id = task.get("id", f"#{job.index}")
+    rec = Recorder(file=job.file, task_id=task_id)
+    result = TaskResult(rec.findings)
+    sizes: set[tuple[Any, Any]] = set()
+    # Per annotation: (region id, label, mask) of every decoded region, for the agreement check.
+    decoded: list[tuple[Any, list[tuple[Any, str, Mask]]]] = []
+    sources = [("annotation", a) for a in _list(task.get("annotations", task.get("completions")))]
+    sources += [("prediction", p) for p in _list(task.get("predictions"))]
+    for position, (kind, annotation) in enumerate(sources):
+        if not isinstance(annotation, dict):
+            rec.add("JSON_STRUCTURE", f"{kind} #{position} is not an object")
+            continue
+        annotation_id = annotation.get("id", f"{kind} #{position}")
+        at = rec.at(annotation_id=annotation_id)
+        if annotation.get("was_cancelled"):
+            at.add(
+                "LS_ANNOTATION_CANCELLED", "cancelled (skipped) by the annotator; its regions are not used"
+            )
+            continue
+        results = annotation.get("result")
+        if not isinstance(results, list):
+            at.add("JSON_STRUCTURE", f"{kind} has no result list")
+            continue
+        regions = [r for r in results if isinstance(r, dict) and _is_labelled_region(r)]
+        for duplicate in duplicates(r.get("id") for r in regions if r.get("id") is not None):
+            at.at(region_id=duplicate).add("DUPLICATE_REGION_ID", f"region id {duplicate} is used twice")
+        masks: list[tuple[Any, str, Mask]] = []
+        for region in regions:
+            region_rec = at.at(region_id=region.get("id"))
+            label, mask = _check_region(region_rec, region, options, sizes)
+            if mask is None:
+                continue
+            masks.append((region.get("id"), label, mask))
+            if keep_masks:
+                result.masks[(annotation_id, region.get("id"))] = mask
+        if options.target in EXCLUSIVE_TARGETS:
+            for a, b, shared in overlapping_pairs([mask for _, _, mask in masks]):
+                first, second = masks[a][0], masks[b][0]
+                at.at(region_id=first).add(
+                    "SEGMENTS_OVERLAP",
+                    f"regions {first} and {second} share {shared} px "
+                    f"({options.target} output allows one segment per pixel)",
+                    other_region_id=second,
+                    pixels=shared,
+                )
+        if kind == "annotation":
+            decoded.append((annotation_id, masks))
+    if len(sizes) > 1:
+        listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes, key=str))
+        rec.add("LS_SIZE_INCONSISTENT", f"regions give different image sizes: {listed}")
+    if len(sizes) == 1:
+        width, height = next(iter(sizes))
+        check_image_file(rec, options.images_dir, image_file_name(task), width, height)
+    _check_agreement(rec, decoded, options.agreement)
+    return result
+
+
+def _is_labelled_region(result: dict[str, Any]) -> bool:
+    kind = result.get("type")
+    return isinstance(kind, str) and (kind in ls_regions.REGION_TYPES or kind.endswith("labels"))
+
+
+def _check_region(
+    rec: Recorder, region: dict[str, Any], options: LabelStudioOptions, sizes: set[tuple[Any, Any]]
+) -> tuple[str, Mask | None]:
+    kind = region["type"]
+    value = region.get("value")
+    if not isinstance(value, dict):
+        rec.add("JSON_STRUCTURE", "the region has no value object")
+        return "", None
+    labels = value.get(kind) or value.get("labels")
+    label = labels[0] if isinstance(labels, list) and labels and isinstance(labels[0], str) else ""
+    if not label:
+        rec.add("LS_REGION_NO_LABEL", f"{kind} region has no label")
+    if options.controls is not None:
+        _check_against_config(rec, region, kind, labels if isinstance(labels, list) else [], options.controls)
+    rotation = region.get("image_rotation") or 0
+    if rotation:
+        rec.add("LS_IMAGE_ROTATION", f"image_rotation is {rotation} degrees", image_rotation=rotation)
+    if kind not in ls_regions.REGION_TYPES:
+        return label, None  # key points and other labelled results carry no area
+    if kind in ls_regions.POLYGON_TYPES:
+        points = np.asarray(value.get("points") or [], dtype=np.float64).reshape(-1, 2)
+        # In percent of the image: crossings and out-of-range points do not depend on the size in pixels.
+        check_polygon_part(rec, points, 100, 100, 0)
+        if len(points) < 3:
+            return label, None
+    width, height = region.get("original_width"), region.get("original_height")
+    if not width or not height:
+        rec.add("LS_SIZE_MISSING", f"{kind} region has no original_width/original_height")
+        return label, None
+    sizes.add((width, height))
+    mask = _decode(rec, region, kind, value, int(width), int(height), options.alpha_threshold)
+    if mask is None or not check_size_of_segment(rec, mask, options.min_area):
+        return label, None
+    return label, mask
+
+
+def _check_against_config(
+    rec: Recorder, region: dict[str, Any], kind: str, labels: list[Any], controls: dict[str, Control]
+) -> None:
+    from_name, to_name = region.get("from_name"), region.get("to_name")
+    control = controls.get(from_name)
+    if control is None:
+        rec.add("LS_CONTROL_MISMATCH", f"from_name {from_name!r} is not a control of the labeling config")
+        return
+    if to_name not in control.to_names:
+        rec.add("LS_CONTROL_MISMATCH", f"to_name {to_name!r} is not what control {from_name!r} labels")
+    # A generic <Labels> control labels any region type; a specific one only its own.
+    if control.tag != "labels" and control.tag != kind:
+        rec.add("LS_CONTROL_MISMATCH", f"a {kind} result from the {control.tag} control {from_name!r}")
+    for label in labels:
+        if label not in control.labels:
+            rec.add("LS_LABEL_NOT_IN_CONFIG", f"label {label!r} is not in control {from_name!r}", label=label)
+
+
+def _decode(
+    rec: Recorder,
+    region: dict[str, Any],
+    kind: str,
+    value: dict[str, Any],
+    width: int,
+    height: int,
+    threshold: int,
+) -> Mask | None:
+    try:
+        if kind in ls_regions.BRUSH_TYPES:
+            rle = value.get("rle")
+            if isinstance(rle, list) and len(rle) >= 4 and all(isinstance(b, int) for b in rle[:4]):
+                declared = int.from_bytes(bytes(b & 0xFF for b in rle[:4]), "big")
+                if declared != width * height * 4:
+                    rec.add(
+                        "MASK_SIZE_MISMATCH",
+                        f"the brush RLE holds {declared} values; a {width}x{height} RGBA image has "
+                        f"{width * height * 4}",
+                    )
+                    return None
+            return _alpha_mask(rec, brush.decode(rle, width, height), threshold)
+        if kind in ls_regions.BITMASK_TYPES:
+            alpha = bitmask.decode(value.get("imageDataURL"))
+            if alpha.shape != (height, width):
+                rec.add(
+                    "MASK_SIZE_MISMATCH",
+                    f"the bitmask PNG is {alpha.shape[1]}x{alpha.shape[0]}; the image is {width}x{height}",
+                )
+                return None
+            return _alpha_mask(rec, alpha, threshold)
+        return ls_regions.result_to_segment(region, category_id=0).mask
+    except SegassistError as error:
+        rec.add("MASK_UNDECODABLE", f"the {kind} region does not decode: {error.reason}")
+        return None
+
+
+def _alpha_mask(rec: Recorder, alpha: np.ndarray, threshold: int) -> Mask:
+    soft = int(np.count_nonzero((alpha > 0) & (alpha < 255)))
+    if soft:
+        rec.add(
+            "LS_BRUSH_ANTIALIASED",
+            f"{soft} edge pixels have alpha between 1 and 254; foreground is alpha >= {threshold}",
+            soft_pixels=soft,
+            area_alpha_gt0=int(np.count_nonzero(alpha)),
+            area_at_threshold=int(np.count_nonzero(alpha >= threshold)),
+        )
+    return brush.to_mask(alpha, threshold)
+
+
+def _check_agreement(
+    rec: Recorder, decoded: list[tuple[Any, list[tuple[Any, str, Mask]]]], threshold: float
+) -> None:
+    """Pairwise IoU of each label's union mask between annotations of one task."""
+    per_annotation = []
+    for annotation_id, masks in decoded:
+        by_label: dict[str, Mask] = {}
+        for _, label, mask in masks:
+            by_label[label] = by_label[label].union(mask) if label in by_label else mask
+        per_annotation.append((annotation_id, by_label))
+    for (first_id, first), (second_id, second) in combinations(per_annotation, 2):
+        for label in sorted(set(first) | set(second)):
+            if label in first and label in second:
+                iou = first[label].iou(second[label])
+            else:
+                iou = 0.0
+            if iou < threshold:
+                rec.at(annotation_id=first_id).add(
+                    "LS_ANNOTATORS_DISAGREE",
+                    f"annotations {first_id} and {second_id} agree on {label!r} with IoU {iou:.2f} "
+                    f"(< {threshold})",
+                    other_annotation_id=second_id,
+                    label=label,
+                    iou=round(iou, 4),
+                )

@@ -1,0 +1,106 @@
+"""QA reports: the JSON report and the terminal summary (counts by code, worst images first)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from converters.formats.common import move_into_place, temp_path_beside
+from converters.qa.findings import CHECKS, Finding, Severity
+from converters.qa.run import QAResult
+
+WORST_SHOWN = 10
+MESSAGES_PER_IMAGE = 3
+
+
+def summary(result: QAResult) -> dict[str, Any]:
+    by_code = Counter(finding.code for finding in result.findings)
+    by_severity = Counter(finding.severity.label for finding in result.findings)
+    return {
+        "input": str(result.input),
+        "format": result.format,
+        "checked": result.checked,
+        "by_severity": {
+            severity.label: by_severity.get(severity.label, 0) for severity in reversed(Severity)
+        },
+        "by_code": {code: by_code[code] for code in sorted(by_code, key=_code_order)},
+    }
+
+
+def _code_order(code: str) -> tuple[int, str]:
+    return (-CHECKS[code].severity, code)
+
+
+def report_json(result: QAResult, fix_changes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    report = {"summary": summary(result), "findings": [finding.to_json() for finding in result.findings]}
+    if fix_changes is not None:
+        report["fix"] = fix_changes
+    return report
+
+
+def write_json(result: QAResult, target: Path, fix_changes: list[dict[str, Any]] | None = None) -> None:
+    """Write the JSON report atomically (a temporary file renamed into place); `fix_changes` from --fix."""
+    temp = temp_path_beside(target)
+    try:
+        temp.write_text(json.dumps(report_json(result, fix_changes), indent=1, default=str) + "\n")
+        move_into_place(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def worst_images(findings: list[Finding]) -> list[tuple[tuple[str, str], list[Finding]]]:
+    """Findings grouped by image (or task), the groups with most errors, then warnings, first."""
+    groups: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    for finding in findings:
+        groups[finding.image_key()].append(finding)
+
+    def badness(item: tuple[tuple[str, str], list[Finding]]) -> tuple[int, ...]:
+        counts = Counter(finding.severity for finding in item[1])
+        return tuple(-counts[severity] for severity in reversed(Severity))
+
+    # sorted() is stable: ties keep the order in which images were checked.
+    return sorted(groups.items(), key=badness)
+
+
+def terminal_summary(result: QAResult) -> str:
+    counts = summary(result)
+    severities = ", ".join(f"{label}: {n}" for label, n in counts["by_severity"].items())
+    lines = [f"QA of {result.input} ({result.format}): {result.checked} checked; {severities}"]
+    if not result.findings:
+        lines.append("no findings")
+        return "\n".join(lines)
+    lines.append("")
+    lines.append(f"{'count':>7}  {'severity':<8} code")
+    for code, n in counts["by_code"].items():
+        check = CHECKS[code]
+        lines.append(f"{n:>7}  {check.severity.label:<8} {code}: {check.explanation}")
+    lines.append("")
+    lines.append("worst first:")
+    for (kind, key), group in worst_images(result.findings)[:WORST_SHOWN]:
+        tally = Counter(finding.severity.label for finding in group)
+        name = f"{kind} {key}" if key else "dataset"
+        file_name = next((f.file_name for f in group if f.file_name), None)
+        label = f"{name} ({file_name})" if file_name else name
+        lines.append(f"  {label}: " + ", ".join(f"{s.label}: {tally[s.label]}" for s in reversed(Severity)))
+        for finding in group[:MESSAGES_PER_IMAGE]:
+            lines.append(
+                f"    {finding.severity.label:<7} {finding.code}: {_place(finding)}{finding.message}"
+            )
+        if len(group) > MESSAGES_PER_IMAGE:
+            lines.append(f"    ... {len(group) - MESSAGES_PER_IMAGE} more in the JSON/HTML report")
+    return "\n".join(lines)
+
+
+def _place(finding: Finding) -> str:
+    parts = [
+        f"{label} {value}"
+        for label, value in (
+            ("annotation", finding.annotation_id),
+            ("region", finding.region_id),
+            ("segment", finding.segment_id),
+        )
+        if value is not None
+    ]
+    return ", ".join(parts) + ": " if parts else ""

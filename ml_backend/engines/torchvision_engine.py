@@ -1,0 +1,393 @@
+"""torchvision engine: Mask R-CNN for instances, DeepLabV3 / FCN / LRASPP for semantic maps, both fused for
+panoptic output with detectron2's rule.
+
+`--model` is a comma-separated list of at most one instance and one semantic architecture, each optionally
+`=PATH` to a weight file (a state dict); without a path the weights come from torch's hub cache
+(`segassist weights download ARCH` puts them there). The class count is read from the weights; class names
+come from torchvision's metadata when the count matches, else from a JSON list beside the weights
+(`mrcnn.pth` -> `mrcnn.json`), else `class_N`.
+
+Everything after the forward pass stays on the device: masks are pasted only into their box (never a full-size
+array per detection), thresholded, fused and argmaxed there; only final masks are copied to the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.models import WeightsEnum, detection, segmentation
+from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
+from torchvision.models.detection.transform import resize_boxes
+
+from converters import Category, Segment
+from converters.errors import SegassistError
+from converters.formats.label_map import masks_from_label_map
+from ml_backend.engines.base import Engine
+from ml_backend.engines.torch_utils import (
+    crops_to_masks,
+    inference,
+    load_state_dict,
+    split_on_oom,
+    to_tensor_images,
+    weights_path,
+)
+
+DEFAULT_MODEL = "maskrcnn_resnet50_fpn_v2,deeplabv3_resnet50"
+# Names torchvision gives classes that are never real predictions.
+NOT_A_CLASS = ("__background__", "N/A")
+# Mask R-CNN constructor options `load` passes through (input size, proposal and detection counts).
+DETECTOR_OPTIONS = (
+    "min_size",
+    "max_size",
+    "rpn_pre_nms_top_n_test",
+    "rpn_post_nms_top_n_test",
+    "box_detections_per_img",
+    "box_score_thresh",
+)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    build: Callable[..., torch.nn.Module]
+    weights: WeightsEnum
+    # State-dict key whose first dimension is the number of classes.
+    classes_key: str
+
+
+INSTANCE_ARCHITECTURES = {
+    "maskrcnn_resnet50_fpn_v2": Architecture(
+        detection.maskrcnn_resnet50_fpn_v2,
+        detection.MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+        "roi_heads.box_predictor.cls_score.weight",
+    ),
+    "maskrcnn_resnet50_fpn": Architecture(
+        detection.maskrcnn_resnet50_fpn,
+        detection.MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
+        "roi_heads.box_predictor.cls_score.weight",
+    ),
+}
+SEMANTIC_ARCHITECTURES = {
+    "deeplabv3_resnet50": Architecture(
+        segmentation.deeplabv3_resnet50,
+        segmentation.DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+        "classifier.4.weight",
+    ),
+    "deeplabv3_resnet101": Architecture(
+        segmentation.deeplabv3_resnet101,
+        segmentation.DeepLabV3_ResNet101_Weights.COCO_WITH_VOC_LABELS_V1,
+        "classifier.4.weight",
+    ),
+    "deeplabv3_mobilenet_v3_large": Architecture(
+        segmentation.deeplabv3_mobilenet_v3_large,
+        segmentation.DeepLabV3_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
+        "classifier.4.weight",
+    ),
+    "fcn_resnet50": Architecture(
+        segmentation.fcn_resnet50,
+        segmentation.FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+        "classifier.4.weight",
+    ),
+    "fcn_resnet101": Architecture(
+        segmentation.fcn_resnet101,
+        segmentation.FCN_ResNet101_Weights.COCO_WITH_VOC_LABELS_V1,
+        "classifier.4.weight",
+    ),
+    "lraspp_mobilenet_v3_large": Architecture(
+        segmentation.lraspp_mobilenet_v3_large,
+        segmentation.LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
+        "classifier.low_classifier.weight",
+    ),
+}
+ARCHITECTURES = INSTANCE_ARCHITECTURES | SEMANTIC_ARCHITECTURES
+
+
+@dataclass
+class LoadedModel:
+    arch: str
+    module: torch.nn.Module
+    class_names: list[str]
+    digest: str
+
+
+class TorchvisionEngine(Engine):
+    def __init__(
+        self,
+        *,
+        instance: LoadedModel | None,
+        semantic: LoadedModel | None,
+        device: torch.device,
+        semantic_size: int = 520,
+        mask_threshold: float = 0.5,
+        fusion_score_threshold: float = 0.5,
+        fusion_overlap_threshold: float = 0.5,
+        stuff_area_threshold: int = 4096,
+    ) -> None:
+        if instance is None and semantic is None:
+            raise SegassistError("the torchvision engine needs an instance or a semantic model")
+        self.device = device
+        self._instance = instance
+        self._semantic = semantic
+        self._semantic_size = semantic_size
+        self._mask_threshold = mask_threshold
+        # detectron2's panoptic fusion defaults (combine_semantic_and_instance_outputs).
+        self._fusion_score_threshold = fusion_score_threshold
+        self._fusion_overlap_threshold = fusion_overlap_threshold
+        self._stuff_area_threshold = stuff_area_threshold
+        models = [m for m in (instance, semantic) if m is not None]
+        self.model_version = "torchvision-" + "+".join(f"{m.arch}@{m.digest}" for m in models)
+        self.modes = tuple(
+            mode
+            for mode, present in (
+                ("panoptic", instance is not None and semantic is not None),
+                ("instance", instance is not None),
+                ("semantic", semantic is not None),
+            )
+            if present
+        )
+        # Category ids: instance classes keep their index; semantic classes follow them.
+        self._stuff_offset = len(instance.class_names) if instance else 0
+        self.categories = [
+            Category(id=index, name=name, isthing=True)
+            for index, name in enumerate(instance.class_names if instance else ())
+            if name not in NOT_A_CLASS
+        ] + [
+            Category(id=self._stuff_offset + index, name=name, isthing=False)
+            for index, name in enumerate(semantic.class_names if semantic else ())
+            if name not in NOT_A_CLASS
+        ]
+        self._semantic_void = (
+            [index for index, name in enumerate(semantic.class_names) if name in NOT_A_CLASS]
+            if semantic
+            else []
+        )
+        self._mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
+        self._std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+
+    def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
+        if mode not in self.modes:
+            raise SegassistError(
+                f"the torchvision engine ({self.model_version}) cannot do {mode}; it does {self.modes}"
+            )
+        return split_on_oom(lambda chunk: self._predict(chunk, mode), images)
+
+    def _predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
+        with inference(self.device):
+            batch = to_tensor_images(images, self.device)
+            if mode == "instance":
+                return [
+                    self._instances(*pasted, image)
+                    for pasted, image in zip(self._detect(batch), batch, strict=True)
+                ]
+            if mode == "semantic":
+                return [self._semantic_segments(*result) for result in self._segment(batch)]
+            return [
+                self._fuse(*pasted, *semantic)
+                for pasted, semantic in zip(self._detect(batch), self._segment(batch), strict=True)
+            ]
+
+    # -- instance model --------------------------------------------------------------------------------------
+
+    def _detect(self, batch: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, list, list]]:
+        """Per image: scores, labels, bool mask crops and their (top, left) origins, in score order."""
+        model = self._instance.module
+        original_sizes = [tuple(image.shape[-2:]) for image in batch]
+        images, _ = model.transform(batch)
+        features = model.backbone(images.tensors)
+        proposals, _ = model.rpn(images, features)
+        detections, _ = model.roi_heads(features, proposals, images.image_sizes)
+        out = []
+        for found, resized, original in zip(detections, images.image_sizes, original_sizes, strict=True):
+            boxes = resize_boxes(found["boxes"].float(), resized, original)
+            crops, origins = self._paste(found["masks"].float(), boxes, *original)
+            out.append((found["scores"].float(), found["labels"], crops, origins))
+        return out
+
+    def _paste(
+        self, masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int
+    ) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
+        """torchvision's paste_masks_in_image, but each mask only into its own box, then thresholded."""
+        padded, scale = expand_masks(masks, padding=1)
+        crops, origins = [], []
+        for mask, (x0, y0, x1, y1) in zip(
+            padded, expand_boxes(boxes, scale).to(torch.int64).tolist(), strict=True
+        ):
+            box_w, box_h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
+            resized = F.interpolate(mask[None], size=(box_h, box_w), mode="bilinear", align_corners=False)[
+                0, 0
+            ]
+            top, left = max(y0, 0), max(x0, 0)
+            bottom, right = max(min(y1 + 1, height), top), max(min(x1 + 1, width), left)
+            crops.append(resized[top - y0 : bottom - y0, left - x0 : right - x0] > self._mask_threshold)
+            origins.append((top, left))
+        return crops, origins
+
+    def _instances(self, scores, labels, crops, origins, image: torch.Tensor) -> list[Segment]:
+        height, width = image.shape[-2:]
+        masks = crops_to_masks(crops, origins, height, width)
+        return [
+            Segment(mask=mask, category_id=label, score=score)
+            for mask, label, score in zip(masks, labels.tolist(), scores.tolist(), strict=True)
+            if not mask.is_empty
+        ]
+
+    # -- semantic model --------------------------------------------------------------------------------------
+
+    def _segment(self, batch: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per image: the class map (H, W) and the winning class's probability (H, W), at full resolution."""
+        resized = []
+        for image in batch:
+            height, width = image.shape[-2:]
+            scale = self._semantic_size / min(height, width)
+            size = (max(round(height * scale), 1), max(round(width * scale), 1))
+            resized.append(
+                (F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0] - self._mean)
+                / self._std
+            )
+        # Pad to one batch (bottom/right), as torchvision's detection transform does.
+        rows, cols = max(r.shape[1] for r in resized), max(r.shape[2] for r in resized)
+        padded = resized[0].new_zeros((len(resized), 3, rows, cols))
+        for index, image in enumerate(resized):
+            padded[index, :, : image.shape[1], : image.shape[2]] = image
+        logits = self._semantic.module(padded)["out"]
+        out = []
+        for index, (image, small) in enumerate(zip(batch, resized, strict=True)):
+            crop = logits[index : index + 1, :, : small.shape[1], : small.shape[2]].float()
+            full = F.interpolate(crop, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
+            probability, labels = full.softmax(dim=1)[0].max(dim=0)
+            out.append((labels, probability))
+        return out
+
+    def _semantic_segments(self, labels: torch.Tensor, probability: torch.Tensor) -> list[Segment]:
+        classes = len(self._semantic.class_names)
+        flat = labels.reshape(-1)
+        counts = torch.bincount(flat, minlength=classes)
+        sums = torch.bincount(flat, weights=probability.reshape(-1), minlength=classes)
+        mean_probability = (sums / counts.clamp(min=1)).tolist()
+        label_map = labels.to(torch.int32).cpu().numpy()
+        masks = masks_from_label_map(label_map, void=None)
+        return [
+            Segment(mask=mask, category_id=self._stuff_offset + label, score=mean_probability[label])
+            for label, mask in sorted(masks.items())
+            if label not in self._semantic_void
+        ]
+
+    # -- panoptic fusion -------------------------------------------------------------------------------------
+
+    def _fuse(self, scores, labels, crops, origins, semantic_labels, probability) -> list[Segment]:
+        """detectron2's rule: instances in score order (skipping those mostly covered), then stuff classes on
+        what is left when they cover at least `stuff_area_threshold` pixels."""
+        height, width = semantic_labels.shape
+        canvas = torch.zeros((height, width), dtype=torch.int32, device=semantic_labels.device)
+        owners: dict[int, tuple[int, float]] = {}  # segment id -> (category id, score)
+        areas = torch.stack([crop.sum() for crop in crops]).tolist() if crops else []
+        score_list, label_list = scores.tolist(), labels.tolist()
+        for index in sorted(range(len(crops)), key=lambda i: -score_list[i]):
+            if score_list[index] < self._fusion_score_threshold:
+                break
+            area = areas[index]
+            if area == 0:
+                continue
+            (top, left), crop = origins[index], crops[index]
+            window = canvas[top : top + crop.shape[0], left : left + crop.shape[1]]
+            free = crop & (window == 0)
+            free_area = int(free.sum())
+            if (area - free_area) / area > self._fusion_overlap_threshold:
+                continue
+            segment_id = len(owners) + 1
+            window[free] = segment_id
+            owners[segment_id] = (label_list[index], score_list[index])
+        unclaimed = canvas == 0
+        classes = len(self._semantic.class_names)
+        stuff_areas = torch.bincount(semantic_labels[unclaimed], minlength=classes).tolist()
+        for label, area in enumerate(stuff_areas):
+            if area < self._stuff_area_threshold or label in self._semantic_void:
+                continue
+            region = unclaimed & (semantic_labels == label)
+            segment_id = len(owners) + 1
+            canvas[region] = segment_id
+            owners[segment_id] = (self._stuff_offset + label, float(probability[region].mean()))
+        masks = masks_from_label_map(canvas.cpu().numpy(), void=0)
+        return [
+            Segment(mask=masks[segment_id], category_id=category_id, score=score)
+            for segment_id, (category_id, score) in owners.items()
+            if segment_id in masks
+        ]
+
+
+# -- loading -------------------------------------------------------------------------------------------------
+
+
+def load_default(device: torch.device) -> TorchvisionEngine:
+    return load(DEFAULT_MODEL, device)
+
+
+def load(model: str, device: torch.device, **options: object) -> TorchvisionEngine:
+    """Build the engine from `--model` ("ARCH[=PATH][,ARCH[=PATH]]"). `options`: DETECTOR_OPTIONS for
+    Mask R-CNN, else TorchvisionEngine keywords (thresholds, semantic_size); tests use them for speed."""
+    instance = semantic = None
+    detector_options = {key: options.pop(key) for key in DETECTOR_OPTIONS if key in options}
+    for item in filter(None, (part.strip() for part in model.split(","))):
+        arch, _, path = item.partition("=")
+        if arch not in ARCHITECTURES:
+            raise SegassistError(
+                f"unknown torchvision architecture {arch!r} in --model {model!r}; "
+                f"known: {', '.join(ARCHITECTURES)} (give a weight file as ARCH=PATH)"
+            )
+        if arch in INSTANCE_ARCHITECTURES:
+            if instance is not None:
+                raise SegassistError(f"--model {model!r} names two instance architectures")
+            instance = _load_model(arch, path or None, device, detector_options)
+        else:
+            if semantic is not None:
+                raise SegassistError(f"--model {model!r} names two semantic architectures")
+            semantic = _load_model(arch, path or None, device, {})
+    return TorchvisionEngine(instance=instance, semantic=semantic, device=device, **options)
+
+
+def _load_model(arch: str, path: str | None, device: torch.device, build_options: dict) -> LoadedModel:
+    spec = ARCHITECTURES[arch]
+    file = weights_path(path, spec.weights.url)
+    state, digest = load_state_dict(file)
+    if spec.classes_key not in state:
+        raise SegassistError(
+            f"the weights are not a {arch} state dict (no {spec.classes_key})", file=str(file)
+        )
+    num_classes = int(state[spec.classes_key].shape[0])
+    if arch in SEMANTIC_ARCHITECTURES and any(key.startswith("aux_classifier.") for key in state):
+        # The auxiliary head only helps training: drop it instead of running it.
+        state = {key: value for key, value in state.items() if not key.startswith("aux_classifier.")}
+    module = spec.build(weights=None, weights_backbone=None, num_classes=num_classes, **build_options)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        raise SegassistError(
+            f"the weights do not fit {arch}: {str(error).splitlines()[0]}", file=str(file)
+        ) from None
+    module.eval().to(device)
+    return LoadedModel(
+        arch=arch, module=module, class_names=_class_names(spec, file, num_classes), digest=digest
+    )
+
+
+def _class_names(spec: Architecture, file: Path, num_classes: int) -> list[str]:
+    beside = file.with_suffix(".json")
+    if beside.is_file():
+        try:
+            names = json.loads(beside.read_text())
+        except ValueError as error:
+            raise SegassistError(f"class names do not parse: {error}", file=str(beside)) from None
+        if not (
+            isinstance(names, list) and len(names) == num_classes and all(isinstance(n, str) for n in names)
+        ):
+            raise SegassistError(f"expected a JSON list of {num_classes} class names", file=str(beside))
+        return names
+    known = list(spec.weights.meta["categories"])
+    return known if len(known) == num_classes else [f"class_{index}" for index in range(num_classes)]

@@ -1,0 +1,112 @@
+"""Engine segments -> one Label Studio prediction per task, in two stages the app times separately.
+
+`shape` maps categories to the config's labels (unmapped ones are dropped), applies the score threshold and
+the mode (semantic: one region per label; instance: one per object; panoptic: things and stuff made exclusive
+by the converters' overlap module) and keeps the best `max_regions`. `encode` writes each region through the
+converters' Label Studio region writer, in the control type the config has.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from converters import Category, Segment
+from converters.errors import SegassistError
+from converters.formats.ls_regions import segment_to_result
+from converters.overlap import resolve
+from ml_backend.labeling import LabelConfigInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabeledSegment:
+    segment: Segment
+    label: str
+
+
+def shape(
+    segments: Sequence[Segment],
+    info: LabelConfigInfo,
+    *,
+    mode: str,
+    categories: Sequence[Category],
+    score_threshold: float,
+    max_regions: int,
+) -> list[LabeledSegment]:
+    """The regions to write for one image, best score first."""
+    labeled = [
+        LabeledSegment(segment, info.label_for_category[segment.category_id])
+        for segment in segments
+        if segment.category_id in info.label_for_category
+        and not segment.mask.is_empty
+        and (segment.score is None or segment.score >= score_threshold)
+    ]
+    if mode == "semantic":
+        labeled = _one_per_label(labeled)
+    elif mode == "panoptic":
+        exclusive, report = resolve(
+            [item.segment for item in labeled], "score", categories=categories, things_over_stuff=True
+        )
+        if report.changes:
+            log.debug("panoptic output: %s", report.summary())
+        # resolve() returns the surviving segments in input order.
+        dropped = {change.index for change in report.dropped}
+        kept = [index for index in range(len(labeled)) if index not in dropped]
+        labeled = [
+            LabeledSegment(segment, labeled[index].label)
+            for index, segment in zip(kept, exclusive, strict=True)
+        ]
+    labeled.sort(key=lambda item: -(item.segment.score or 0.0))
+    return labeled[:max_regions]
+
+
+def _one_per_label(labeled: list[LabeledSegment]) -> list[LabeledSegment]:
+    """Union the masks of each label; the score is the area-weighted mean of the parts' scores."""
+    merged: dict[str, list[Segment]] = {}
+    for item in labeled:
+        merged.setdefault(item.label, []).append(item.segment)
+    out = []
+    for label, parts in merged.items():
+        mask = parts[0].mask
+        for part in parts[1:]:
+            mask = mask.union(part.mask)
+        scored = [(part.score, part.mask.area) for part in parts if part.score is not None]
+        weight = sum(area for _, area in scored)
+        score = sum(s * area for s, area in scored) / weight if weight else None
+        out.append(LabeledSegment(Segment(mask=mask, category_id=parts[0].category_id, score=score), label))
+    return out
+
+
+def encode(labeled: Sequence[LabeledSegment], info: LabelConfigInfo, model_version: str) -> dict:
+    """One Label Studio prediction: the regions, their mean score, the model version."""
+    output = info.output
+    results = []
+    for index, item in enumerate(labeled):
+        try:
+            results.append(
+                segment_to_result(
+                    item.segment,
+                    from_name=output.name,
+                    to_name=output.to_name,
+                    control_type=output.type,
+                    label=item.label,
+                    region_id=f"seg{index}",
+                )
+            )
+        except SegassistError as error:
+            # A region too small for a polygon is not worth failing the task for.
+            log.debug("region %d (%s) not written: %s", index, item.label, error)
+    scores = [result["score"] for result in results if "score" in result]
+    return {
+        "result": results,
+        "score": sum(scores) / len(scores) if scores else 0.0,
+        "model_version": model_version,
+    }
+
+
+def empty_prediction(model_version: str) -> dict:
+    """What a task gets when it cannot be predicted (the reason is logged, not sent)."""
+    return {"result": [], "score": 0.0, "model_version": model_version}

@@ -1,0 +1,10 @@
+"""The WSGI entry for running under gunicorn directly: `gunicorn 'ml_backend.wsgi:app'` (settings from the
+environment; use one worker process with threads, and no --preload once CUDA is in play)."""
+
+from __future__ import annotations
+
+from ml_backend.app import create_app, configure_logging
+from ml_backend.settings import Settings
+
+configure_logging()
+app = create_app(Settings.from_env())

@@ -1,0 +1,193 @@
+"""Fixtures for the end-to-end tests: a real Label Studio 1.23 server, a media server and `segassist serve`.
+
+Label Studio lives in its own virtual environment, `.venv-ls` at the repository root (its pins conflict with
+ours); it is created on first use and reused afterwards. Each test session starts Label Studio on a fresh data
+directory, so the admin user, the legacy token and the organization's token settings come from the environment
+variables below, exactly as an operator would set them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.e2e.harness import LabelStudioAPI, ManagedProcess, MediaServer, clean_environment, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+LS_VENV = REPO / ".venv-ls"
+LS_REQUIREMENT = "label-studio==1.23.*"
+SEGASSIST = Path(sys.executable).with_name("segassist")
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "e2e-pass-123456"
+LEGACY_TOKEN = "e2e0legacy0token0123456789abcdef"
+
+# First start on an empty data directory runs the SQLite migrations (~25 s alone, more on a busy machine).
+LS_START_TIMEOUT_S = 240
+BACKEND_START_TIMEOUT_S = 180
+
+
+def ensure_label_studio_venv() -> Path:
+    """`.venv-ls/bin/label-studio`, installing Label Studio into `.venv-ls` when it is not there yet."""
+    executable = LS_VENV / "bin" / "label-studio"
+    if executable.exists():
+        return executable
+    commands = [
+        [sys.executable, "-m", "venv", str(LS_VENV)],
+        [str(LS_VENV / "bin" / "pip"), "install", "--quiet", LS_REQUIREMENT],
+    ]
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        if result.returncode != 0:
+            pytest.fail(
+                f"could not set up {LS_VENV} with: {' '.join(command)}\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+    return executable
+
+
+@dataclass(frozen=True)
+class LabelStudio:
+    url: str
+    legacy_token: str
+    process: ManagedProcess
+
+    def api(self, authorization: str | None = None) -> LabelStudioAPI:
+        """A client; by default authenticated with the legacy token."""
+        return LabelStudioAPI(self.url, authorization or f"Token {self.legacy_token}")
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+    executable = ensure_label_studio_venv()
+    workdir = tmp_path_factory.mktemp("label-studio")
+    port = free_port()
+    env = clean_environment(
+        {
+            "LABEL_STUDIO_BASE_DATA_DIR": str(workdir / "data"),
+            "LABEL_STUDIO_USERNAME": ADMIN_EMAIL,
+            "LABEL_STUDIO_PASSWORD": ADMIN_PASSWORD,
+            "LABEL_STUDIO_USER_TOKEN": LEGACY_TOKEN,
+            # Stored on the organization when it is created, i.e. on this first start.
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+            # Both are needed for an ML backend on 127.0.0.1: the model URL check and the webhook LS creates.
+            "ML_BLOCK_LOCAL_IP": "false",
+            "SSRF_PROTECTION_ENABLED": "false",
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+            # The first CPU /predict loads the model; LS's default 100 s is tight on a busy 2-core machine.
+            "ML_TIMEOUT_PREDICT": "300",
+        }
+    )
+    argv = [str(executable), "start", "--no-browser", "--port", str(port), "--internal-host", "127.0.0.1"]
+    process = ManagedProcess("label-studio", argv, env, workdir / "label-studio.log", cwd=workdir)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        process.wait_healthy(f"{url}/health", LS_START_TIMEOUT_S)
+        yield LabelStudio(url=url, legacy_token=LEGACY_TOKEN, process=process)
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def personal_access_token(label_studio: LabelStudio) -> str:
+    """A Personal Access Token (a JWT refresh token), created the way the UI's "Account & Settings" does."""
+    return label_studio.api().call("POST", "/api/token/", json={})["token"]
+
+
+@dataclass(frozen=True)
+class MediaImages:
+    server: MediaServer
+    directory: Path
+    names: tuple[str, ...]
+
+    def url(self, name: str) -> str:
+        # "localhost", not Label Studio's 127.0.0.1: the backend must allow this host explicitly.
+        return self.server.url(name, host="localhost")
+
+
+def _small_rgb(image: np.ndarray, longest_side: int = 192) -> Image.Image:
+    picture = Image.fromarray(image).convert("RGB")
+    picture.thumbnail((longest_side, longest_side), Image.Resampling.LANCZOS)
+    return picture
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaImages]:
+    """skimage's sample photos as small PNGs behind a local HTTP server."""
+    import skimage.data
+
+    directory = tmp_path_factory.mktemp("media")
+    names = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        _small_rgb(getattr(skimage.data, name)()).save(directory / f"{name}.png")
+        names.append(f"{name}.png")
+    server = MediaServer(directory)
+    try:
+        yield MediaImages(server=server, directory=directory, names=tuple(names))
+    finally:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class Backend:
+    url: str
+    process: ManagedProcess
+
+
+def start_backend(
+    request: pytest.FixtureRequest, workdir: Path, label_studio: LabelStudio, api_key: str, name: str
+) -> Backend:
+    """`segassist serve` as a real process on the embedded default model, using `api_key` for Label Studio."""
+    if not SEGASSIST.exists():
+        pytest.fail(f"{SEGASSIST} is missing: install the project (make setup)")
+    port = free_port()
+    env = clean_environment(
+        {
+            "LABEL_STUDIO_URL": label_studio.url,
+            "LABEL_STUDIO_API_KEY": api_key,
+            # Images imported by URL live on the media server's host, which is not Label Studio's.
+            "SEGASSIST_ALLOWED_HOSTS": "localhost",
+            "SEGASSIST_DEVICE": "cpu",
+            "SEGASSIST_THREADS": "2",
+        }
+    )
+    argv = [str(SEGASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    process = ManagedProcess(name, argv, env, workdir / f"{name}.log", cwd=workdir)
+    request.addfinalizer(process.stop)
+    url = f"http://127.0.0.1:{port}"
+    process.wait_healthy(f"{url}/health", BACKEND_START_TIMEOUT_S)
+    return Backend(url=url, process=process)
+
+
+@pytest.fixture(scope="session")
+def backend_with_pat(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    label_studio: LabelStudio,
+    personal_access_token: str,
+) -> Backend:
+    return start_backend(
+        request, tmp_path_factory.mktemp("backend-pat"), label_studio, personal_access_token, "backend-pat"
+    )
+
+
+@pytest.fixture(scope="session")
+def backend_with_legacy_token(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, label_studio: LabelStudio
+) -> Backend:
+    return start_backend(
+        request,
+        tmp_path_factory.mktemp("backend-legacy"),
+        label_studio,
+        label_studio.legacy_token,
+        "backend-legacy",
+    )
