@@ -12,7 +12,7 @@ import binascii
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from converters.brush import DEFAULT_THRESHOLD, to_mask
 from converters.errors import SegassistError
@@ -63,6 +63,8 @@ def decode(data_url: object) -> np.ndarray:
             image.load()
             rgba = image if image.mode in ("RGBA", "LA") else image.convert("RGBA")
             return np.asarray(rgba.getchannel("A"), dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise SegassistError("bitmask data URL does not hold a valid PNG image") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise SegassistError(f"bitmask data URL does not hold a valid PNG image ({error})") from None
 

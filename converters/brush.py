@@ -27,12 +27,10 @@ from converters.mask import Mask, raster_runs
 
 DEFAULT_THRESHOLD = 128
 HEADER_BITS = 53
-# The run-length classes every Label Studio encoder uses; the decoder accepts any declared in a header.
-WORD_SIZE = 8
+# What every Label Studio encoder writes (8-bit words, these run-length classes; `_pack` hard-codes them);
+# the decoder accepts any word size and classes a header declares.
 RLE_SIZES = (3, 4, 8, 16)
 MAX_RUN_WORDS = 1 << RLE_SIZES[-1]
-# Worst case per pixel: a 1-pixel run is one 4-word repeat token of 1 + 2 + 3 + 8 bits.
-MAX_BITS_PER_PIXEL = 14
 
 # Kernel status codes.
 _OK, _TRUNCATED, _OVERRUN, _WIDE_WORD = 0, 1, 2, 3
@@ -189,10 +187,10 @@ def _pack(values: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> int:
         words = lengths[run] * 4
         value = values[run]
         # A run longer than the largest class is split into 65536-word pieces, all in the largest class
-        # (the remainder too), exactly as label-studio-sdk and rle-rs write it.
-        split = words > 65536
+        # (the remainder too), exactly as label-studio-sdk writes it.
+        split = words > MAX_RUN_WORDS
         while words > 0:
-            count = min(words, 65536)
+            count = min(words, MAX_RUN_WORDS)
             words -= count
             if split:
                 token, size = (0b111 << 16) | (count - 1), 19
@@ -218,7 +216,11 @@ def _pack(values: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> int:
 
 
 def _encode_runs(values: np.ndarray, lengths: np.ndarray, pixels: int) -> list[int]:
-    out = np.empty((HEADER_BITS + 7 + pixels * MAX_BITS_PER_PIXEL) // 8 + 1, dtype=np.uint8)
+    if pixels * 4 >= 1 << 32:
+        raise SegassistError(f"a {pixels}-pixel image is too large for brush RLE (its 32-bit count)")
+    # Each run takes ceil(4L / 65536) groups of at most 27 bits.
+    groups = values.size + pixels * 4 // MAX_RUN_WORDS + 1
+    out = np.empty((HEADER_BITS + 27 * groups) // 8 + 1, dtype=np.uint8)
     used = _pack(values, lengths.astype(np.int64), out)
     return out[:used].tolist()
 

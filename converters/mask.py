@@ -41,7 +41,13 @@ class Mask:
     @classmethod
     def from_crop(cls, height: int, width: int, top: int, left: int, crop: np.ndarray) -> Mask:
         """A mask from any crop placed at (top, left); the crop is tightened to its foreground."""
-        if crop.ndim != 2 or top < 0 or left < 0 or top + crop.shape[0] > height or left + crop.shape[1] > width:
+        if (
+            crop.ndim != 2
+            or top < 0
+            or left < 0
+            or top + crop.shape[0] > height
+            or left + crop.shape[1] > width
+        ):
             raise ValueError(f"a {crop.shape} crop at ({top}, {left}) does not fit a {width}x{height} image")
         bits = crop if crop.dtype == bool else crop != 0
         rows = np.flatnonzero(bits.any(axis=1))

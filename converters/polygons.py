@@ -1,7 +1,7 @@
 """Polygons and rectangles to masks, and masks to polygons.
 
 - COCO polygons: pixels, a list of flat [x1, y1, x2, y2, ...] parts (>= 3 points each), rasterised by
-  pycocotools exactly as COCO evaluation does, inside the polygon's own box (never a full-image array).
+  pycocotools exactly as COCO evaluation does, into RLE and then a crop (never a full-image array).
 - Label Studio polygons: [[x%, y%], ...] in percent of the image's original width/height.
 - Label Studio rectangles: x, y, width, height in percent; `rotation` in degrees, clockwise about the
   top-left corner.
@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as coco_mask
 
+from converters import coco_rle
 from converters.errors import SegassistError
 from converters.mask import Mask
 
@@ -54,18 +55,10 @@ def coco_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -
     parts = [_check_polygon(polygon, index) for index, polygon in enumerate(polygons)]
     if not parts:
         return Mask.empty(height, width)
-    xs = np.concatenate([np.asarray(part[0::2]) for part in parts])
-    ys = np.concatenate([np.asarray(part[1::2]) for part in parts])
-    # Rasterise in the polygons' box clipped to the image; integer shifts do not change pycocotools' pixels.
-    left, top = min(max(math.floor(xs.min()), 0), width), min(max(math.floor(ys.min()), 0), height)
-    right, bottom = min(max(math.ceil(xs.max()) + 2, 0), width), min(max(math.ceil(ys.max()) + 2, 0), height)
-    if right <= left or bottom <= top:
-        return Mask.empty(height, width)
-    shifted = [[v - (left if i % 2 == 0 else top) for i, v in enumerate(part)] for part in parts]
-    window_height, window_width = bottom - top, right - left
-    rles = coco_mask.frPyObjects(shifted, window_height, window_width)
-    crop = coco_mask.decode(coco_mask.merge(rles))
-    return Mask.from_crop(height, width, top, left, crop)
+    # pycocotools rasterises to RLE (its own rules, which COCO evaluation uses); our decoder turns the RLE
+    # into a crop. Its pixels depend on the exact float coordinates, so the polygons are never shifted.
+    merged = coco_mask.merge(coco_mask.frPyObjects(parts, height, width))
+    return coco_rle.decode(merged, height, width)
 
 
 def ls_to_mask(points_percent: Sequence[Sequence[float]], width: int, height: int) -> Mask:
@@ -109,7 +102,9 @@ def mask_to_polygons(mask: Mask, tolerance: float = 1.0) -> PolygonResult:
         return PolygonResult([], holes=0, parts=0)
     # Doubling each pixel puts contour points on both sides of every pixel edge; (p + 1) // 2 maps them
     # back onto pixel corners. One pixel of padding keeps contours along the crop's border closed.
-    doubled = np.pad(np.repeat(np.repeat(mask.bits, 2, axis=0), 2, axis=1).view(np.uint8), 1)
+    rows, cols = mask.bits.shape
+    doubled = cv2.resize(mask.bits.view(np.uint8), (2 * cols, 2 * rows), interpolation=cv2.INTER_NEAREST)
+    doubled = cv2.copyMakeBorder(doubled, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     contours, hierarchy = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     is_outer = hierarchy[0][:, 3] < 0
     offset = np.array([mask.left, mask.top])

@@ -21,7 +21,7 @@ from flask import Flask
 
 from converters.errors import SegassistError
 from ml_backend import postprocess
-from ml_backend.engines.base import Engine
+from ml_backend.engines.base import Engine, InteractiveEngine
 from ml_backend.labeling import LabelConfigInfo, load_label_map, parse_label_config
 from ml_backend.media import MediaFetcher
 from ml_backend.settings import Settings
@@ -174,8 +174,14 @@ class Backend:
         """THE place interactive requests leave the backend: the SAM engineer's handler answers them."""
         from ml_backend.interactive import handle
 
-        with self._model_lock:
-            prediction = handle(self.engine, task, context, info)
+        if not isinstance(self.engine, InteractiveEngine):
+            raise SegassistError(
+                f"this engine ({self.engine.model_version}) does not answer interactive prompts; "
+                "serve --engine sam for smart tools"
+            )
+        # No model lock here: an annotator's click must not wait behind a long batch prediction, and
+        # inference-mode forwards may run concurrently.
+        prediction = handle(self.engine, task, context, info)
         prediction["model_version"] = self.model_version
         return prediction
 

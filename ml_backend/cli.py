@@ -109,7 +109,7 @@ def _download_torchvision(url: str) -> None:
         torch.hub.download_url_to_file(url, str(target), hash_prefix=hash_prefix, progress=True)
     except Exception as error:  # urllib raises several types when offline
         raise SegassistError(
-            f"cannot download {url}: {error}. On a machine with internet, download it and copy it to this path",
+            f"cannot download {url}: {error}. Download it on a machine with internet and copy it here",
             file=str(target),
         ) from None
     print(f"saved {target}")
@@ -119,13 +119,15 @@ def _download_huggingface(model_id: str) -> None:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise SegassistError("the transformers engine is not installed: pip install 'segassist[transformers]'") from None
+        raise SegassistError(
+            "the transformers engine is not installed: pip install 'segassist[transformers]'"
+        ) from None
     try:
         path = snapshot_download(model_id)
     except Exception as error:  # huggingface_hub raises many types when offline or the id is wrong
         raise SegassistError(
-            f"cannot download {model_id} from the Hugging Face hub ({type(error).__name__}); on a machine with "
-            "internet run `segassist weights download` there and copy its Hugging Face cache folder here, or "
-            "give --model the local folder"
+            f"cannot download {model_id} from the Hugging Face hub ({type(error).__name__}); on a machine "
+            "with internet run `segassist weights download` and copy its Hugging Face cache folder here, "
+            "or give --model a local save_pretrained folder"
         ) from None
     print(f"saved {model_id} in {path}")

@@ -151,16 +151,15 @@ def _to_prompt(regions: list[dict[str, Any]], width: int, height: int) -> Prompt
 
 def _box_pixels(value: dict[str, Any], width: int, height: int) -> tuple[float, float, float, float]:
     """A percent rectangle as pixel bounds (x0, y0, x1, y1) clipped to the image."""
-    x, y = float(value["x"]) * width / 100, float(value["y"]) * height / 100
-    w, h = float(value["width"]) * width / 100, float(value["height"]) * height / 100
+    x, y, w, h = (float(value[key]) for key in ("x", "y", "width", "height"))
     rotation = float(value.get("rotation") or 0)
     if rotation % 360 and w > 0 and h > 0:
-        rotated = rectangle_to_mask(x, y, w, h, rotation, width, height)
-        left, top, w, h = rotated.bbox
-        x, y = float(left), float(top)
+        # The rotated rectangle's pixels, then their bounds (empty when it lies outside the image).
+        left, top, w_px, h_px = rectangle_to_mask(x, y, w, h, rotation, width, height).bbox
+        return float(left), float(top), float(left + w_px), float(top + h_px)
     return (
-        float(np.clip(x, 0, width)),
-        float(np.clip(y, 0, height)),
-        float(np.clip(x + w, 0, width)),
-        float(np.clip(y + h, 0, height)),
+        float(np.clip(x * width / 100, 0, width)),
+        float(np.clip(y * height / 100, 0, height)),
+        float(np.clip((x + w) * width / 100, 0, width)),
+        float(np.clip((y + h) * height / 100, 0, height)),
     )

@@ -1,4 +1,5 @@
-"""The Label Studio ML protocol as Label Studio 1.23 speaks it: /health, /setup, /predict, /webhook, /versions.
+"""The Label Studio ML protocol as Label Studio 1.23 speaks it: /health, /setup, /predict, /webhook,
+/versions.
 
 Bad requests get a 4xx with a JSON `detail` (Label Studio shows it); a task that cannot be predicted gets an
 empty prediction and a logged reason, so the other tasks of the request still count. Optional HTTP basic auth
@@ -66,7 +67,12 @@ def health() -> Response:
     # Reads only immutable attributes: never waits for a running prediction.
     backend = _backend()
     return jsonify(
-        {"status": "UP", "model_class": "segassist", "engine": backend.settings.engine, "model_version": backend.model_version}
+        {
+            "status": "UP",
+            "model_class": "segassist",
+            "engine": backend.settings.engine,
+            "model_version": backend.model_version,
+        }
     )
 
 

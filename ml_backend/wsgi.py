@@ -3,7 +3,7 @@ environment; use one worker process with threads, and no --preload once CUDA is 
 
 from __future__ import annotations
 
-from ml_backend.app import create_app, configure_logging
+from ml_backend.app import configure_logging, create_app
 from ml_backend.settings import Settings
 
 configure_logging()

@@ -1,5 +1,5 @@
-"""Shared pieces for the backend tests: real torchvision architectures with random weights saved to files, a real
-local HTTP server standing in for Label Studio's media endpoints, and requests shaped like Label Studio 1.23's."""
+"""Shared pieces for the backend tests: real torchvision architectures with random weights saved to files, a
+real local HTTP server standing in for Label Studio, and requests shaped like those of Label Studio 1.23."""
 
 from __future__ import annotations
 
@@ -27,7 +27,11 @@ FAST_OPTIONS = {
     "semantic_size": 64,
     "stuff_area_threshold": 16,
 }
-COCO_NAMES = [n for n in detection.MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.meta["categories"] if n not in ("N/A", "__background__")]
+COCO_NAMES = [
+    n
+    for n in detection.MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.meta["categories"]
+    if n not in ("N/A", "__background__")
+]
 VOC_NAMES = segmentation.DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1.meta["categories"][1:]
 
 
@@ -38,7 +42,9 @@ def save_random_weights(folder: Path) -> tuple[Path, Path]:
     semantic = folder / "deeplab.pth"
     torch.save(detection.maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None).state_dict(), instance)
     torch.save(
-        segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, aux_loss=True).state_dict(),
+        segmentation.deeplabv3_mobilenet_v3_large(
+            weights=None, weights_backbone=None, aux_loss=True
+        ).state_dict(),
         semantic,
     )
     return instance, semantic
@@ -62,7 +68,7 @@ def png_bytes(array: np.ndarray, **save_options: object) -> bytes:
     return out.getvalue()
 
 
-def test_image(height: int = 72, width: int = 96, seed: int = 0) -> np.ndarray:
+def sample_image(height: int = 72, width: int = 96, seed: int = 0) -> np.ndarray:
     """A photo-like RGB image: smooth shapes with noise."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
@@ -90,7 +96,9 @@ class MediaServer:
                 body = self.rfile.read(length) if length else b""
                 server.requests.append((self.path, headers))
                 route = server.routes.get(self.path, (404, {}, b"not found"))
-                status, extra, payload = route(headers | {"_body": body.decode()}) if callable(route) else route
+                status, extra, payload = (
+                    route(headers | {"_body": body.decode()}) if callable(route) else route
+                )
                 self.send_response(status)
                 for key, value in extra.items():
                     self.send_header(key, value)
@@ -105,7 +113,7 @@ class MediaServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def close(self) -> None:

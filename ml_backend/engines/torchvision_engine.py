@@ -137,10 +137,7 @@ class TorchvisionEngine(Engine):
         self._semantic = semantic
         self._semantic_size = semantic_size
         self._mask_threshold = mask_threshold
-        # detectron2's panoptic fusion defaults (combine_semantic_and_instance_outputs).
-        self._fusion_score_threshold = fusion_score_threshold
-        self._fusion_overlap_threshold = fusion_overlap_threshold
-        self._stuff_area_threshold = stuff_area_threshold
+        self._fusion = PanopticFusion(fusion_score_threshold, fusion_overlap_threshold, stuff_area_threshold)
         models = [m for m in (instance, semantic) if m is not None]
         self.model_version = "torchvision-" + "+".join(f"{m.arch}@{m.digest}" for m in models)
         self.modes = tuple(
@@ -152,22 +149,27 @@ class TorchvisionEngine(Engine):
             )
             if present
         )
-        # Category ids: instance classes keep their index; semantic classes follow them.
-        self._stuff_offset = len(instance.class_names) if instance else 0
+        # Category ids: instance classes keep their index; semantic classes follow them (None: void class).
+        offset = len(instance.class_names) if instance else 0
+        self._stuff_categories = [
+            None if name in NOT_A_CLASS else offset + index
+            for index, name in enumerate(semantic.class_names if semantic else ())
+        ]
+        # In panoptic fusion a semantic class that the instance model also has is left to the instance model.
+        thing_names = set(instance.class_names) if instance else set()
+        self._fusion_stuff = [
+            None if category_id is None or semantic.class_names[index] in thing_names else category_id
+            for index, category_id in enumerate(self._stuff_categories)
+        ]
         self.categories = [
             Category(id=index, name=name, isthing=True)
             for index, name in enumerate(instance.class_names if instance else ())
             if name not in NOT_A_CLASS
         ] + [
-            Category(id=self._stuff_offset + index, name=name, isthing=False)
-            for index, name in enumerate(semantic.class_names if semantic else ())
-            if name not in NOT_A_CLASS
+            Category(id=category_id, name=semantic.class_names[index], isthing=False)
+            for index, category_id in enumerate(self._stuff_categories)
+            if category_id is not None
         ]
-        self._semantic_void = (
-            [index for index, name in enumerate(semantic.class_names) if name in NOT_A_CLASS]
-            if semantic
-            else []
-        )
         self._mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
         self._std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
 
@@ -189,7 +191,7 @@ class TorchvisionEngine(Engine):
             if mode == "semantic":
                 return [self._semantic_segments(*result) for result in self._segment(batch)]
             return [
-                self._fuse(*pasted, *semantic)
+                self._fusion(*pasted, *semantic, self._fusion_stuff)
                 for pasted, semantic in zip(self._detect(batch), self._segment(batch), strict=True)
             ]
 
@@ -244,13 +246,13 @@ class TorchvisionEngine(Engine):
         """Per image: the class map (H, W) and the winning class's probability (H, W), at full resolution."""
         resized = []
         for image in batch:
+            # torchvision's SemanticSegmentation preset: the short side to semantic_size, antialiased.
             height, width = image.shape[-2:]
-            scale = self._semantic_size / min(height, width)
-            size = (max(round(height * scale), 1), max(round(width * scale), 1))
-            resized.append(
-                (F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0] - self._mean)
-                / self._std
-            )
+            short, long = sorted((height, width))
+            scaled = (self._semantic_size, int(self._semantic_size * long / short))
+            size = scaled if height <= width else scaled[::-1]
+            small = F.interpolate(image[None], size, mode="bilinear", align_corners=False, antialias=True)
+            resized.append((small[0] - self._mean) / self._std)
         # Pad to one batch (bottom/right), as torchvision's detection transform does.
         rows, cols = max(r.shape[1] for r in resized), max(r.shape[2] for r in resized)
         padded = resized[0].new_zeros((len(resized), 3, rows, cols))
@@ -266,31 +268,47 @@ class TorchvisionEngine(Engine):
         return out
 
     def _semantic_segments(self, labels: torch.Tensor, probability: torch.Tensor) -> list[Segment]:
-        classes = len(self._semantic.class_names)
+        classes = len(self._stuff_categories)
         flat = labels.reshape(-1)
         counts = torch.bincount(flat, minlength=classes)
         sums = torch.bincount(flat, weights=probability.reshape(-1), minlength=classes)
         mean_probability = (sums / counts.clamp(min=1)).tolist()
-        label_map = labels.to(torch.int32).cpu().numpy()
-        masks = masks_from_label_map(label_map, void=None)
+        masks = masks_from_label_map(labels.to(torch.int32).cpu().numpy(), void=None)
         return [
-            Segment(mask=mask, category_id=self._stuff_offset + label, score=mean_probability[label])
+            Segment(mask=mask, category_id=self._stuff_categories[label], score=mean_probability[label])
             for label, mask in sorted(masks.items())
-            if label not in self._semantic_void
+            if self._stuff_categories[label] is not None
         ]
 
-    # -- panoptic fusion -------------------------------------------------------------------------------------
 
-    def _fuse(self, scores, labels, crops, origins, semantic_labels, probability) -> list[Segment]:
-        """detectron2's rule: instances in score order (skipping those mostly covered), then stuff classes on
-        what is left when they cover at least `stuff_area_threshold` pixels."""
+@dataclass(frozen=True)
+class PanopticFusion:
+    """detectron2's rule (combine_semantic_and_instance_outputs, with its defaults): instances in score order
+    from `score_threshold` up, each skipped when more than `overlap_threshold` of it is already taken, else
+    keeping its free pixels; then each stuff class on the pixels left if it covers `stuff_area_threshold`."""
+
+    score_threshold: float = 0.5
+    overlap_threshold: float = 0.5
+    stuff_area_threshold: int = 4096
+
+    def __call__(
+        self,
+        scores: torch.Tensor,
+        labels: torch.Tensor,
+        crops: Sequence[torch.Tensor],
+        origins: Sequence[tuple[int, int]],
+        semantic_labels: torch.Tensor,
+        probability: torch.Tensor,
+        stuff_categories: Sequence[int | None],
+    ) -> list[Segment]:
+        """`stuff_categories[c]` is the category id of semantic class c, None for void classes."""
         height, width = semantic_labels.shape
         canvas = torch.zeros((height, width), dtype=torch.int32, device=semantic_labels.device)
         owners: dict[int, tuple[int, float]] = {}  # segment id -> (category id, score)
         areas = torch.stack([crop.sum() for crop in crops]).tolist() if crops else []
         score_list, label_list = scores.tolist(), labels.tolist()
         for index in sorted(range(len(crops)), key=lambda i: -score_list[i]):
-            if score_list[index] < self._fusion_score_threshold:
+            if score_list[index] < self.score_threshold:
                 break
             area = areas[index]
             if area == 0:
@@ -299,21 +317,20 @@ class TorchvisionEngine(Engine):
             window = canvas[top : top + crop.shape[0], left : left + crop.shape[1]]
             free = crop & (window == 0)
             free_area = int(free.sum())
-            if (area - free_area) / area > self._fusion_overlap_threshold:
+            if (area - free_area) / area > self.overlap_threshold:
                 continue
             segment_id = len(owners) + 1
             window[free] = segment_id
             owners[segment_id] = (label_list[index], score_list[index])
         unclaimed = canvas == 0
-        classes = len(self._semantic.class_names)
-        stuff_areas = torch.bincount(semantic_labels[unclaimed], minlength=classes).tolist()
+        stuff_areas = torch.bincount(semantic_labels[unclaimed], minlength=len(stuff_categories)).tolist()
         for label, area in enumerate(stuff_areas):
-            if area < self._stuff_area_threshold or label in self._semantic_void:
+            if area < self.stuff_area_threshold or stuff_categories[label] is None:
                 continue
             region = unclaimed & (semantic_labels == label)
             segment_id = len(owners) + 1
             canvas[region] = segment_id
-            owners[segment_id] = (self._stuff_offset + label, float(probability[region].mean()))
+            owners[segment_id] = (stuff_categories[label], float(probability[region].mean()))
         masks = masks_from_label_map(canvas.cpu().numpy(), void=0)
         return [
             Segment(mask=masks[segment_id], category_id=category_id, score=score)

@@ -28,11 +28,19 @@ class TransformersEngine(Engine):
     modes = ("panoptic", "instance", "semantic")
 
     def __init__(
-        self, model: torch.nn.Module, processor: object, name: str, device: torch.device, threshold: float = 0.5
+        self,
+        model: torch.nn.Module,
+        processor: object,
+        name: str,
+        device: torch.device,
+        threshold: float = 0.5,
+        overlap_threshold: float = 0.8,
     ) -> None:
         self.device = device
-        # Query score below which instance and panoptic segments are dropped (transformers' default).
+        # transformers' defaults: the query score below which segments are dropped, and the fraction of a
+        # query's mask that must survive the per-pixel argmax for it to stay a segment.
         self._threshold = threshold
+        self._overlap_threshold = overlap_threshold
         self._model = model
         self._processor = processor
         self._is_oneformer = model.config.model_type == "oneformer"
@@ -63,12 +71,16 @@ class TransformersEngine(Engine):
                 return [self._semantic_segments(label_map) for label_map in maps]
             if mode == "instance":
                 results = self._processor.post_process_instance_segmentation(
-                    outputs, threshold=self._threshold, target_sizes=sizes
+                    outputs,
+                    threshold=self._threshold,
+                    overlap_mask_area_threshold=self._overlap_threshold,
+                    target_sizes=sizes,
                 )
             else:
                 results = self._processor.post_process_panoptic_segmentation(
                     outputs,
                     threshold=self._threshold,
+                    overlap_mask_area_threshold=self._overlap_threshold,
                     label_ids_to_fuse=self._stuff_ids,
                     target_sizes=sizes,
                 )
@@ -104,7 +116,8 @@ def load(model: str, device: torch.device, **options: object) -> TransformersEng
         config = AutoConfig.from_pretrained(model, local_files_only=True)
         if config.model_type not in SUPPORTED_TYPES:
             raise SegassistError(
-                f"{model} is a {config.model_type} model; the transformers engine runs {', '.join(SUPPORTED_TYPES)}"
+                f"{model} is a {config.model_type} model; "
+                f"the transformers engine runs {', '.join(SUPPORTED_TYPES)}"
             )
         processor = AutoImageProcessor.from_pretrained(model, local_files_only=True)
         # transformers' own loader reads safetensors (no pickled code) or refuses unsafe .bin files.

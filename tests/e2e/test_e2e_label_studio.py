@@ -8,6 +8,7 @@ annotations, export JSON, convert it to COCO instance and COCO panoptic, and che
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -315,6 +316,16 @@ def accept_predictions(api: LabelStudioAPI, stored: dict[int, list[dict]]) -> No
         )
 
 
+def images_as_exported(tasks: list[dict], project: Project, media: MediaImages, folder: Path) -> Path:
+    """The image folder a user has beside an export: files named as the tasks refer to them (Label Studio
+    prefixes uploads with a hash, e.g. /data/upload/1/421719c1-chelsea.png)."""
+    folder.mkdir()
+    for task in tasks:
+        name = task["data"]["image"].rsplit("/", 1)[-1]
+        shutil.copyfile(media.directory / project.images[task["id"]], folder / name)
+    return folder
+
+
 def run_segassist(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(SEGASSIST), *map(str, args)], capture_output=True, text=True, timeout=300, check=False
@@ -328,25 +339,47 @@ def qa_errors(*args: str | Path, report: Path) -> dict:
     return json.loads(report.read_text())
 
 
-@pytest.mark.parametrize("which", ["brush", "polygon"])
-def test_export_converts_to_coco_and_panoptic_and_passes_qa(
-    request, label_studio: LabelStudio, media: MediaImages, tmp_path: Path, which: str
-):
-    project, _, stored = request.getfixturevalue(f"predicted_{which}_project")
+@dataclass(frozen=True)
+class Exported:
+    project: Project
+    stored: dict[int, list[dict]]
+    export: Path
+    config: Path
+    images: Path
+
+
+@pytest.fixture(scope="module", params=["brush", "polygon"])
+def exported(request, label_studio: LabelStudio, media: MediaImages, tmp_path_factory) -> Exported:
+    """The project's JSON export after its predictions were accepted, with its config and image folder."""
+    project, _, stored = request.getfixturevalue(f"predicted_{request.param}_project")
     api = label_studio.api()
     accept_predictions(api, stored)
     exported = api.call("GET", f"/api/projects/{project.id}/export", params={"exportType": "JSON"})
-    assert sorted(task["id"] for task in json.loads(exported)) == sorted(project.images)
-    export_path = tmp_path / "export.json"
-    export_path.write_bytes(exported)
-    config_path = tmp_path / "config.xml"
-    config_path.write_text(project.config)
-    report = qa_errors(
-        export_path, "--label-config", config_path, "--images", media.directory, report=tmp_path / "ls.json"
-    )
-    assert report["summary"]["checked"] >= len(project.images)
+    tasks = json.loads(exported)
+    assert sorted(task["id"] for task in tasks) == sorted(project.images)
+    assert all(len(task["annotations"]) == 1 for task in tasks)
+    folder = tmp_path_factory.mktemp(f"export-{request.param}")
+    (folder / "export.json").write_bytes(exported)
+    (folder / "config.xml").write_text(project.config)
+    images = images_as_exported(tasks, project, media, folder / "images")
+    return Exported(project, stored, folder / "export.json", folder / "config.xml", images)
 
-    common = ("--from", "labelstudio", "--label-config", config_path, "--images", media.directory)
+
+def test_label_studio_export_passes_qa(exported: Exported, tmp_path: Path):
+    report = qa_errors(
+        exported.export,
+        "--label-config",
+        exported.config,
+        "--images",
+        exported.images,
+        report=tmp_path / "qa.json",
+    )
+    assert report["summary"]["checked"] >= len(exported.project.images)
+
+
+def test_export_converts_to_coco_and_panoptic_that_pass_qa(exported: Exported, tmp_path: Path):
+    stored, images, export_path = exported.stored, exported.images, exported.export
+    common = ("--from", "labelstudio", "--label-config", exported.config, "--images", images)
     coco_path = tmp_path / "coco.json"
     done = run_segassist("convert", *common, "--to", "coco", export_path, coco_path)
     assert done.returncode == 0, done.stderr
@@ -358,7 +391,7 @@ def test_export_converts_to_coco_and_panoptic_and_passes_qa(
         pixels = coco.annToMask(annotation)
         assert pixels.shape == (image["height"], image["width"])
         assert int(pixels.sum()) == annotation["area"] > 0
-    qa_errors(coco_path, "--images", media.directory, report=tmp_path / "coco-qa.json")
+    qa_errors(coco_path, "--images", images, report=tmp_path / "coco-qa.json")
 
     panoptic_path = tmp_path / "panoptic.json"
     done = run_segassist(
@@ -366,7 +399,9 @@ def test_export_converts_to_coco_and_panoptic_and_passes_qa(
     )
     assert done.returncode == 0, done.stderr
     panoptic = json.loads(panoptic_path.read_text())
-    assert len(panoptic["annotations"]) == len(project.images)
+    assert len(panoptic["annotations"]) == len(exported.project.images)
+    coco_image_ids = {image["file_name"]: image["id"] for image in coco.loadImgs(coco.getImgIds())}
+    panoptic_files = {image["id"]: image["file_name"] for image in panoptic["images"]}
     for entry in panoptic["annotations"]:
         rgb = np.asarray(
             Image.open(tmp_path / "panoptic" / entry["file_name"]).convert("RGB"), dtype=np.int64
@@ -375,7 +410,11 @@ def test_export_converts_to_coco_and_panoptic_and_passes_qa(
         # No overlap: one id per pixel, and each segment's area is exactly its pixel count in the id map.
         for segment in entry["segments_info"]:
             assert int((ids == segment["id"]).sum()) == segment["area"] > 0
+        # Overlaps were resolved by moving pixels, not losing them: same labelled pixels as the instances.
+        instances = coco.getAnnIds(imgIds=coco_image_ids[panoptic_files[entry["image_id"]]])
+        union = np.zeros(ids.shape, dtype=bool)
+        for annotation in coco.loadAnns(instances):
+            union |= coco.annToMask(annotation).astype(bool)
+        assert np.array_equal(union, ids != 0)
     # As panoptic data, overlapping segments would be errors.
-    qa_errors(
-        panoptic_path, "--target", "panoptic", "--images", media.directory, report=tmp_path / "pan-qa.json"
-    )
+    qa_errors(panoptic_path, "--target", "panoptic", "--images", images, report=tmp_path / "pan-qa.json")

@@ -40,7 +40,7 @@ def region(mask: Mask, label: str, region_id: str, **extra) -> dict:
 
 @pytest.fixture
 def export(tmp_path) -> Path:
-    """Three tasks: two annotations + a cancelled one + predictions; ground truth only on the first; one empty."""
+    """Three tasks: two annotations, a cancelled one and a prediction; one unlabeled; one plain."""
     tasks = [
         {
             "id": 11,

@@ -79,9 +79,10 @@ def test_bad_input_raises(url, message):
 
 
 def test_truncated_and_non_png_images_raise():
-    whole = _data_url(Image.new("RGBA", (40, 40), (0, 0, 0, 255)))
-    with pytest.raises(SegassistError, match="valid PNG"):
-        bitmask.decode(whole[: len(whole) // 2 // 4 * 4])
+    png = base64.b64decode(bitmask.encode(np.eye(40, dtype=bool)).split(",", 1)[1])
+    for cut in (8, 33, len(png) // 2):
+        with pytest.raises(SegassistError, match="valid PNG"):
+            bitmask.decode("data:image/png;base64," + base64.b64encode(png[:cut]).decode())
     with pytest.raises(SegassistError, match="valid PNG"):
         bitmask.decode(_data_url(Image.new("RGB", (4, 4)), format="JPEG"))
 

@@ -153,6 +153,7 @@ def test_real_editor_annotation_decodes_to_the_reference_alpha(editor_annotation
     assert list(brush.to_mask(alpha, threshold=1).bbox) == meta["bbox_xywh_alpha_gt0"]
 
 
+@pytest.mark.slow  # the SDK decoder needs ~5-20 s for this 1 MB stream
 def test_real_editor_annotation_matches_the_sdk_and_re_encodes(editor_annotation):
     rle, meta, expected = editor_annotation
     width, height = meta["width"], meta["height"]

@@ -1,0 +1,314 @@
+"""The Flask app end to end: requests shaped like Label Studio 1.23's, a real local HTTP server for media, the
+real torchvision architectures (random weights loaded from files), label-studio-sdk's prediction validation
+and RLE decoder as oracles."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+import torch
+from label_studio_sdk.converter.brush import decode_rle
+from label_studio_sdk.label_interface import LabelInterface
+from werkzeug.serving import make_server
+
+from ml_backend.app import STAGES, create_app
+from ml_backend.settings import Settings
+from tests.backend_support import (
+    MediaServer,
+    label_config,
+    load_test_engine,
+    ls_task,
+    png_bytes,
+    predict_body,
+    sample_image,
+    save_random_weights,
+)
+
+IMAGES = {f"/data/upload/1/{n}.png": sample_image(64 + 8 * n, 80, seed=n) for n in range(3)}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    torch.set_num_threads(1)
+    return load_test_engine(*save_random_weights(tmp_path_factory.mktemp("weights")))
+
+
+@pytest.fixture(scope="module")
+def media():
+    server = MediaServer()
+    for path, image in IMAGES.items():
+        server.routes[path] = (200, {"Content-Type": "image/png"}, png_bytes(image))
+    server.routes["/data/upload/1/huge.png"] = (200, {}, png_bytes(np.zeros((300, 400, 3), np.uint8)))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def make_client(engine, media):
+    def make(**settings: object):
+        options = {"engine": "torchvision", "label_studio_url": media.url, "label_studio_api_key": "tok"}
+        return create_app(Settings(**{**options, **settings}), engine=engine).test_client()
+
+    return make
+
+
+def _validate(config: str, prediction: dict) -> None:
+    assert LabelInterface(config).validate_prediction(prediction, return_errors=True) == []
+
+
+def _brush_alpha(region: dict) -> np.ndarray:
+    flat = decode_rle(region["value"]["rle"])
+    return flat.reshape(region["original_height"], region["original_width"], 4)[..., 3]
+
+
+def test_health_setup_versions_and_webhook(make_client) -> None:
+    client = make_client(mode="instance")
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json["status"] == "UP"
+    setup = client.post(
+        "/setup",
+        json={
+            "project": "1.1763719000",
+            "schema": label_config(),
+            "hostname": "http://localhost:8080",
+            "access_token": "legacy",
+            "extra_params": None,
+        },
+    )
+    assert setup.status_code == 200
+    version = setup.json["model_version"]
+    assert version.endswith("-instance") and version == health.json["model_version"]
+    assert client.get("/versions", json={"project": "1.1763719000"}).json == {"versions": [version]}
+    assert client.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 1}}).status_code == 200
+    assert client.post("/webhook", data="not json").status_code == 200
+    bad = client.post("/setup", json={"project": "1.1", "schema": "<View><Text name='t' value='$t'/></View>"})
+    assert bad.status_code == 400 and "no <Image>" in bad.json["detail"]
+
+
+def test_instance_predictions_are_valid_and_equal_the_engines_masks(make_client, engine) -> None:
+    client = make_client(mode="instance", score_threshold=0.0)
+    config = label_config("BrushLabels")
+    paths = list(IMAGES)[:2]
+    response = client.post(
+        "/predict", json=predict_body([ls_task(i, p) for i, p in enumerate(paths)], config)
+    )
+    assert response.status_code == 200
+    timing = response.headers["Server-Timing"]
+    assert all(f"{stage};dur=" in timing for stage in (*STAGES, "total"))
+    results = response.json["results"]
+    assert len(results) == 2
+    expected = engine.predict([IMAGES[p] for p in paths], "instance")
+    names = {category.id: category.name for category in engine.categories}
+    for prediction, segments in zip(results, expected, strict=True):
+        _validate(config, prediction)
+        assert prediction["model_version"] == client.get("/health").json["model_version"]
+        regions = prediction["result"]
+        assert len(regions) == len(segments) > 0
+        by_score = sorted(segments, key=lambda s: -s.score)
+        for region, segment in zip(regions, by_score, strict=True):
+            assert region["value"]["brushlabels"] == [names[segment.category_id]]
+            assert np.array_equal(_brush_alpha(region) > 0, segment.mask.dense())
+            assert region["score"] == pytest.approx(segment.score)
+        assert prediction["score"] == pytest.approx(np.mean([r["score"] for r in regions]))
+
+
+@pytest.mark.parametrize("control", ["PolygonLabels", "RectangleLabels", "BitmaskLabels"])
+def test_other_controls_get_their_own_region_type(make_client, control: str) -> None:
+    client = make_client(mode="instance", score_threshold=0.0)
+    config = label_config(control)
+    response = client.post("/predict", json=predict_body([ls_task(1, list(IMAGES)[0])], config))
+    [prediction] = response.json["results"]
+    assert prediction["result"] and all(r["type"] == control.lower() for r in prediction["result"])
+    _validate(config, prediction)
+
+
+def test_semantic_mode_writes_one_region_per_label(make_client) -> None:
+    client = make_client(mode="semantic", score_threshold=0.0)
+    config = label_config()
+    [prediction] = client.post("/predict", json=predict_body([ls_task(1, list(IMAGES)[1])], config)).json[
+        "results"
+    ]
+    labels = [r["value"]["brushlabels"][0] for r in prediction["result"]]
+    assert labels and len(labels) == len(set(labels))
+    _validate(config, prediction)
+
+
+def test_panoptic_regions_never_overlap(make_client) -> None:
+    client = make_client(mode="panoptic", score_threshold=0.0)
+    config = label_config()
+    [prediction] = client.post("/predict", json=predict_body([ls_task(1, list(IMAGES)[2])], config)).json[
+        "results"
+    ]
+    _validate(config, prediction)
+    taken = None
+    for region in prediction["result"]:
+        alpha = _brush_alpha(region) > 0
+        taken = np.zeros_like(alpha) if taken is None else taken
+        assert not (taken & alpha).any()
+        taken |= alpha
+    assert taken is not None
+
+
+def test_a_failing_task_gets_an_empty_prediction_and_the_others_are_predicted(
+    make_client, media, caplog
+) -> None:
+    client = make_client(mode="instance", score_threshold=0.0, max_image_pixels=100_000)
+    config = label_config()
+    before = len(media.requests)
+    tasks = [
+        ls_task(1, "/data/upload/1/missing.png"),
+        ls_task(2, "/data/upload/1/huge.png"),
+        ls_task(3, "http://169.254.169.254/latest/meta-data/"),
+        {**ls_task(4, ""), "data": {"text": "no image"}},
+        ls_task(5, list(IMAGES)[0]),
+        {**ls_task(6, ""), "data": {"$undefined$": list(IMAGES)[0]}},
+    ]
+    response = client.post("/predict", json=predict_body(tasks, config))
+    assert response.status_code == 200
+    results = response.json["results"]
+    assert [bool(r["result"]) for r in results] == [False, False, False, False, True, True]
+    assert all(r["model_version"] == results[4]["model_version"] for r in results)
+    log = caplog.text
+    assert "task 1" in log and "HTTP 404" in log
+    assert "task 2" in log and "over the limit" in log
+    assert "task 3" in log and "SEGASSIST_ALLOWED_HOSTS" in log
+    assert "task 4" in log and "no 'image'" in log
+    assert "169.254" not in "".join(path for path, _ in media.requests[before:])
+
+
+def test_unmapped_labels_give_empty_predictions(make_client) -> None:
+    client = make_client(mode="instance")
+    config = label_config(labels=["Nothing", "Matches"])
+    response = client.post("/predict", json=predict_body([ls_task(1, list(IMAGES)[0])], config))
+    assert response.status_code == 200 and response.json["results"][0]["result"] == []
+
+
+@pytest.mark.parametrize(
+    "body, status, detail",
+    [
+        ("{not json", 400, "JSON object"),
+        ("[1, 2]", 400, "JSON object"),
+        (json.dumps({"tasks": []}), 400, "non-empty list"),
+        (json.dumps({"tasks": [1]}), 400, "non-empty list"),
+        (json.dumps({"tasks": [{"id": 1, "data": {}}], "project": "9.1"}), 400, "label_config is missing"),
+        (json.dumps(predict_body([{"id": 1}], "<View>")), 400, "does not parse"),
+        (json.dumps(predict_body([{"id": 1}], label_config(), context={"result": []})), 400, "interactive"),
+    ],
+)
+def test_bad_requests_get_4xx_with_a_reason(make_client, body: str, status: int, detail: str) -> None:
+    response = make_client().post("/predict", data=body, content_type="application/json")
+    assert response.status_code == status
+    assert detail in response.json["detail"]
+
+
+def test_predict_uses_the_config_from_setup_when_label_config_is_absent(make_client) -> None:
+    client = make_client(mode="instance", score_threshold=0.0)
+    client.post("/setup", json={"project": "7.1", "schema": label_config()})
+    response = client.post("/predict", json={"tasks": [ls_task(1, list(IMAGES)[0])], "project": "7.1"})
+    assert response.status_code == 200 and response.json["results"][0]["result"]
+
+
+def test_request_size_limit_and_unknown_routes(make_client) -> None:
+    client = make_client(max_request_bytes=1000)
+    assert client.post("/predict", data="x" * 2000, content_type="application/json").status_code == 413
+    assert client.get("/nothing").status_code == 404
+    assert client.get("/predict").status_code == 405
+
+
+def test_basic_auth_guards_everything_but_health(make_client) -> None:
+    client = make_client(basic_auth_user="ls", basic_auth_pass="s3cret")
+
+    def auth(user: str, password: str) -> dict:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+    assert client.get("/health").status_code == 200
+    denied = client.post("/setup", json={})
+    assert denied.status_code == 401 and denied.headers["WWW-Authenticate"].startswith("Basic")
+    assert client.post("/setup", json={}, headers=auth("ls", "wrong")).status_code == 401
+    assert client.get("/versions", headers=auth("other", "s3cret")).status_code == 401
+    assert client.post("/setup", json={}, headers=auth("ls", "s3cret")).status_code == 200
+    assert client.post("/webhook", json={}, headers=auth("ls", "s3cret")).status_code == 200
+
+
+def test_interactive_requests_go_to_the_sam_handler(media) -> None:
+    from ml_backend.engines.sam import load_default
+
+    app = create_app(Settings(label_studio_url=media.url), engine=load_default(torch.device("cpu")))
+    client = app.test_client()
+    config = (
+        '<View><Image name="image" value="$image"/>'
+        '<BrushLabels name="brush" toName="image"><Label value="Object"/></BrushLabels>'
+        '<RectangleLabels name="box" toName="image" smart="true"><Label value="Object"/></RectangleLabels>'
+        "</View>"
+    )
+    context = {
+        "result": [
+            {
+                "id": "r1",
+                "from_name": "box",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "origin": "manual",
+                "original_width": 80,
+                "original_height": 64,
+                "image_rotation": 0,
+                "value": {
+                    "x": 10,
+                    "y": 10,
+                    "width": 60,
+                    "height": 70,
+                    "rotation": 0,
+                    "rectanglelabels": ["Object"],
+                },
+            }
+        ]
+    }
+    response = client.post(
+        "/predict", json=predict_body([ls_task(1, list(IMAGES)[0])], config, context=context)
+    )
+    assert response.status_code == 200
+    [prediction] = response.json["results"]
+    assert prediction["model_version"] == client.get("/health").json["model_version"]
+    assert all(region["from_name"] == "brush" for region in prediction["result"])
+    _validate(config, prediction)
+
+
+@pytest.mark.slow
+def test_health_answers_fast_while_a_long_predict_runs(make_client, engine, media) -> None:
+    app = create_app(
+        Settings(engine="torchvision", label_studio_url=media.url, mode="panoptic", batch_size=1),
+        engine=engine,
+    )
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    base = f"http://127.0.0.1:{server.server_port}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tasks = [ls_task(i, path) for i, path in enumerate(list(IMAGES) * 2)]
+        outcome: dict = {}
+
+        def long_predict() -> None:
+            outcome["response"] = requests.post(
+                f"{base}/predict", json=predict_body(tasks, label_config()), timeout=300
+            )
+
+        worker = threading.Thread(target=long_predict)
+        worker.start()
+        time.sleep(0.5)
+        latencies = []
+        while worker.is_alive() and len(latencies) < 20:
+            started = time.perf_counter()
+            assert requests.get(f"{base}/health", timeout=5).status_code == 200
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.1)
+        assert worker.is_alive(), "the predict finished before /health was probed enough"
+        worker.join()
+        assert outcome["response"].status_code == 200 and len(outcome["response"].json()["results"]) == 6
+        assert len(latencies) >= 3 and max(latencies) < 1.0
+    finally:
+        server.shutdown()

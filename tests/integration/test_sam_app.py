@@ -1,0 +1,156 @@
+"""Interactive prompts through the real Flask app's /predict, answered by the embedded LiteMedSAM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from flask.testing import FlaskClient
+from PIL import Image
+from skimage import data
+
+from converters import brush
+from ml_backend.app import create_app
+from ml_backend.engines.sam import SamEngine, load_default
+from ml_backend.settings import Settings
+from tests.unit.sam_references import (
+    ASTRONAUT_SIZE,
+    COFFEE_SIZE,
+    HELMET,
+    SPOON_BOWL,
+    SPOON_HANDLE,
+    reference,
+)
+
+CONFIG = """
+<View>
+  <Image name="image" value="$image"/>
+  <BrushLabels name="mask" toName="image"><Label value="object"/></BrushLabels>
+  <KeyPointLabels name="click" toName="image" smart="true"><Label value="object"/></KeyPointLabels>
+  <RectangleLabels name="box" toName="image" smart="true"><Label value="object"/></RectangleLabels>
+</View>"""
+
+
+@pytest.fixture(scope="module")
+def engine() -> SamEngine:
+    torch.set_num_threads(1)
+    return load_default(torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def client(engine: SamEngine, tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
+    root = tmp_path_factory.mktemp("media")
+    Image.fromarray(data.coffee()).save(root / "coffee.png")
+    Image.fromarray(data.astronaut()).save(root / "astronaut.png")
+    app = create_app(Settings(local_files_document_root=str(root)), engine=engine)
+    return app.test_client()
+
+
+def _task(task_id: int, name: str) -> dict[str, Any]:
+    return {
+        "id": task_id,
+        "data": {"image": f"/data/local-files/?d={name}"},
+        "annotations": [],
+        "predictions": [],
+    }
+
+
+def _predict(client: FlaskClient, task: dict, regions: list[dict]) -> Any:
+    return client.post(
+        "/predict",
+        json={
+            "tasks": [task],
+            "project": "1.1700000000",
+            "label_config": CONFIG,
+            "params": {"login": None, "password": None, "context": {"result": regions}},
+        },
+    )
+
+
+def _keypoint(x: float, y: float, size: tuple[int, int], label: str = "object") -> dict:
+    height, width = size
+    return {
+        "id": "kp1",
+        "from_name": "click",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "origin": "manual",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {"x": x * 100 / width, "y": y * 100 / height, "width": 0.3, "keypointlabels": [label]},
+        "is_positive": True,
+    }
+
+
+def _rectangle(x0: float, y0: float, x1: float, y1: float, size: tuple[int, int]) -> dict:
+    height, width = size
+    return {
+        "id": "rc1",
+        "from_name": "box",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {
+            "x": x0 * 100 / width,
+            "y": y0 * 100 / height,
+            "width": (x1 - x0) * 100 / width,
+            "height": (y1 - y0) * 100 / height,
+            "rotation": 0,
+            "rectanglelabels": ["object"],
+        },
+    }
+
+
+def _only_region(response: Any) -> dict:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    [prediction] = response.get_json()["results"]
+    [region] = prediction["result"]
+    assert region["type"] == "brushlabels" and region["value"]["brushlabels"] == ["object"]
+    return region
+
+
+def test_keypoint_on_the_helmet(client: FlaskClient) -> None:
+    region = _only_region(_predict(client, _task(1, "astronaut.png"), [_keypoint(400, 420, ASTRONAUT_SIZE)]))
+    height, width = ASTRONAUT_SIZE
+    mask = brush.decode_mask(region["value"]["rle"], width, height)
+    assert mask.iou(reference(ASTRONAUT_SIZE, HELMET)) >= 0.72  # as in test_sam_engine
+
+
+def test_rectangle_around_the_spoon_and_the_cached_second_prompt(
+    client: FlaskClient, engine: SamEngine
+) -> None:
+    task = _task(2, "coffee.png")
+    misses = engine.cache.misses
+    region = _only_region(_predict(client, task, [_rectangle(320, 60, 430, 330, COFFEE_SIZE)]))
+    height, width = COFFEE_SIZE
+    mask = brush.decode_mask(region["value"]["rle"], width, height)
+    assert mask.iou(reference(COFFEE_SIZE, SPOON_HANDLE, SPOON_BOWL)) >= 0.6  # as in test_sam_engine
+    assert engine.cache.misses == misses + 1
+    # The next prompt on the same task reuses the image embedding.
+    _only_region(_predict(client, task, [_keypoint(365, 290, COFFEE_SIZE)]))
+    assert engine.cache.misses == misses + 1
+
+
+def test_unknown_label_is_a_400_naming_task_and_region(client: FlaskClient) -> None:
+    response = _predict(client, _task(3, "astronaut.png"), [_keypoint(400, 420, ASTRONAUT_SIZE, label="cat")])
+    assert response.status_code == 400
+    detail = response.get_data(as_text=True)
+    assert "task 3" in detail and "region kp1" in detail and "'cat'" in detail
+
+
+def test_zero_area_box_gives_an_empty_suggestion(client: FlaskClient) -> None:
+    response = _predict(client, _task(4, "coffee.png"), [_rectangle(100, 100, 100, 200, COFFEE_SIZE)])
+    assert response.status_code == 200
+    [prediction] = response.get_json()["results"]
+    assert prediction["result"] == []
+
+
+def test_missing_image_is_a_400_naming_the_task(client: FlaskClient, tmp_path: Path) -> None:
+    response = _predict(client, _task(5, "nowhere.png"), [_keypoint(10, 10, COFFEE_SIZE)])
+    assert response.status_code == 400
+    assert "task 5" in response.get_data(as_text=True)

@@ -1,0 +1,206 @@
+"""The torchvision engine on the real architectures with random weights saved to files and loaded back through
+`load`: torchvision's own outputs are the oracle for instances and semantic maps."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models import segmentation
+from torchvision.transforms._presets import SemanticSegmentation
+
+from converters.errors import SegassistError
+from ml_backend.engines import torchvision_engine
+from ml_backend.engines.registry import load_engine, resolve_device
+from ml_backend.engines.torch_utils import split_on_oom
+from ml_backend.engines.torchvision_engine import PanopticFusion
+from tests.backend_support import FAST_OPTIONS, load_test_engine, sample_image, save_random_weights
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.set_num_threads(1)
+    return save_random_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def engine(weights):
+    return load_test_engine(*weights)
+
+
+IMAGES = [sample_image(72, 96, seed=1), sample_image(80, 64, seed=2)]
+
+
+def test_loaded_engine_describes_itself(engine) -> None:
+    assert engine.modes == ("panoptic", "instance", "semantic")
+    assert engine.model_version.startswith("torchvision-maskrcnn_resnet50_fpn_v2@")
+    found = {(category.id, category.name, category.isthing) for category in engine.categories}
+    assert (1, "person", True) in found  # the COCO index is kept
+    assert (91 + 1, "aeroplane", False) in found  # semantic classes follow
+    assert (91 + 15, "person", False) in found
+    assert not any(name in ("__background__", "N/A") for _, name, _ in found)
+    assert len(found) == 80 + 20
+
+
+def test_instances_equal_torchvision_pasted_masks(engine) -> None:
+    predicted = engine.predict(IMAGES, "instance")
+    module = engine._instance.module
+    with torch.inference_mode():
+        reference = module([torch.from_numpy(image).permute(2, 0, 1).float() / 255 for image in IMAGES])
+    for segments, expected, image in zip(predicted, reference, IMAGES, strict=True):
+        dense = [(mask[0] > 0.5).numpy() for mask in expected["masks"]]
+        keep = [index for index, mask in enumerate(dense) if mask.any()]
+        assert len(segments) == len(keep) > 0
+        for segment, index in zip(segments, keep, strict=True):
+            assert segment.mask.shape == image.shape[:2]
+            assert np.array_equal(segment.mask.dense(), dense[index])
+            assert segment.category_id == int(expected["labels"][index])
+            assert segment.score == pytest.approx(float(expected["scores"][index]))
+
+
+def test_semantic_map_equals_torchvision_preset_and_argmax(engine) -> None:
+    image = IMAGES[0]
+    [segments] = engine.predict([image], "semantic")
+    preset = SemanticSegmentation(resize_size=FAST_OPTIONS["semantic_size"])
+    with torch.inference_mode():
+        batch = preset(torch.from_numpy(image).permute(2, 0, 1))[None]
+        logits = engine._semantic.module(batch)["out"]
+        expected = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False).argmax(
+            1
+        )[0]
+    painted = np.zeros(image.shape[:2], dtype=np.int64)
+    for segment in segments:
+        assert 0 < segment.score <= 1
+        segment.mask.paste_into(painted, segment.category_id - 91)
+    expected = expected.numpy()
+    expected[expected == 0] = 0  # background is void: not a segment, left 0
+    assert (painted == expected).mean() > 0.999
+    assert sum(segment.mask.area for segment in segments) == np.count_nonzero(expected)
+
+
+def test_panoptic_segments_never_overlap(engine) -> None:
+    for segments, image in zip(engine.predict(IMAGES, "panoptic"), IMAGES, strict=True):
+        canvas = np.zeros(image.shape[:2], dtype=np.int32)
+        for segment in segments:
+            assert not canvas[segment.mask.dense()].any(), "a pixel belongs to two segments"
+            segment.mask.paste_into(canvas, 1)
+        assert any(not engine_category(engine, s.category_id).isthing for s in segments)
+
+
+def engine_category(engine, category_id: int):
+    return next(category for category in engine.categories if category.id == category_id)
+
+
+def _box(top: int, left: int, rows: int, cols: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    return torch.ones((rows, cols), dtype=torch.bool), (top, left)
+
+
+def test_panoptic_fusion_follows_detectron2s_rule() -> None:
+    a = _box(0, 0, 4, 4)  # 16 px, score .9
+    b = _box(0, 1, 4, 4)  # 12 of 16 px under a: 75 % > 50 % -> skipped
+    c = _box(3, 3, 4, 4)  # 1 of 16 px under a: kept without it
+    d = _box(8, 8, 2, 2)  # score .3 < .5 -> dropped
+    semantic = torch.zeros((10, 10), dtype=torch.int64)
+    semantic[:, 5:] = 1  # class 1: right half, 50 px of which c takes 8 -> kept
+    semantic[9, :5] = 2  # class 2: 5 px -> under the stuff area threshold
+    fusion = PanopticFusion(score_threshold=0.5, overlap_threshold=0.5, stuff_area_threshold=10)
+    segments = fusion(
+        torch.tensor([0.8, 0.9, 0.7, 0.3], dtype=torch.float64),
+        torch.tensor([11, 12, 13, 14]),
+        [b[0], a[0], c[0], d[0]],
+        [b[1], a[1], c[1], d[1]],
+        semantic,
+        torch.full((10, 10), 0.25),
+        stuff_categories=[None, 101, 102],
+    )
+    assert [(s.category_id, s.score) for s in segments] == [(12, 0.9), (13, 0.7), (101, 0.25)]
+    assert [s.mask.area for s in segments] == [16, 15, 42]
+    canvas = np.zeros((10, 10), dtype=int)
+    for segment in segments:
+        assert not canvas[segment.mask.dense()].any()
+        segment.mask.paste_into(canvas, 1)
+
+
+def test_weights_from_a_file_with_another_class_count_take_names_from_beside_it(tmp_path) -> None:
+    path = tmp_path / "three.pth"
+    torch.save(
+        segmentation.lraspp_mobilenet_v3_large(
+            weights=None, weights_backbone=None, num_classes=3
+        ).state_dict(),
+        path,
+    )
+    loaded = torchvision_engine.load(f"lraspp_mobilenet_v3_large={path}", CPU, semantic_size=32)
+    assert [c.name for c in loaded.categories] == ["class_0", "class_1", "class_2"]
+    assert loaded.modes == ("semantic",)
+    (tmp_path / "three.json").write_text(json.dumps(["__background__", "road", "sky"]))
+    named = torchvision_engine.load(f"lraspp_mobilenet_v3_large={path}", CPU, semantic_size=32)
+    assert [(c.id, c.name) for c in named.categories] == [(1, "road"), (2, "sky")]
+    with pytest.raises(SegassistError, match="cannot do instance"):
+        named.predict([sample_image()], "instance")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_weight_files_are_loaded_safely_and_errors_name_the_file(tmp_path, weights) -> None:
+    instance, semantic = weights
+    with pytest.raises(SegassistError, match="missing.pth"):
+        torchvision_engine.load(f"maskrcnn_resnet50_fpn_v2={tmp_path / 'missing.pth'}", CPU)
+    with pytest.raises(SegassistError, match="not a maskrcnn_resnet50_fpn_v2 state dict"):
+        torchvision_engine.load(f"maskrcnn_resnet50_fpn_v2={semantic}", CPU)
+    hostile = tmp_path / "hostile.pth"
+    torch.save({"model": _Exploit()}, hostile)
+    with pytest.raises(SegassistError, match="not a loadable weight file"):
+        torchvision_engine.load(f"deeplabv3_resnet50={hostile}", CPU)
+    with pytest.raises(SegassistError, match="unknown torchvision architecture 'yolo'"):
+        torchvision_engine.load("yolo", CPU)
+    with pytest.raises(SegassistError, match="two instance architectures"):
+        torchvision_engine.load(f"maskrcnn_resnet50_fpn_v2={instance},maskrcnn_resnet50_fpn={instance}", CPU)
+
+
+def test_without_a_path_weights_come_from_the_torch_hub_cache(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(SegassistError, match="segassist weights download") as caught:
+        load_engine("torchvision", "lraspp_mobilenet_v3_large", CPU)
+    cached = tmp_path / "checkpoints" / "lraspp_mobilenet_v3_large-d234d4ea.pth"
+    assert str(cached) in str(caught.value)
+    cached.parent.mkdir()
+    torch.save(
+        segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None).state_dict(), cached
+    )
+    assert load_engine("torchvision", "lraspp_mobilenet_v3_large", CPU).categories[0].name == "aeroplane"
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_order() -> None:
+    calls = []
+
+    def run(chunk):
+        calls.append(list(chunk))
+        if len(chunk) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return [item * 10 for item in chunk]
+
+    assert split_on_oom(run, [1, 2, 3, 4, 5]) == [10, 20, 30, 40, 50]
+    assert calls == [[1, 2, 3, 4, 5], [1, 2], [3, 4, 5], [3], [4, 5]]
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        split_on_oom(lambda chunk: run([0, 0, 0]), [1])
+
+
+def test_device_names() -> None:
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == CPU
+    with pytest.raises(SegassistError, match="unsupported device"):
+        resolve_device("meta")
+    with pytest.raises(SegassistError, match="unknown device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(SegassistError, match="CUDA is not available"):
+            resolve_device("cuda:0")

@@ -1,0 +1,164 @@
+"""`segassist qa` end to end: exit codes, the JSON report, the terminal summary, --fix, --workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from converters.cli import main
+from converters.qa import CHECKS
+from converters.qa.findings import checks_table_markdown
+from tests.unit.qa_helpers import codes, copy_panoptic_sample, findings, write_json
+from tests.unit.test_qa_coco import hf_polygons
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _datumaro_train(realdata: Path, tmp_path: Path) -> Path:
+    source = realdata / "datumaro_coco" / "coco_panoptic" / "annotations"
+    shutil.copytree(source, tmp_path / "annotations")
+    return tmp_path / "annotations" / "panoptic_train.json"
+
+
+def _digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_exit_codes(realdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clean, _ = copy_panoptic_sample(realdata, tmp_path)
+    faulty = realdata / "datumaro_coco" / "coco_panoptic" / "annotations" / "panoptic_train.json"
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"images": [')
+    assert main(["qa", str(clean)]) == 0
+    assert main(["qa", str(faulty)]) == 1
+    assert main(["qa", str(faulty), "--fail-on", "never"]) == 0
+    assert main(["qa", str(broken)]) == 2
+    assert main(["qa", str(tmp_path / "absent.json")]) == 2
+    assert "broken.json" in capsys.readouterr().err
+
+
+def test_fail_on_warning(realdata: Path) -> None:
+    """The old polygon example has a warning (no original size) and no error."""
+    example = realdata / "labelstudio" / "frontend_examples" / "image_polygons" / "tasks.json"
+    assert main(["qa", str(example)]) == 0
+    assert main(["qa", str(example), "--fail-on", "warning"]) == 1
+
+
+def test_json_report_shape(realdata: Path, tmp_path: Path) -> None:
+    faulty = realdata / "datumaro_coco" / "coco_panoptic" / "annotations" / "panoptic_train.json"
+    report = tmp_path / "out" / "report.json"
+    assert main(["qa", str(faulty), "--report", str(report)]) == 1
+    data = json.loads(report.read_text())
+    assert data["summary"]["by_severity"] == {"error": 3, "warning": 0, "info": 0}
+    assert data["summary"]["by_code"] == {"AREA_MISMATCH": 1, "BBOX_MISMATCH": 1, "PAN_PNG_SIZE_MISMATCH": 1}
+    fields = ("code", "severity", "message", "image_id", "file_name", "task_id", "annotation_id", "region_id")
+    for finding in data["findings"]:
+        assert set(fields) | {"segment_id"} <= set(finding)
+        assert finding["task_id"] is None and finding["region_id"] is None
+        assert finding["image_id"] == 5 and finding["file_name"] == "a.png"
+    area = next(f for f in data["findings"] if f["code"] == "AREA_MISMATCH")
+    assert (area["segment_id"], area["declared_area"], area["area"]) == (460551, 20, 25)
+
+
+def test_terminal_summary_lists_worst_image_first(
+    realdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    json_path, _ = copy_panoptic_sample(realdata, tmp_path)
+    data = json.loads(json_path.read_text())
+    data["annotations"][1]["segments_info"][0]["area"] += 5
+    for segment in data["annotations"][0]["segments_info"][:2]:
+        segment["bbox"][0] += 3
+    write_json(json_path, data)
+    assert main(["qa", str(json_path)]) == 1
+    out = capsys.readouterr().out
+    assert "2  error    BBOX_MISMATCH" in out
+    assert out.index("image 142238") < out.index("image 439180")
+
+
+def test_fix_panoptic_recomputes_and_keeps_the_input(realdata: Path, tmp_path: Path) -> None:
+    source = _datumaro_train(realdata, tmp_path)
+    before = _digest(source.parent)
+    output = tmp_path / "fixed" / "panoptic_train.json"
+    report = tmp_path / "report.json"
+    assert main(["qa", str(source), "--fix", str(output), "--report", str(report)]) == 1
+    assert _digest(source.parent) == before
+    fixed = json.loads(output.read_text())
+    (segment,) = fixed["annotations"][0]["segments_info"]
+    assert (segment["area"], segment["bbox"]) == (25, [0, 0, 5, 5])
+    assert (output.with_suffix("") / "a.png").is_file()
+    # What stays is what cannot be fixed mechanically: the PNG's size.
+    assert codes(findings(output)) == {"PAN_PNG_SIZE_MISMATCH": 1}
+    (change,) = json.loads(report.read_text())["fix"]
+    assert change["action"] == "recomputed area and bbox" and change["before"]["area"] == 20
+
+
+def test_fix_panoptic_drops_segments_without_pixels(realdata: Path, tmp_path: Path) -> None:
+    json_path, _ = copy_panoptic_sample(realdata, tmp_path)
+    data = json.loads(json_path.read_text())
+    data["annotations"][0]["segments_info"].append(
+        {"id": 77, "category_id": 1, "iscrowd": 0, "area": 3, "bbox": [0, 0, 1, 3]}
+    )
+    write_json(json_path, data)
+    output = tmp_path / "out.json"
+    main(["qa", str(json_path), "--fix", str(output)])
+    assert 77 not in {s["id"] for s in json.loads(output.read_text())["annotations"][0]["segments_info"]}
+    assert findings(output) == []
+
+
+def test_fix_coco_resolves_overlaps_for_panoptic(realdata: Path, tmp_path: Path) -> None:
+    """The real overlapping polygons of image 39769: after --fix with a policy, no pixel has two owners."""
+    data = hf_polygons(realdata)
+    data["annotations"].append(
+        {
+            "id": 5,
+            "image_id": 39769,
+            "category_id": 1,
+            "iscrowd": 0,
+            "area": 0,
+            "bbox": [0, 0, 1, 1],
+            "segmentation": {"counts": [640 * 480], "size": [480, 640]},
+        }
+    )
+    source = write_json(tmp_path / "instances.json", data)
+    output = tmp_path / "fixed.json"
+    assert main(["qa", str(source), "--target", "panoptic", "--fix", str(output), "--overlap", "area"]) == 1
+    assert "SEGMENTS_OVERLAP" in codes(findings(source, target="panoptic"))
+    after = findings(output, target="panoptic")
+    assert "SEGMENTS_OVERLAP" not in codes(after) and "SEGMENT_EMPTY" not in codes(after)
+    coco = COCO(str(output))
+    assert 5 not in coco.anns
+    owners = np.zeros((480, 640), np.int32)
+    for annotation in coco.anns.values():
+        mask = coco.annToMask(annotation).astype(bool)
+        if isinstance(annotation["segmentation"], dict):
+            assert annotation["area"] == mask.sum()
+        owners += mask
+    assert owners.max() == 1
+
+
+def test_workers_give_the_same_findings(realdata: Path, tmp_path: Path) -> None:
+    json_path, images = copy_panoptic_sample(realdata, tmp_path)
+    data = json.loads(json_path.read_text())
+    for annotation in data["annotations"]:
+        annotation["segments_info"][0]["area"] += 1
+    write_json(json_path, data)
+    assert findings(json_path, images_dir=images, workers=2) == findings(json_path, images_dir=images)
+    assert len(findings(json_path, workers=2)) == 2
+
+
+def test_readme_table_matches_the_registry() -> None:
+    """The README's (or, before it is merged, the notes') table of codes is the registry's own rendering."""
+    table = checks_table_markdown()
+    texts = [p.read_text() for p in (REPO / "README.md", REPO / ".notes" / "readme-qa.md") if p.is_file()]
+    assert any(table in text for text in texts)
+    assert table.count("\n") == len(CHECKS) + 1

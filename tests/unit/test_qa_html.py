@@ -1,0 +1,125 @@
+"""The HTML report: self-contained, the flagged segment outlined, and it renders in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from converters.cli import main
+from tests.unit.qa_helpers import copy_panoptic_sample, write_json
+from tests.unit.test_qa_labelstudio import CONFIG, brush, clean_tasks
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+IMG_SRC = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
+
+
+def _thumbnails(html: str) -> list[np.ndarray]:
+    return [
+        cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        for data in IMG_SRC.findall(html)
+    ]
+
+
+def _red_pixels(thumbnail: np.ndarray) -> int:
+    blue, green, red = cv2.split(thumbnail.astype(np.int32))
+    return int(np.count_nonzero((red > 200) & (green < 40) & (blue < 40)))
+
+
+@pytest.fixture
+def panoptic_report(realdata: Path, tmp_path: Path) -> Path:
+    """A report on the real sample with one segment's area tripled in image 142238, photos as background."""
+    json_path, images = copy_panoptic_sample(realdata, tmp_path)
+    data = json.loads(json_path.read_text())
+    data["annotations"][0]["segments_info"][0]["area"] *= 3
+    write_json(json_path, data)
+    report = tmp_path / "report.html"
+    assert main(["qa", str(json_path), "--images", str(images), "--html", str(report)]) == 1
+    return report
+
+
+def test_report_is_self_contained_with_an_outlined_thumbnail(panoptic_report: Path) -> None:
+    html = panoptic_report.read_text()
+    assert "AREA_MISMATCH" in html and "image 142238" in html
+    assert not re.search(r'src="(?!data:)', html), "every image must be embedded"
+    (thumbnail,) = _thumbnails(html)
+    assert thumbnail.shape == (240, 360, 3)  # 640 x 427 scaled to a 360 px side
+    assert _red_pixels(thumbnail) > 20  # the flagged segment is outlined
+    assert thumbnail.std() > 20  # the photo is under the overlay, not a flat canvas
+
+
+def test_labelstudio_report_outlines_the_region(tmp_path: Path) -> None:
+    tasks = clean_tasks()
+    tasks[1]["annotations"][0]["result"] = [
+        brush("b2", np.pad(np.full((20, 30), 255, np.uint8), ((5, 23), (5, 29))), "Horse")
+    ]
+    config = tmp_path / "config.xml"
+    config.write_text(CONFIG)
+    export = write_json(tmp_path / "export.json", tasks)
+    report = tmp_path / "ls.html"
+    assert main(["qa", str(export), "--label-config", str(config), "--html", str(report)]) == 1
+    html = report.read_text()
+    assert "LS_LABEL_NOT_IN_CONFIG" in html and "task 2" in html
+    (thumbnail,) = _thumbnails(html)
+    ys, xs = np.nonzero(cv2.inRange(thumbnail, (0, 0, 200), (40, 40, 255)))
+    # 64 x 48 scales up to at most 360 px: the outline sits around the 30 x 20 box at (5, 5).
+    scale = thumbnail.shape[1] / 64
+    assert abs(xs.min() - 5 * scale) <= 2 and abs(ys.min() - 5 * scale) <= 2
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(panoptic_report: Path, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
+    # A copy of the report that writes, after load, each image's decoded width into the DOM.
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        panoptic_report.read_text().replace(
+            "</body>",
+            "<script>window.addEventListener('load', () => { const p = document.createElement('pre');"
+            " p.id = 'probe'; p.textContent = JSON.stringify([...document.images].map(i => i.naturalWidth));"
+            " document.body.appendChild(p); });</script></body>",
+        )
+    )
+    dom = _chromium(f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", probe.as_uri())
+    widths = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout).group(1))
+    assert widths == [360]
+    screenshot = tmp_path / "shot.png"
+    _chromium(
+        f"--user-data-dir={tmp_path / 'profile-shot'}",
+        f"--screenshot={screenshot}",
+        "--window-size=1200,900",
+        panoptic_report.as_uri(),
+    )
+    pixels = cv2.imread(str(screenshot))
+    assert pixels is not None and pixels.shape[:2] == (900, 1200)
+    assert pixels.std() > 10  # not blank
+    # The thumbnail's red outline made it to the screen.
+    assert _red_pixels(pixels) > 20

@@ -1,0 +1,408 @@
+"""Label Studio QA: a small clean export (brush RLE from the SDK's own encoder, polygons, a bitmask) passes,
+each planted fault is found and placed; the real LS fixtures are checked."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from label_studio_sdk.converter.brush import mask2rle
+from PIL import Image
+
+from tests.unit.qa_helpers import codes, findings, with_code, write_json
+
+WIDTH, HEIGHT = 64, 48
+CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <BrushLabels name="brush" toName="image"><Label value="Cat"/><Label value="Dog"/></BrushLabels>
+  <PolygonLabels name="poly" toName="image"><Label value="Cat"/><Label value="Dog"/></PolygonLabels>
+  <BitmaskLabels name="bitmask" toName="image"><Label value="Cat"/><Label value="Dog"/></BitmaskLabels>
+</View>"""
+
+
+def _box(top: int, left: int, bottom: int, right: int, value: int = 255) -> np.ndarray:
+    alpha = np.zeros((HEIGHT, WIDTH), np.uint8)
+    alpha[top:bottom, left:right] = value
+    return alpha
+
+
+def _region(region_id: str, kind: str, value: dict[str, Any], label: str) -> dict[str, Any]:
+    name = {"brushlabels": "brush", "polygonlabels": "poly", "bitmasklabels": "bitmask"}[kind]
+    return {
+        "id": region_id,
+        "type": kind,
+        "from_name": name,
+        "to_name": "image",
+        "original_width": WIDTH,
+        "original_height": HEIGHT,
+        "image_rotation": 0,
+        "value": {**value, kind: [label]},
+    }
+
+
+def brush(region_id: str, alpha: np.ndarray, label: str = "Cat") -> dict[str, Any]:
+    return _region(region_id, "brushlabels", {"format": "rle", "rle": mask2rle(alpha)}, label)
+
+
+def polygon(region_id: str, points: list[list[float]], label: str = "Dog") -> dict[str, Any]:
+    return _region(region_id, "polygonlabels", {"points": points, "closed": True}, label)
+
+
+def bitmask(region_id: str, alpha: np.ndarray, label: str = "Dog") -> dict[str, Any]:
+    rgba = np.zeros((*alpha.shape, 4), np.uint8)
+    rgba[..., 3] = alpha
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return _region(region_id, "bitmasklabels", {"imageDataURL": url}, label)
+
+
+def clean_tasks() -> list[dict[str, Any]]:
+    """Task 1: two annotators who agree; task 2: one annotation. No region overlaps another."""
+    regions = [
+        brush("b1", _box(5, 5, 20, 25)),
+        polygon("p1", [[50, 50], [90, 50], [90, 90], [50, 90]]),
+        bitmask("m1", _box(30, 2, 40, 20)),
+    ]
+    return [
+        {
+            "id": 1,
+            "data": {"image": "/data/upload/1/one.png"},
+            "annotations": [
+                {"id": 11, "was_cancelled": False, "result": copy.deepcopy(regions)},
+                {"id": 12, "was_cancelled": False, "result": copy.deepcopy(regions)},
+            ],
+            "predictions": [],
+        },
+        {
+            "id": 2,
+            "data": {"image": "/data/local-files/?d=pics/two.png"},
+            "annotations": [{"id": 21, "result": [brush("b2", _box(0, 0, 10, 10), "Dog")]}],
+        },
+    ]
+
+
+@pytest.fixture
+def export(tmp_path: Path) -> tuple[Path, Path, Path, list[dict[str, Any]]]:
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("one.png", "two.png"):
+        Image.new("RGB", (WIDTH, HEIGHT), "white").save(images / name)
+    config = tmp_path / "config.xml"
+    config.write_text(CONFIG)
+    return tmp_path / "export.json", images, config, clean_tasks()
+
+
+def _result(tasks: list, task: int = 0, annotation: int = 0) -> list[dict[str, Any]]:
+    return tasks[task]["annotations"][annotation]["result"]
+
+
+def _label(images: Path, tasks: list) -> Any:
+    _result(tasks)[0]["value"]["brushlabels"] = ["Horse"]
+    return "b1"
+
+
+def _control(images: Path, tasks: list) -> Any:
+    _result(tasks)[1]["from_name"] = "nope"
+    return "p1"
+
+
+def _to_name(images: Path, tasks: list) -> Any:
+    _result(tasks)[1]["to_name"] = "picture"
+    return "p1"
+
+
+def _no_label(images: Path, tasks: list) -> Any:
+    _result(tasks)[0]["value"]["brushlabels"] = []
+    return "b1"
+
+
+def _size_missing(images: Path, tasks: list) -> Any:
+    del _result(tasks)[0]["original_width"]
+    return "b1"
+
+
+def _size_inconsistent(images: Path, tasks: list) -> Any:
+    _result(tasks)[1]["original_width"] = WIDTH + 1
+    return None
+
+
+def _rotation(images: Path, tasks: list) -> Any:
+    _result(tasks)[1]["image_rotation"] = 90
+    return "p1"
+
+
+def _antialiased(images: Path, tasks: list) -> Any:
+    alpha = _box(5, 5, 20, 25)
+    alpha[5, 5:25] = 90
+    _result(tasks)[0] = brush("b1", alpha)
+    return "b1"
+
+
+def _cancelled(images: Path, tasks: list) -> Any:
+    tasks[0]["annotations"][1]["was_cancelled"] = True
+    return None
+
+
+def _disagree(images: Path, tasks: list) -> Any:
+    _result(tasks, annotation=1)[0] = brush("b1", _box(25, 30, 40, 60))
+    return None
+
+
+def _duplicate_task(images: Path, tasks: list) -> Any:
+    tasks[1]["id"] = 1
+    return None
+
+
+def _duplicate_annotation(images: Path, tasks: list) -> Any:
+    tasks[1]["annotations"][0]["id"] = 11
+    return None
+
+
+def _duplicate_region(images: Path, tasks: list) -> Any:
+    _result(tasks)[1]["id"] = "b1"
+    return "b1"
+
+
+def _undecodable(images: Path, tasks: list) -> Any:
+    value = _result(tasks)[0]["value"]
+    value["rle"] = value["rle"][:8]
+    return "b1"
+
+
+def _mask_size(images: Path, tasks: list) -> Any:
+    _result(tasks)[0]["original_height"] = HEIGHT + 2
+    return "b1"
+
+
+def _bitmask_size(images: Path, tasks: list) -> Any:
+    _result(tasks)[2] = bitmask("m1", np.full((HEIGHT, WIDTH + 3), 255, np.uint8))
+    return "m1"
+
+
+def _empty(images: Path, tasks: list) -> Any:
+    _result(tasks)[0] = brush("b1", np.zeros((HEIGHT, WIDTH), np.uint8))
+    return "b1"
+
+
+def _tiny(images: Path, tasks: list) -> Any:
+    _result(tasks)[0] = brush("b1", _box(0, 0, 1, 2))
+    return "b1"
+
+
+def _overlap(images: Path, tasks: list) -> Any:
+    _result(tasks)[1] = polygon("p1", [[10, 10], [30, 10], [30, 30], [10, 30]])
+    return "b1"
+
+
+def _few_points(images: Path, tasks: list) -> Any:
+    _result(tasks)[1] = polygon("p1", [[10, 10], [30, 10]])
+    return "p1"
+
+
+def _outside(images: Path, tasks: list) -> Any:
+    _result(tasks)[1] = polygon("p1", [[50, 50], [120, 50], [90, 90]])
+    return "p1"
+
+
+def _crossing(images: Path, tasks: list) -> Any:
+    _result(tasks)[1] = polygon("p1", [[50, 50], [90, 90], [90, 50], [50, 90]])
+    return "p1"
+
+
+def _exif(images: Path, tasks: list) -> Any:
+    """one.jpg is stored 64 x 48 with EXIF 'rotate 90°': the browser, hence LS, shows it 48 x 64."""
+    image = Image.new("RGB", (WIDTH, HEIGHT), "white")
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(images / "one.png", exif=exif)
+    return None
+
+
+def _file_missing(images: Path, tasks: list) -> Any:
+    (images / "two.png").unlink()
+    return None
+
+
+def _unreadable(images: Path, tasks: list) -> Any:
+    (images / "two.png").write_bytes(b"garbage")
+    return None
+
+
+def _structure(images: Path, tasks: list) -> Any:
+    tasks[1]["annotations"][0]["result"] = "oops"
+    return None
+
+
+PLANTS: dict[str, Callable[[Path, list], Any]] = {
+    "LS_LABEL_NOT_IN_CONFIG": _label,
+    "LS_CONTROL_MISMATCH": _control,
+    "LS_REGION_NO_LABEL": _no_label,
+    "LS_SIZE_MISSING": _size_missing,
+    "LS_SIZE_INCONSISTENT": _size_inconsistent,
+    "LS_IMAGE_ROTATION": _rotation,
+    "LS_BRUSH_ANTIALIASED": _antialiased,
+    "LS_ANNOTATION_CANCELLED": _cancelled,
+    "LS_ANNOTATORS_DISAGREE": _disagree,
+    "DUPLICATE_TASK_ID": _duplicate_task,
+    "DUPLICATE_ANNOTATION_ID": _duplicate_annotation,
+    "DUPLICATE_REGION_ID": _duplicate_region,
+    "MASK_UNDECODABLE": _undecodable,
+    "MASK_SIZE_MISMATCH": _mask_size,
+    "SEGMENT_EMPTY": _empty,
+    "SEGMENT_TINY": _tiny,
+    "SEGMENTS_OVERLAP": _overlap,
+    "POLYGON_TOO_FEW_POINTS": _few_points,
+    "POLYGON_OUT_OF_IMAGE": _outside,
+    "POLYGON_SELF_INTERSECTION": _crossing,
+    "IMAGE_SIZE_MISMATCH": _exif,
+    "IMAGE_FILE_MISSING": _file_missing,
+    "IMAGE_UNREADABLE": _unreadable,
+    "JSON_STRUCTURE": _structure,
+}
+
+
+def _check(export_path: Path, images: Path, config: Path) -> list:
+    return findings(export_path, images_dir=images, label_config=config, target="panoptic")
+
+
+@pytest.fixture
+def clean_findings(export) -> list:
+    path, images, config, tasks = export
+    write_json(path, tasks)
+    return _check(path, images, config)
+
+
+def test_clean_export_has_no_findings(clean_findings) -> None:
+    assert clean_findings == []
+
+
+@pytest.mark.parametrize("code", sorted(PLANTS))
+def test_clean_export_passes_check(code: str, clean_findings) -> None:
+    assert code not in codes(clean_findings)
+
+
+@pytest.mark.parametrize("code", sorted(PLANTS))
+def test_planted_fault_is_found(code: str, export) -> None:
+    path, images, config, tasks = export
+    region_id = PLANTS[code](images, tasks)
+    write_json(path, tasks)
+    found = with_code(_check(path, images, config), code)
+    assert found, f"{code} not reported"
+    assert all(f.task_id in (1, 2) for f in found)
+    if region_id is not None:
+        assert region_id in {f.region_id for f in found}
+
+
+@pytest.mark.parametrize(("plant", "where"), [(_to_name, "to_name"), (_bitmask_size, "bitmask")])
+def test_more_variants_are_found(plant: Callable, where: str, export) -> None:
+    path, images, config, tasks = export
+    plant(images, tasks)
+    write_json(path, tasks)
+    found = _check(path, images, config)
+    assert any(where in f.message for f in found if f.code in ("LS_CONTROL_MISMATCH", "MASK_SIZE_MISMATCH"))
+
+
+def test_exif_mismatch_in_a_task(export) -> None:
+    path, images, config, tasks = export
+    _exif(images, tasks)
+    write_json(path, tasks)
+    (found,) = with_code(_check(path, images, config), "IMAGE_SIZE_MISMATCH")
+    assert found.task_id == 1
+    assert (found.numbers["file_width"], found.numbers["file_height"]) == (HEIGHT, WIDTH)
+
+
+def test_disagreement_reports_the_iou(export) -> None:
+    path, images, config, tasks = export
+    _disagree(images, tasks)
+    write_json(path, tasks)
+    (found,) = with_code(_check(path, images, config), "LS_ANNOTATORS_DISAGREE")
+    assert (found.annotation_id, found.numbers["other_annotation_id"], found.numbers["label"]) == (
+        11,
+        12,
+        "Cat",
+    )
+    assert found.numbers["iou"] == 0.0
+
+
+def test_single_task_object_is_read(tmp_path: Path) -> None:
+    task = clean_tasks()[1]
+    _result([task])[0]["value"]["brushlabels"] = []
+    found = findings(write_json(tmp_path / "task.json", task))
+    assert [(f.code, f.task_id, f.region_id) for f in found] == [("LS_REGION_NO_LABEL", 2, "b2")]
+
+
+# -- the real Label Studio fixtures -------------------------------------------------------------------------
+
+
+def test_real_brush_export_is_antialiased_and_otherwise_clean(realdata: Path) -> None:
+    """The LS editor's real brush (2242 x 2802) decodes; its soft edge is reported with the pixel counts that
+    the fixture's metadata gives for alpha > 0 and alpha >= 128."""
+    derived = realdata / "labelstudio" / "derived"
+    meta = json.loads((derived / "image_segmentation_decoded_meta.json").read_text())
+    config = realdata / "labelstudio" / "frontend_examples" / "image_segmentation" / "config.xml"
+    found = findings(derived / "image_segmentation_export_with_dims.json", label_config=config)
+    (soft,) = found
+    assert (soft.code, soft.task_id, soft.annotation_id, soft.region_id) == (
+        "LS_BRUSH_ANTIALIASED",
+        1,
+        1001,
+        "lOA7F7sUZJ",
+    )
+    assert soft.numbers["area_alpha_gt0"] == meta["area_alpha_gt0"]
+    assert soft.numbers["area_at_threshold"] == meta["area_alpha_ge128"]
+
+
+@pytest.mark.parametrize(
+    ("export_file", "config_file"),
+    [
+        (
+            "frontend_examples/image_segmentation/annotations/1.json",
+            "frontend_examples/image_segmentation/config.xml",
+        ),
+        ("frontend_examples/image_polygons/tasks.json", "frontend_examples/image_polygons/config.xml"),
+        (
+            "frontend_examples/image_polygons/annotations/0.json",
+            "frontend_examples/image_polygons/config.xml",
+        ),
+    ],
+)
+def test_old_frontend_examples_lack_sizes_but_match_their_config(
+    realdata: Path, export_file: str, config_file: str
+) -> None:
+    """Old LS results have no original_width/height: a warning, and no label/control error."""
+    base = realdata / "labelstudio"
+    found = findings(base / export_file, label_config=base / config_file)
+    assert codes(found) == {"LS_SIZE_MISSING": 1}
+
+
+@pytest.mark.parametrize(
+    ("export_file", "config_file"),
+    [
+        ("sdk_tests/test_export_coco/data.json", "sdk_tests/test_export_coco/label_config.xml"),
+        (
+            "sdk_tests/test_export_yolo/data_polygons.json",
+            "sdk_tests/test_export_yolo/label_config_polygons.xml",
+        ),
+    ],
+)
+def test_modern_sdk_exports_pass(realdata: Path, export_file: str, config_file: str) -> None:
+    base = realdata / "labelstudio"
+    assert findings(base / export_file, label_config=base / config_file) == []
+
+
+def test_wrong_config_flags_every_label(realdata: Path) -> None:
+    """The polygon export checked against the brush example's config: the control and labels do not exist."""
+    base = realdata / "labelstudio"
+    found = findings(
+        base / "sdk_tests/test_export_yolo/data_polygons.json",
+        label_config=base / "frontend_examples/image_segmentation/config.xml",
+    )
+    assert "LS_CONTROL_MISMATCH" in codes(found)
