@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.segassist-installed
 
-.PHONY: setup run test lint bench
+.PHONY: setup system-deps run test lint bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ run: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: lint
+# Headless Chromium renders the QA HTML report in the tests (Debian's package; the build machines run as root).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: lint system-deps
 	$(BIN)/pytest
 
 bench: setup

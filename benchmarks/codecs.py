@@ -1,4 +1,5 @@
-"""Brush RLE encode/decode against label-studio-sdk and label-studio-brush-rle-rs, in the same run.
+"""Brush RLE encode/decode against label-studio-sdk and label-studio-brush-rle-rs, in the same run
+(plus COCO RLE against pycocotools, for scale).
 
 Masks: 5 smooth filled ellipses (0/255), organic blobs (thresholded smooth noise, 25% coverage, ~200k runs at
 12 MP, holes and many parts) and anti-aliased ellipses (alpha 0..255 like editor strokes), at 1024x1024 and
@@ -17,8 +18,10 @@ import cv2
 import label_studio_brush_rle_rs as rle_rs
 import numpy as np
 from label_studio_sdk.converter import brush as sdk
+from pycocotools import mask as coco_mask
 
-from converters import brush
+from converters import brush, coco_rle
+from converters.mask import Mask
 
 SIZES = ((1024, 1024), (4000, 3000))
 # Repeats: segassist is fast; the peers take up to 1.5 s per call on 12 MP.
@@ -97,6 +100,22 @@ def _case(mask: np.ndarray) -> dict[str, float]:
     }
 
 
+def _coco_case(dense: np.ndarray) -> dict[str, float]:
+    """Mask <-> COCO RLE: segassist against pycocotools on the dense array (its only input and output)."""
+    mask = Mask.from_dense(dense)
+    rle = coco_rle.encode(mask)
+    assert rle["counts"].encode() == coco_mask.encode(np.asfortranarray(dense.view(np.uint8)))["counts"]
+    assert coco_rle.decode(rle) == mask
+    return {
+        "enc_ours": _median_ms(lambda: coco_rle.encode(mask), FAST_REPEATS),
+        "enc_coco": _median_ms(
+            lambda: coco_mask.encode(np.asfortranarray(dense.view(np.uint8))), FAST_REPEATS
+        ),
+        "dec_ours": _median_ms(lambda: coco_rle.decode(rle), FAST_REPEATS),
+        "dec_coco": _median_ms(lambda: Mask.from_dense(coco_mask.decode(rle)), FAST_REPEATS),
+    }
+
+
 def _ratio(peer: float, ours: float, target: float) -> str:
     ratio = peer / ours
     return f"{ratio:.1f}x {'✅' if ratio >= target else '❌'}"
@@ -104,7 +123,7 @@ def _ratio(peer: float, ours: float, target: float) -> str:
 
 def run() -> str:
     rng = np.random.default_rng(7)
-    rows = []
+    rows, coco_rows = [], []
     for width, height in SIZES:
         masks = {
             "5 ellipses": _ellipses(width, height, rng, anti_aliased=False),
@@ -112,6 +131,12 @@ def run() -> str:
             "ellipses AA": _ellipses(width, height, rng, anti_aliased=True),
         }
         for name, mask in masks.items():
+            c = _coco_case(mask > 0)
+            coco_rows.append(
+                f"| {width}x{height} {name} | {c['enc_ours']:.2f} | {c['enc_coco']:.2f} "
+                f"| {c['enc_coco'] / c['enc_ours']:.1f}x | {c['dec_ours']:.2f} | {c['dec_coco']:.2f} "
+                f"| {c['dec_coco'] / c['dec_ours']:.1f}x |"
+            )
             t = _case(mask)
             rows.append(
                 f"| {width}x{height} {name} | {t['runs']:,} "
@@ -135,7 +160,15 @@ def run() -> str:
         "| dec ours | dec SDK | dec rs | dec vs SDK | dec vs rs |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
-    return header + "\n".join(rows) + "\n"
+    coco_header = (
+        "\n### COCO RLE (no target; for scale)\n\n"
+        "segassist `coco_rle.encode(Mask)` / `coco_rle.decode(rle) -> Mask` (crop-based) "
+        "against\npycocotools `encode(np.asfortranarray(dense))` / `Mask.from_dense(decode(rle))`; "
+        "the binarised masks above.\n\n"
+        "| mask | enc ours | enc pycocotools | enc ratio | dec ours | dec pycocotools | dec ratio |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    return header + "\n".join(rows) + "\n" + coco_header + "\n".join(coco_rows) + "\n"
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@
 `counts` is either the compressed string pycocotools writes or a list of run lengths ("uncompressed",
 seen on `iscrowd: 1` annotations). Runs alternate 0, 1, 0, ... starting with zeros (the first may be 0).
 Encoding computes the column-major runs from the mask's crop (no full-image array) and lets pycocotools
-compress them. Decoding parses the counts with numpy exactly as pycocotools' C code does (checked against it
-in the tests) and fills only the columns the foreground spans, so no full-image array is built either.
+compress them. Decoding parses the counts exactly as pycocotools' C code does (checked against it in the
+tests), in small numba kernels, and fills only the columns the foreground spans: no full-image array.
 """
 
 from __future__ import annotations
 
 import cv2
+import numba
 import numpy as np
 from pycocotools import mask as coco_mask
 
@@ -20,6 +21,12 @@ from converters.mask import Mask, raster_runs
 _FIRST_CHAR, _LAST_CHAR, _MORE = 48, 111, 0x20
 # Run lengths are 32-bit in pycocotools: 7 groups of 5 bits hold any of them.
 _MAX_GROUPS = 7
+_OK, _TRUNCATED, _BAD_CHAR, _TOO_LARGE = 0, 1, 2, 3
+_PARSE_MESSAGES = {
+    _TRUNCATED: "COCO RLE counts string is truncated",
+    _BAD_CHAR: "COCO RLE counts string holds characters outside the compressed alphabet",
+    _TOO_LARGE: "COCO RLE counts string holds a number too large for a run length",
+}
 
 
 def _column_runs(mask: Mask) -> list[int]:
@@ -62,38 +69,59 @@ def _size(rle: dict, height: int | None, width: int | None) -> tuple[int, int]:
     return rle_height, rle_width
 
 
-def _string_counts(counts: bytes) -> np.ndarray:
-    """Run lengths of a compressed counts string, parsed as pycocotools' rleFrString does, vectorised.
+@numba.njit(cache=True, nogil=True)
+def _parse_counts(chars: np.ndarray, runs: np.ndarray) -> tuple[int, int]:
+    """Parse a compressed counts string into `runs` exactly as pycocotools' rleFrString; (status, count).
 
     Each number is 5-bit groups (low first) in chars 48 + group, bit 0x20 of a char meaning "more groups";
     the last group's bit 0x10 is the sign. From the fourth number on, each is a delta to the one two back.
     """
-    chars = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - _FIRST_CHAR
-    if chars.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if chars.min() < 0 or chars.max() > _LAST_CHAR - _FIRST_CHAR:
-        raise SegassistError("COCO RLE counts string holds characters outside the compressed alphabet")
-    last = np.flatnonzero((chars & _MORE) == 0)
-    if last.size == 0 or last[-1] != chars.size - 1:
-        raise SegassistError("COCO RLE counts string is truncated")
-    first = np.concatenate(([0], last[:-1] + 1))
-    groups = last - first + 1
-    if groups.max() > _MAX_GROUPS:
-        raise SegassistError("COCO RLE counts string holds a number too large for a run length")
-    shift = 5 * (np.arange(chars.size) - np.repeat(first, groups))
-    numbers = np.add.reduceat((chars & 0x1F) << shift, first)
-    negative = (chars[last] & 0x10) != 0
-    numbers[negative] -= np.left_shift(1, 5 * groups[negative])
-    runs = numbers.copy()
-    runs[1::2] = np.cumsum(numbers[1::2])
-    runs[2::2] = np.cumsum(numbers[2::2])
-    return runs
+    position, count = 0, 0
+    while position < chars.size:
+        number, groups, more = 0, 0, True
+        while more:
+            if position == chars.size:
+                return _TRUNCATED, count
+            char = np.int64(chars[position]) - _FIRST_CHAR
+            if char < 0 or char > _LAST_CHAR - _FIRST_CHAR:
+                return _BAD_CHAR, count
+            if groups == _MAX_GROUPS:
+                return _TOO_LARGE, count
+            number |= (char & 0x1F) << (5 * groups)
+            more = (char & _MORE) != 0
+            position += 1
+            groups += 1
+            if not more and char & 0x10:
+                number -= np.int64(1) << (5 * groups)
+        if count > 2:
+            number += runs[count - 2]
+        runs[count] = number
+        count += 1
+    return _OK, count
+
+
+def _string_counts(counts: bytes) -> np.ndarray:
+    runs = np.empty(len(counts), dtype=np.int64)
+    status, count = _parse_counts(np.frombuffer(counts, dtype=np.uint8), runs)
+    if status != _OK:
+        raise SegassistError(_PARSE_MESSAGES[status])
+    return runs[:count]
 
 
 def _list_counts(counts: list) -> np.ndarray:
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
         raise SegassistError("COCO RLE counts must be non-negative integers")
     return np.array(counts, dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill_foreground(runs: np.ndarray, offset: int, strip: np.ndarray) -> None:
+    """Set the pixels of the foreground (odd) runs in `strip`, which starts at pixel `offset`."""
+    position = -offset
+    for index in range(runs.size):
+        if index % 2 == 1:
+            strip[position : position + runs[index]] = 1
+        position += runs[index]
 
 
 def _mask_from_runs(runs: np.ndarray, height: int, width: int) -> Mask:
@@ -112,9 +140,7 @@ def _mask_from_runs(runs: np.ndarray, height: int, width: int) -> Mask:
     start, stop = ends[first] - runs[first], ends[last]
     left, right = start // height, (stop - 1) // height + 1
     strip = np.zeros((right - left) * height, dtype=np.uint8)
-    strip[start - left * height : stop - left * height] = np.repeat(
-        np.arange(first, last + 1) % 2 == 1, runs[first : last + 1]
-    )
+    _fill_foreground(runs, left * height, strip)
     return Mask.from_crop(height, width, 0, left, cv2.transpose(strip.reshape(right - left, height)))
 
 

@@ -30,6 +30,7 @@ from converters.formats.common import (
     move_into_place,
     remove_path,
     temp_path_beside,
+    with_colors,
 )
 from converters.formats.label_map import masks_from_label_map, rgb_to_ids
 from converters.mask import Mask
@@ -145,7 +146,7 @@ class CocoPanopticSink:
     def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
         self.output = Path(output)
         self.png_dir = png_folder(self.output, options.png_dir)
-        self.categories = categories
+        self.categories = with_colors(categories)
         self.renderer = CocoPanopticRenderer(categories, options)
         self._png_temp = temp_path_beside(self.png_dir, directory=True)
         self._json = JsonArrayWriter(self.output, ("images", "annotations"))

@@ -10,6 +10,7 @@ on commit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -108,6 +109,22 @@ def category_to_dict(category: Category) -> dict[str, Any]:
     if category.color is not None:
         entry["color"] = list(category.color)
     return entry
+
+
+def with_colors(categories: list[Category]) -> list[Category]:
+    """The categories, each without a colour given a distinct deterministic one (panoptic files need one)."""
+    taken = {category.color for category in categories if category.color is not None}
+    colored = []
+    for category in categories:
+        color, step = category.color, 0
+        while color is None or (category.color is None and color in taken):
+            # Spread ids over the RGB cube with odd multipliers; retry on the rare collision.
+            seed = category.id + step * 7919
+            color = ((seed * 97) % 256, (seed * 59 + 85) % 256, (seed * 31 + 170) % 256)
+            step += 1
+        taken.add(color)
+        colored.append(dataclasses.replace(category, color=color))
+    return colored
 
 
 def read_categories_file(path: Path) -> list[Category]:

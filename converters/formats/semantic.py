@@ -29,6 +29,7 @@ from converters.formats.common import (
     move_into_place,
     remove_path,
     temp_path_beside,
+    with_colors,
 )
 from converters.formats.label_map import masks_from_label_map, paint_label_map
 from converters.model import Category, ImageRecord, Origin, Segment
@@ -100,7 +101,7 @@ class SemanticSink:
 
     def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
         self.output = Path(output)
-        self.categories = sorted(categories, key=lambda category: category.id)
+        self.categories = with_colors(sorted(categories, key=lambda category: category.id))
         self.renderer = SemanticRenderer(self.categories, options)
         self._temp = temp_path_beside(self.output, directory=True)
         self._images: list[dict[str, Any]] = []

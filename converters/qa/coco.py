@@ -105,10 +105,12 @@ def check_dataset(path: Path, data: Any, options: CocoOptions) -> tuple[list[Fin
 
 
 def decode_segmentation(segmentation: Any, height: int, width: int) -> Mask | None:
-    """The annotation's mask (None when it has no segmentation, as for box-only annotations).
+    """The annotation's mask; None when it has no segmentation (box-only annotations, as detection data has).
 
     Raises SegassistError when the segmentation does not decode; the RLE size is checked against the image.
     """
+    if segmentation is None:
+        return None
     if isinstance(segmentation, dict):
         return coco_rle.decode(segmentation, height=height, width=width)
     if isinstance(segmentation, list):
@@ -121,7 +123,12 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> Mask | No
     )
 
 
-def check_image(job: ImageJob, options: CocoOptions) -> tuple[list[Finding], dict[Any, Mask]]:
+def check_image(job: ImageJob, options: CocoOptions) -> list[Finding]:
+    """Check one image's annotations (what workers run: the masks stay in the worker)."""
+    return inspect_image(job, options)[0]
+
+
+def inspect_image(job: ImageJob, options: CocoOptions) -> tuple[list[Finding], dict[int, Mask]]:
     """Check one image's annotations; returns the findings and the decoded masks by annotation index."""
     image = job.image
     width, height = image["width"], image["height"]

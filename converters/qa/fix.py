@@ -108,7 +108,7 @@ def _fix_coco(
         if isinstance(c, dict) and "id" in c
     ]
     dropped: set[int] = set()
-    checked = parallel_map(partial(coco.check_image, options=coco_options), jobs, options.workers)
+    checked = parallel_map(partial(coco.inspect_image, options=coco_options), jobs, options.workers)
     for job, (findings, masks) in zip(jobs, checked, strict=True):
         flagged = _flagged(findings, "annotation_id")
         for index, annotation in enumerate(job.annotations):

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 
 from converters.errors import SegassistError
 from converters.formats.common import move_into_place, temp_path_beside
-from converters.formats.label_map import paint_label_map
+from converters.formats.label_map import masks_from_label_map, paint_label_map
 from converters.formats.semantic import MAPPING_FILE
 from converters.mask import Mask
 from converters.qa import coco, labelstudio, panoptic
@@ -41,7 +41,7 @@ class Overlay:
     """What a thumbnail shows: labels (0 = nothing, k = segment k) and the full-size masks to outline."""
 
     labels: np.ndarray
-    outlined: list[np.ndarray] = field(default_factory=list)
+    outlined: list[Mask] = field(default_factory=list)
     background: Path | None = None
 
 
@@ -100,7 +100,8 @@ def _panoptic_overlays(
             continue
         ids, labels = np.unique(id_map, return_inverse=True)
         labels = labels.reshape(id_map.shape).astype(np.int32) + (0 if ids[0] == 0 else 1)
-        outlined = [id_map == segment_id for segment_id in ids.tolist() if (key, segment_id) in named]
+        flagged_ids = {segment_id for segment_id in ids.tolist() if (key, segment_id) in named}
+        outlined = [mask for i, mask in masks_from_label_map(id_map).items() if i in flagged_ids]
         image = job.image or {}
         yield key, Overlay(labels, outlined, _image_path(options, image.get("file_name")))
 
@@ -126,12 +127,17 @@ def _coco_overlays(
                 continue
             masks.append(mask)
             if (key, annotation.get("id")) in named:
-                outlined.append(mask.dense())
+                outlined.append(mask)
         yield key, _painted(masks, outlined, job.image["height"], job.image["width"], options, job.image)
 
 
 def _painted(
-    masks: list[Mask], outlined, height: int, width: int, options: QAOptions, image: dict
+    masks: list[Mask],
+    outlined: list[Mask],
+    height: int,
+    width: int,
+    options: QAOptions,
+    image: dict[str, Any],
 ) -> Overlay:
     labels = paint_label_map(masks, list(range(1, len(masks) + 1)), height, width, np.int32)
     return Overlay(labels, outlined, _image_path(options, image.get("file_name")))
@@ -142,7 +148,7 @@ def _labelstudio_overlays(
 ) -> Iterator[tuple[Any, Overlay]]:
     ls_options = labelstudio_options(options)
     named = {(f.image_key(), f.annotation_id, f.region_id) for f in flagged}
-    for job, _ in labelstudio.check_ids(path, labelstudio.iter_tasks(path)):
+    for job in labelstudio.check_ids(path, labelstudio.iter_tasks(path), []):
         key = ("task", str(job.task.get("id", f"#{job.index}")))
         if key not in keys:
             continue
@@ -151,7 +157,7 @@ def _labelstudio_overlays(
             continue
         height, width = next(iter(masks.values())).shape
         same_size = [(where, mask) for where, mask in masks.items() if mask.shape == (height, width)]
-        outlined = [mask.dense() for (a, r), mask in same_size if (key, a, r) in named]
+        outlined = [mask for (a, r), mask in same_size if (key, a, r) in named]
         image = {"file_name": labelstudio.image_file_name(job.task)}
         yield key, _painted([mask for _, mask in same_size], outlined, height, width, options, image)
 
@@ -169,7 +175,7 @@ def _semantic_overlays(
         label_map = cv2.imread(str(folder / str(image.get("label_map"))), cv2.IMREAD_UNCHANGED)
         if label_map is None or label_map.ndim != 2:
             continue
-        outlined = [label_map == value for value in np.unique(label_map).tolist() if (key, value) in named]
+        outlined = [mask for value, mask in masks_from_label_map(label_map).items() if (key, value) in named]
         yield key, Overlay(label_map.astype(np.int32), outlined, _image_path(options, image.get("file_name")))
 
 
@@ -206,13 +212,27 @@ def thumbnail_png(overlay: Overlay) -> bytes:
         np.uint8
     )
     for mask in overlay.outlined:
-        small = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        small = _thumbnail_mask(mask, scale, size)
         contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(canvas, contours, -1, OUTLINE_BGR, 2)
     ok, encoded = cv2.imencode(".png", canvas)
     if not ok:
         raise RuntimeError("PNG encoding of a thumbnail failed")
     return encoded.tobytes()
+
+
+def _thumbnail_mask(mask: Mask, scale: float, size: tuple[int, int]) -> np.ndarray:
+    """The mask at thumbnail scale, from its crop (never a full-size array)."""
+    small = np.zeros((size[1], size[0]), np.uint8)
+    if mask.is_empty:
+        return small
+    rows, cols = mask.bits.shape
+    top, left = min(round(mask.top * scale), size[1] - 1), min(round(mask.left * scale), size[0] - 1)
+    height = max(1, min(round(rows * scale), size[1] - top))
+    width = max(1, min(round(cols * scale), size[0] - left))
+    crop = cv2.resize(mask.bits.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    small[top : top + height, left : left + width] = crop
+    return small
 
 
 # -- document --------------------------------------------------------------------------------------

@@ -109,13 +109,13 @@ class TaskResult:
     masks: dict[tuple[Any, Any], Mask] = field(default_factory=dict)
 
 
-def check_ids(path: Path, tasks: Iterator[dict[str, Any]]) -> Iterator[tuple[TaskJob, list[Finding]]]:
-    """Pass tasks through, adding the export-wide checks (duplicate task and annotation ids) on the way."""
+def check_ids(path: Path, tasks: Iterator[Any], findings: list[Finding]) -> Iterator[TaskJob]:
+    """Pass tasks through as jobs, recording the export-wide checks (duplicate task and annotation ids, tasks
+    that are not objects) into `findings` on the way."""
+    rec = Recorder(findings, file=str(path))
     seen_tasks: set[Any] = set()
     seen_annotations: set[Any] = set()
     for index, task in enumerate(tasks):
-        findings: list[Finding] = []
-        rec = Recorder(findings, file=str(path))
         if not isinstance(task, dict):
             rec.add("JSON_STRUCTURE", f"task #{index} is a {type(task).__name__}, not an object")
             continue
@@ -133,7 +133,7 @@ def check_ids(path: Path, tasks: Iterator[dict[str, Any]]) -> Iterator[tuple[Tas
                     "DUPLICATE_ANNOTATION_ID", f"annotation id {annotation_id} occurs more than once"
                 )
             seen_annotations.add(annotation_id)
-        yield TaskJob(str(path), index, task), findings
+        yield TaskJob(str(path), index, task)
 
 
 def _list(value: Any) -> list[Any]:

@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import ijson
 from tqdm import tqdm
 
 from converters.errors import SegassistError
@@ -54,25 +55,40 @@ class QAResult:
 
 
 def detect_format(path: Path) -> str:
-    """coco-panoptic, coco or labelstudio from the JSON's shape; a folder is semantic label maps."""
+    """coco-panoptic, coco or labelstudio from the JSON's shape; a folder is semantic label maps.
+
+    The JSON is streamed only as far as its first annotation, so detection costs little on big files.
+    """
     if path.is_dir():
         return "semantic"
+    top_keys: set[str] = set()
+    annotation_keys: set[str] = set()
     try:
         with path.open("rb") as handle:
             head = handle.read(4096).lstrip()
+            if head.startswith(b"["):
+                return "labelstudio"
+            if not head.startswith(b"{"):
+                raise SegassistError(
+                    "not a JSON object or list, and not a folder of label maps", file=str(path)
+                )
+            handle.seek(0)
+            for prefix, event, value in ijson.parse(handle):
+                if event == "map_key" and prefix == "":
+                    top_keys.add(value)
+                elif event == "map_key" and prefix == "annotations.item":
+                    annotation_keys.add(value)
+                elif event == "end_map" and prefix == "annotations.item":
+                    break
     except OSError as error:
         raise SegassistError(f"cannot read: {error.strerror or error}", file=str(path)) from None
-    if head.startswith(b"["):
-        return "labelstudio"
-    if not head.startswith(b"{"):
-        raise SegassistError("not a JSON object or list, and not a folder of label maps", file=str(path))
-    data = load_json(path)
-    annotations = data.get("annotations")
-    if "images" in data or "categories" in data:
-        if isinstance(annotations, list) and annotations and isinstance(annotations[0], dict):
-            return "coco-panoptic" if "segments_info" in annotations[0] else "coco"
-        return "coco"
-    return "labelstudio"
+    except ijson.JSONError as error:
+        raise SegassistError(f"not valid JSON: {error}", file=str(path)) from None
+    if "segments_info" in annotation_keys:
+        return "coco-panoptic"
+    # COCO annotations name their image; Label Studio annotations hold a result list instead.
+    is_coco = "image_id" in annotation_keys or bool(top_keys & {"images", "categories"})
+    return "coco" if is_coco else "labelstudio"
 
 
 def check(path: Path | str, options: QAOptions | None = None) -> QAResult:
@@ -100,19 +116,14 @@ def check(path: Path | str, options: QAOptions | None = None) -> QAResult:
         findings, jobs = coco.check_dataset(path, load_json(path), coco_options)
         result.findings += findings
         per_item = parallel_map(partial(coco.check_image, options=coco_options), jobs, options.workers)
-        for image_findings, _masks in progress(per_item, len(jobs), "images"):
+        for image_findings in progress(per_item, len(jobs), "images"):
             result.findings += image_findings
             result.checked += 1
     elif fmt == "labelstudio":
         ls_options = labelstudio_options(options)
         id_findings: list[Finding] = []
-
-        def jobs() -> Iterator[labelstudio.TaskJob]:
-            for job, findings in labelstudio.check_ids(path, labelstudio.iter_tasks(path)):
-                id_findings.extend(findings)
-                yield job
-
-        per_task = parallel_map(partial(labelstudio.check_task, options=ls_options), jobs(), options.workers)
+        tasks = labelstudio.check_ids(path, labelstudio.iter_tasks(path), id_findings)
+        per_task = parallel_map(partial(labelstudio.check_task, options=ls_options), tasks, options.workers)
         for task_result in progress(per_task, None, "tasks"):
             result.findings += task_result.findings
             result.checked += 1

@@ -56,7 +56,7 @@ DEFAULT_CACHE_MB = 256
 # Candidate boxes around the positive clicks: margins in fractions of the image's longest side, from a
 # button-sized object to one filling much of the image.
 CLICK_BOX_SCALES = (0.04, 0.1, 0.25)
-# Automatic mode with a box-only model: box sides (fractions of the input side), each grid at half-box stride.
+# Automatic mode with a box-only model: grids of square boxes, sides in fractions of the longest image side.
 GRID_BOX_SIDES = (0.8, 0.5, 0.3)
 # Rounds of moving out the sides of candidate boxes that cut their mask.
 GROW_ROUNDS = 2
@@ -142,7 +142,7 @@ def cache_budget_bytes() -> int:
 
 
 @dataclass
-class _Decoded:
+class Decoded:
     """Decoder output for a batch of prompts: low-res logits (B, 1, 256, 256) and predicted IoUs (B,)."""
 
     logits: torch.Tensor
@@ -201,7 +201,7 @@ class SamEngine(InteractiveEngine):
 
     # -- decoding --------------------------------------------------------------------------------------------
 
-    def _decode(
+    def decode(
         self,
         embedding: Embedding,
         *,
@@ -209,7 +209,7 @@ class SamEngine(InteractiveEngine):
         point_labels: np.ndarray | None = None,
         boxes: np.ndarray | None = None,
         multimask: bool = False,
-    ) -> _Decoded:
+    ) -> Decoded:
         """Run the prompt encoder and mask decoder for a batch of prompts (image pixels) on one embedding.
 
         `points` is (B, N, 2) with `point_labels` (B, N); `boxes` is (B, 4) x0, y0, x1, y1. With `multimask`
@@ -238,7 +238,7 @@ class SamEngine(InteractiveEngine):
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask,
             )
-        return _Decoded(logits.float().flatten(0, 1)[:, None], iou.float().flatten())
+        return Decoded(logits.float().flatten(0, 1)[:, None], iou.float().flatten())
 
     def _to_mask(self, embedding: Embedding, logits: torch.Tensor) -> Mask:
         """Upsample one low-res logit map (1, 1, h, w) to the original image and threshold it."""
@@ -273,9 +273,7 @@ class SamEngine(InteractiveEngine):
         boxes = np.asarray([prompt.box], dtype=np.float64) if prompt.box is not None else None
         # One click is ambiguous (part or whole): let SAM offer three masks and keep its best, as SAM advises.
         multimask = prompt.box is None and len(prompt.points) == 1
-        decoded = self._decode(
-            embedding, points=points, point_labels=labels, boxes=boxes, multimask=multimask
-        )
+        decoded = self.decode(embedding, points=points, point_labels=labels, boxes=boxes, multimask=multimask)
         best = int(torch.argmax(decoded.iou))
         return self._to_mask(embedding, decoded.logits[best : best + 1]), float(decoded.iou[best])
 
@@ -292,7 +290,7 @@ class SamEngine(InteractiveEngine):
         scale = self._low_res_scale(embedding)
         best_rank, best_logits, best_iou = -1.0, None, 0.0
         for round_index in range(GROW_ROUNDS + 1):
-            decoded = self._decode(embedding, boxes=boxes)
+            decoded = self.decode(embedding, boxes=boxes)
             foreground = decoded.logits[:, 0] > self.sam.mask_threshold
             cut = _cut_sides(foreground, boxes * scale, bound * scale)
             rank = (
@@ -350,7 +348,7 @@ class SamEngine(InteractiveEngine):
         embedding = self.embedding(image, _content_key(image))
         height, width = embedding.original_size
         boxes = _grid_boxes(embedding.original_size)
-        decoded = self._decode(embedding, boxes=boxes)
+        decoded = self.decode(embedding, boxes=boxes)
         logits = decoded.logits[:, 0]
         stability = calculate_stability_score(logits, self.sam.mask_threshold, 1.0)
         foreground = logits > self.sam.mask_threshold
@@ -414,17 +412,23 @@ def _grow(boxes: np.ndarray, cut: np.ndarray, bound: np.ndarray) -> np.ndarray:
 
 
 def _grid_boxes(size: tuple[int, int]) -> np.ndarray:
-    """Square boxes tiling the image at each side in GRID_BOX_SIDES, overlapping by half a box."""
+    """Square boxes covering the whole image at each side in GRID_BOX_SIDES, overlapping by a third."""
     height, width = size
-    longest = max(height, width)
     boxes = []
     for fraction in GRID_BOX_SIDES:
-        box_side = fraction * longest
-        stride = box_side / 2
-        for y0 in np.arange(0, max(height - box_side, 0) + stride / 2, stride):
-            for x0 in np.arange(0, max(width - box_side, 0) + stride / 2, stride):
+        box_side = fraction * max(height, width)
+        for y0 in _grid_starts(height, box_side):
+            for x0 in _grid_starts(width, box_side):
                 boxes.append((x0, y0, min(x0 + box_side, width), min(y0 + box_side, height)))
     return np.asarray(boxes, dtype=np.float64)
+
+
+def _grid_starts(length: float, box_side: float) -> np.ndarray:
+    """Evenly spread box starts along one axis, the last box ending at the border, at most 2/3 box apart."""
+    if box_side >= length:
+        return np.zeros(1)
+    count = int(np.ceil((length - box_side) / (box_side * 2 / 3))) + 1
+    return np.linspace(0, length - box_side, count)
 
 
 def _click_agreement(foreground: torch.Tensor, prompt: Prompt, scale: float) -> torch.Tensor:

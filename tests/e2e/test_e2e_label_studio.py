@@ -25,7 +25,7 @@ from converters import brush
 from tests.e2e.conftest import Backend, LabelStudio, MediaImages
 from tests.e2e.harness import LabelStudioAPI
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 SEGASSIST = Path(sys.executable).with_name("segassist")
 
@@ -93,8 +93,9 @@ def projects(label_studio: LabelStudio, media: MediaImages) -> dict[str, Project
         "polygon": create_project(api, "e2e polygon", POLYGON_CONFIG),
         "smart": create_project(api, "e2e smart", SMART_CONFIG),
     }
-    import_tasks(api, made["brush"], media, by_url=["astronaut.png", "coffee.png"], uploads=["chelsea.png"])
-    import_tasks(api, made["polygon"], media, by_url=["rocket.png"], uploads=["coffee.png"])
+    # Few tasks: the default model's automatic mode takes 10 to 20 s per image on a small CPU.
+    import_tasks(api, made["brush"], media, by_url=["astronaut.png"], uploads=["chelsea.png"])
+    import_tasks(api, made["polygon"], media, by_url=[], uploads=["coffee.png"])
     import_tasks(api, made["smart"], media, by_url=[], uploads=["astronaut.png"])
     return made
 
@@ -129,7 +130,7 @@ def test_imports_by_url_and_upload_serve_media_only_with_a_token(
 ):
     api = label_studio.api()
     tasks = {task["id"]: task for task in project_tasks(api, projects["brush"].id)}
-    assert sorted(projects["brush"].images.values()) == ["astronaut.png", "chelsea.png", "coffee.png"]
+    assert sorted(projects["brush"].images.values()) == ["astronaut.png", "chelsea.png"]
     references = {projects["brush"].images[task_id]: task["data"]["image"] for task_id, task in tasks.items()}
     assert references["astronaut.png"] == media.url("astronaut.png")
     uploaded = references["chelsea.png"]

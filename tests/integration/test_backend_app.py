@@ -258,11 +258,12 @@ def test_interactive_requests_go_to_the_sam_handler(media) -> None:
                 "original_width": 80,
                 "original_height": 64,
                 "image_rotation": 0,
+                # around the red disc of sample_image
                 "value": {
                     "x": 10,
-                    "y": 10,
-                    "width": 60,
-                    "height": 70,
+                    "y": 20,
+                    "width": 50,
+                    "height": 60,
                     "rotation": 0,
                     "rectanglelabels": ["Object"],
                 },
@@ -275,7 +276,8 @@ def test_interactive_requests_go_to_the_sam_handler(media) -> None:
     assert response.status_code == 200
     [prediction] = response.json["results"]
     assert prediction["model_version"] == client.get("/health").json["model_version"]
-    assert all(region["from_name"] == "brush" for region in prediction["result"])
+    [region] = prediction["result"]
+    assert region["from_name"] == "brush" and region["value"]["brushlabels"] == ["Object"]
     _validate(config, prediction)
 
 

@@ -288,3 +288,24 @@ def test_semantic_output_paints_each_pixel_with_its_class(panopticapi, tmp_path)
     # And back: one segment per class present.
     convert("semantic", "coco-panoptic", tmp_path / "sem", tmp_path / "pan.json")
     assert_pq_compute_preconditions(tmp_path / "pan.json")
+
+
+@pytest.mark.slow
+def test_coco_annotator_quirks_read_and_survive_a_labelstudio_round_trip(realdata, tmp_path):
+    # COCO-Annotator export: iscrowd "false" as a string, colours as "#rrggbb", extra fields, 24-MP images.
+    source = realdata / "labelstudio/sdk_tests/test_import_coco/coco_import_input.json"
+    convert("coco", "coco", source, tmp_path / "clean.json")
+    clean = json.loads((tmp_path / "clean.json").read_text())
+    assert [a["iscrowd"] for a in clean["annotations"]] == [0, 0]
+    assert all(len(c["color"]) == 3 for c in clean["categories"])
+    convert("coco", "labelstudio", tmp_path / "clean.json", tmp_path / "tasks.json")
+    convert("labelstudio", "coco", tmp_path / "tasks.json", tmp_path / "back.json", categories_file=source)
+    # Ids are renumbered (tasks carry none); file names, categories, crowd flags and pixels survive.
+    by_name = {i["file_name"]: i["id"] for i in json.loads((tmp_path / "back.json").read_text())["images"]}
+    original = {i["file_name"]: i["id"] for i in clean["images"]}
+    expected = coco_masks(tmp_path / "clean.json")
+    got = coco_masks(tmp_path / "back.json")
+    assert {name: got[by_name[name]] for name in by_name} == {
+        name: expected[original[name]] for name in by_name
+    }
+    assert sum(map(len, got.values())) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,7 +149,7 @@ def test_zero_area_box_gives_an_empty_suggestion(client: FlaskClient) -> None:
     assert prediction["result"] == []
 
 
-def test_missing_image_is_a_400_naming_the_task(client: FlaskClient, tmp_path: Path) -> None:
+def test_missing_image_is_a_400_naming_the_task(client: FlaskClient) -> None:
     response = _predict(client, _task(5, "nowhere.png"), [_keypoint(10, 10, COFFEE_SIZE)])
     assert response.status_code == 400
     assert "task 5" in response.get_data(as_text=True)

@@ -37,3 +37,14 @@ def codes(found: list[Finding]) -> Counter[str]:
 
 def with_code(found: list[Finding], code: str) -> list[Finding]:
     return [finding for finding in found if finding.code == code]
+
+
+def hf_polygons(realdata: Path) -> dict[str, Any]:
+    """The real COCO image 39769 with its six polygon instances (they overlap: the bed is under the cats)."""
+    annotations = json.loads((realdata / "hf_transformers_coco" / "coco_annotations.txt").read_text())
+    categories = json.loads((realdata / "panopticapi_sample" / "panoptic_coco_categories.json").read_text())
+    return {
+        "images": [{"id": 39769, "file_name": "000000039769.png", "width": 640, "height": 480}],
+        "annotations": annotations,
+        "categories": categories,
+    }

@@ -14,8 +14,7 @@ from pycocotools.coco import COCO
 from converters.cli import main
 from converters.qa import CHECKS
 from converters.qa.findings import checks_table_markdown
-from tests.unit.qa_helpers import codes, copy_panoptic_sample, findings, write_json
-from tests.unit.test_qa_coco import hf_polygons
+from tests.unit.qa_helpers import codes, copy_panoptic_sample, findings, hf_polygons, write_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -144,6 +143,16 @@ def test_fix_coco_resolves_overlaps_for_panoptic(realdata: Path, tmp_path: Path)
             assert annotation["area"] == mask.sum()
         owners += mask
     assert owners.max() == 1
+
+
+def test_fix_refuses_label_studio_and_the_input_path(realdata: Path, tmp_path: Path) -> None:
+    export = realdata / "labelstudio" / "sdk_tests" / "test_export_coco" / "data.json"
+    assert main(["qa", str(export), "--fix", str(tmp_path / "fixed.json")]) == 2
+    assert not (tmp_path / "fixed.json").exists()
+    json_path, _ = copy_panoptic_sample(realdata, tmp_path)
+    before = json_path.read_bytes()
+    assert main(["qa", str(json_path), "--fix", str(json_path)]) == 2
+    assert json_path.read_bytes() == before
 
 
 def test_workers_give_the_same_findings(realdata: Path, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from converters.qa.common import first_self_intersection
-from tests.unit.qa_helpers import codes, findings, with_code, write_json
+from tests.unit.qa_helpers import codes, findings, hf_polygons, with_code, write_json
 
 IMAGE = 142238  # 640 x 427
 NEW_ID = 990001
@@ -27,17 +27,6 @@ def sample(realdata: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
     shutil.copytree(source / "input_images", images)
     data = json.loads((source / "panoptic_coco_detection_format.json").read_text())
     return tmp_path / "instances.json", images, data
-
-
-def hf_polygons(realdata: Path) -> dict[str, Any]:
-    """The real COCO image 39769 with its six polygon instances (they overlap: the bed is under the cats)."""
-    annotations = json.loads((realdata / "hf_transformers_coco" / "coco_annotations.txt").read_text())
-    categories = json.loads((realdata / "panopticapi_sample" / "panoptic_coco_categories.json").read_text())
-    return {
-        "images": [{"id": 39769, "file_name": "000000039769.png", "width": 640, "height": 480}],
-        "annotations": annotations,
-        "categories": categories,
-    }
 
 
 def _first(data: dict) -> dict:

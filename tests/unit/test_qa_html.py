@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from converters.cli import main
-from tests.unit.qa_helpers import copy_panoptic_sample, write_json
+from tests.unit.qa_helpers import copy_panoptic_sample, hf_polygons, write_json
 from tests.unit.test_qa_labelstudio import CONFIG, brush, clean_tasks
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -35,10 +35,13 @@ def _red_pixels(thumbnail: np.ndarray) -> int:
 
 @pytest.fixture
 def panoptic_report(realdata: Path, tmp_path: Path) -> Path:
-    """A report on the real sample with one segment's area tripled in image 142238, photos as background."""
+    """A report on the real sample, photos as background: in image 142238 one segment's area is tripled and
+    every box is shifted (a long findings table beside the thumbnail)."""
     json_path, images = copy_panoptic_sample(realdata, tmp_path)
     data = json.loads(json_path.read_text())
     data["annotations"][0]["segments_info"][0]["area"] *= 3
+    for segment in data["annotations"][0]["segments_info"]:
+        segment["bbox"][1] += 1
     write_json(json_path, data)
     report = tmp_path / "report.html"
     assert main(["qa", str(json_path), "--images", str(images), "--html", str(report)]) == 1
@@ -74,6 +77,31 @@ def test_labelstudio_report_outlines_the_region(tmp_path: Path) -> None:
     assert abs(xs.min() - 5 * scale) <= 2 and abs(ys.min() - 5 * scale) <= 2
 
 
+def test_coco_report_draws_overlapping_and_empty_annotations(realdata: Path, tmp_path: Path) -> None:
+    data = hf_polygons(realdata)
+    data["annotations"].append(
+        {
+            "id": 5,
+            "image_id": 39769,
+            "category_id": 1,
+            "iscrowd": 0,
+            "area": 0,
+            "bbox": [0, 0, 1, 1],
+            "segmentation": {"counts": [640 * 480], "size": [480, 640]},
+        }
+    )
+    source = write_json(tmp_path / "instances.json", data)
+    report = tmp_path / "coco.html"
+    images = realdata / "hf_transformers_coco"
+    assert (
+        main(["qa", str(source), "--target", "panoptic", "--images", str(images), "--html", str(report)]) == 1
+    )
+    html = report.read_text()
+    assert "SEGMENT_EMPTY" in html and "SEGMENTS_OVERLAP" in html
+    (thumbnail,) = _thumbnails(html)
+    assert thumbnail.shape == (270, 360, 3) and _red_pixels(thumbnail) > 100
+
+
 def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
@@ -104,13 +132,15 @@ def test_report_renders_in_headless_chromium(panoptic_report: Path, tmp_path: Pa
         panoptic_report.read_text().replace(
             "</body>",
             "<script>window.addEventListener('load', () => { const p = document.createElement('pre');"
-            " p.id = 'probe'; p.textContent = JSON.stringify([...document.images].map(i => i.naturalWidth));"
+            " p.id = 'probe'; p.textContent = JSON.stringify([...document.images].map("
+            " i => [i.naturalWidth, i.naturalHeight, i.width, i.height]));"
             " document.body.appendChild(p); });</script></body>",
         )
     )
     dom = _chromium(f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", probe.as_uri())
-    widths = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout).group(1))
-    assert widths == [360]
+    sizes = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout).group(1))
+    # The image decoded, and is shown at its own size (not stretched by the layout).
+    assert sizes == [[360, 240, 360, 240]]
     screenshot = tmp_path / "shot.png"
     _chromium(
         f"--user-data-dir={tmp_path / 'profile-shot'}",

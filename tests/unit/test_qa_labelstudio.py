@@ -332,6 +332,22 @@ def test_disagreement_reports_the_iou(export) -> None:
     assert found.numbers["iou"] == 0.0
 
 
+def test_workers_give_the_same_findings(export) -> None:
+    path, images, config, tasks = export
+    for plant in (_label, _overlap, _disagree):
+        plant(images, tasks)
+    write_json(path, tasks * 3)
+    serial = findings(path, label_config=config, target="panoptic")
+    assert len(serial) >= 9
+    assert findings(path, label_config=config, target="panoptic", workers=2) == serial
+
+
+def test_a_task_that_is_not_an_object_is_reported(tmp_path: Path) -> None:
+    found = findings(write_json(tmp_path / "export.json", [*clean_tasks(), "not a task"]))
+    assert [(f.code, f.task_id) for f in found] == [("JSON_STRUCTURE", None)]
+    assert "task #2" in found[0].message
+
+
 def test_single_task_object_is_read(tmp_path: Path) -> None:
     task = clean_tasks()[1]
     _result([task])[0]["value"]["brushlabels"] = []

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -260,6 +261,15 @@ def test_grey_16bit_and_palette_pngs_are_not_rgb(mode: str, sample) -> None:
     found = with_code(findings(json_path), "PAN_PNG_NOT_RGB")
     assert [f.file_name for f in found] == [FIRST_PNG]
     assert repr(mode) in found[0].message
+
+
+def test_16_bit_rgb_png_is_not_8_bit_rgb(sample) -> None:
+    json_path, _, data = sample
+    png = json_path.with_suffix("") / FIRST_PNG
+    rgb = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(png), rgb.astype(np.uint16) * 257)
+    found = with_code(findings(json_path), "PAN_PNG_NOT_RGB")
+    assert [f.file_name for f in found] == [FIRST_PNG]
 
 
 def test_tripled_area_reports_both_numbers(sample) -> None:
