@@ -8,7 +8,7 @@ keeps the others as they were.
 from __future__ import annotations
 
 import datetime
-import importlib
+import importlib.util
 import os
 import platform
 import re
@@ -21,8 +21,8 @@ TARGET = HERE.parent / "BENCHMARKS.md"
 MODULES = ("codecs", "convert", "qa", "backend", "sam")
 HEADER = (
     "# Benchmarks\n\n"
-    "Written by `make bench`. Every figure is a ratio against a peer run in the same process and session, so it\n"
-    "travels between machines better than the absolute times, which are given for scale.\n"
+    "Written by `make bench`. Every figure is a ratio against a peer run in the same process and session,\n"
+    "so it travels between machines better than the absolute times, which are given for scale.\n"
 )
 
 
@@ -30,12 +30,19 @@ def _section_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
 
 
+def _load(name: str):
+    # Load by path: a benchmark named like a standard module ("codecs") must not resolve to the stdlib one.
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv: list[str]) -> int:
     wanted = argv or list(MODULES)
     unknown = set(wanted) - set(MODULES)
     if unknown:
         raise SystemExit(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(MODULES)}")
-    sys.path.insert(0, str(HERE))
     previous = TARGET.read_text() if TARGET.exists() else ""
     sections = {}
     for name in MODULES:
@@ -47,7 +54,7 @@ def main(argv: list[str]) -> int:
             f"_Run {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}._\n\n"
         )
-        body = importlib.import_module(name).run()
+        body = _load(name).run()
         sections[name] = f"<!-- bench:{name} -->\n{stamp}{body.strip()}\n<!-- /bench:{name} -->"
     text = HEADER + "".join(f"\n{sections[name]}\n" for name in MODULES if sections[name])
     TARGET.write_text(text)

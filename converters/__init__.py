@@ -1,4 +1,4 @@
-"""segassist converters: one segmentation model, exact mask codecs, format readers/writers, overlap policies, QA."""
+"""segassist converters: one segmentation model, exact mask codecs, formats, overlap policies and QA."""
 
 from converters.errors import SegassistError
 from converters.mask import Mask

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import cached_property
 
-import numba
 import numpy as np
 
 
@@ -174,53 +173,6 @@ class Mask:
         return f"Mask(image={self.width}x{self.height}, bbox={self.bbox}, area={self.area})"
 
 
-_EVERY_BYTE = np.uint64(0x0101010101010101)
-
-
-@numba.njit(cache=True, nogil=True)
-def _scan_bytes(
-    flat: np.ndarray, begin: int, end: int, current: int, starts: np.ndarray, count: int
-) -> tuple[np.ndarray, int, int]:
-    """Append the run starts in flat[begin:end] to starts[:count], growing it; (starts, count, value)."""
-    for index in range(begin, end):
-        if flat[index] != current:
-            if count == starts.size:
-                grown = np.empty(2 * starts.size, dtype=np.int64)
-                grown[:count] = starts
-                starts = grown
-            starts[count] = index
-            count += 1
-            current = np.int64(flat[index])
-    return starts, count, current
-
-
-@numba.njit(cache=True, nogil=True)
-def _next_word_not_all(words: np.ndarray, begin: int, value: int) -> int:
-    """The first of words[begin:] whose 8 bytes are not all `value` (words.size if none)."""
-    repeated = np.uint64(value) * _EVERY_BYTE
-    for word in range(begin, words.size):
-        if words[word] != repeated:
-            return word
-    return words.size
-
-
-@numba.njit(cache=True, nogil=True)
-def _run_starts(flat: np.ndarray, words: np.ndarray) -> np.ndarray:
-    """Where runs start in `flat` (uint8), the first at 0. `words` is flat's leading bytes as uint64:
-    most of a mask is long runs, so skipping 8 equal bytes at a time makes this one fast pass."""
-    starts = np.zeros(max(16, flat.size // 64), dtype=np.int64)
-    count = 1
-    current = np.int64(flat[0])
-    # The skipping loop lives in its own function: `starts` is reassigned here, which would cost
-    # reference counting on every word of a loop written inline.
-    word = _next_word_not_all(words, 0, current)
-    while word < words.size:
-        starts, count, current = _scan_bytes(flat, word * 8, word * 8 + 8, current, starts, count)
-        word = _next_word_not_all(words, word + 1, current)
-    starts, count, current = _scan_bytes(flat, words.size * 8, flat.size, current, starts, count)
-    return starts[:count]
-
-
 def raster_runs(
     crop: np.ndarray, height: int, width: int, top: int, left: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -242,7 +194,7 @@ def raster_runs(
         flat = padded.ravel()[:-1]
     else:
         flat = crop.view(np.uint8).reshape(-1)
-    starts = _run_starts(flat, flat[: flat.size // 8 * 8].view(np.uint64))
+    starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
     values = flat[starts]
     if crop.dtype == bool:
         values = values * np.uint8(255)

@@ -137,12 +137,11 @@ def resolve(
             continue
         rows, cols = mask.bits.shape
         window = owner[mask.top : mask.top + rows, mask.left : mask.left + cols]
-        taken = window[mask.bits]
-        free = taken < 0
-        kept_area = int(np.count_nonzero(free))
+        claim = mask.bits & (window < 0)
+        kept_area = int(np.count_nonzero(claim))
         if kept_area < mask.area:
-            winners, counts = np.unique(taken[~free], return_counts=True)
-            change.lost_to = [(int(w), int(c)) for w, c in zip(winners, counts, strict=True)]
+            counts = np.bincount(window[mask.bits & ~claim])
+            change.lost_to = [(int(winner), int(counts[winner])) for winner in np.flatnonzero(counts)]
         if kept_area == 0:
             change.dropped = "fully covered by segments above it"
         elif kept_area < min_kept_fraction * mask.area:
@@ -154,7 +153,6 @@ def resolve(
         if change.dropped:
             report.changes.append(change)
             continue
-        claim = mask.bits & (window < 0)
         window[claim] = index
         change.area_after = kept_area
         kept[index] = (

@@ -13,5 +13,5 @@ REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 def realdata() -> Path:
     """The shared real-data folder; tests that need it skip with the reason when it is absent."""
     if not REALDATA.is_dir():
-        pytest.skip(f"real fixtures not found at {REALDATA} (they live in shared/realdata beside the checkout)")
+        pytest.skip(f"real fixtures not found at {REALDATA} (shared/realdata beside the checkout)")
     return REALDATA

@@ -77,9 +77,14 @@ class CocoSource:
         self._images = data.get("images") or []
         if not self._images:
             raise SegassistError("the file has no `images`", file=str(self.path))
+        annotations = data.get("annotations") or []
+        if annotations and "segments_info" in annotations[0]:
+            raise SegassistError(
+                "this is a COCO panoptic file: read it with --from coco-panoptic", file=str(path)
+            )
         known = {entry.get("id") for entry in self._images}
         self._annotations: dict[Any, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-        for position, annotation in enumerate(data.get("annotations") or []):
+        for position, annotation in enumerate(annotations):
             if annotation.get("image_id") not in known:
                 raise SegassistError(
                     f"annotation refers to image {annotation.get('image_id')!r}, which is not in `images`",

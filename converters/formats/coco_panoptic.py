@@ -65,6 +65,10 @@ class CocoPanopticSource:
         check_categories(self.categories, str(self.path))
         self._images = {entry.get("id"): entry for entry in data.get("images") or []}
         self._annotations = data.get("annotations") or []
+        if self._annotations and "segments_info" not in self._annotations[0]:
+            raise SegassistError(
+                "this is not a COCO panoptic file (annotations have no segments_info)", file=str(path)
+            )
 
     def items(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         for annotation in self._annotations:
@@ -206,15 +210,17 @@ class CocoPanopticRenderer:
             raise SegassistError(f"{len(segments)} segments do not fit in a 24-bit panoptic PNG")
         ids = np.zeros((image.height, image.width), dtype=np.uint32)
         segments_info = []
-        for segment_id, (category_id, iscrowd, mask) in enumerate(segments, start=1):
-            mask.paste_into(ids, segment_id)
+        for segment_id, (category_id, iscrowd, parts) in enumerate(segments, start=1):
+            for mask in parts:
+                mask.paste_into(ids, segment_id)
             segments_info.append(
                 {
                     "id": segment_id,
                     "category_id": category_id,
                     "iscrowd": int(iscrowd),
-                    "bbox": list(mask.bbox),
-                    "area": mask.area,
+                    "bbox": _envelope([mask.bbox for mask in parts]),
+                    # The parts are disjoint after overlap resolution, so their areas add up.
+                    "area": sum(mask.area for mask in parts),
                 }
             )
         name = png_name(image.file_name)
@@ -223,21 +229,28 @@ class CocoPanopticRenderer:
         changes = {"overlap": report.to_dict()} if report.changes else {}
         return Rendered(image.id, (entry, annotation, encode_id_png(ids)), len(segments_info), changes)
 
-    def _merge_stuff(self, segments: list[Segment]) -> list[tuple[int, bool, Mask]]:
-        """(category, iscrowd, mask) in input order; stuff merged into one segment per category."""
-        merged: list[tuple[int, bool, Mask]] = []
-        stuff_position: dict[int, int] = {}
+    def _merge_stuff(self, segments: list[Segment]) -> list[tuple[int, bool, list[Mask]]]:
+        """(category, iscrowd, masks) in input order; all stuff of a category is one segment."""
+        merged: list[tuple[int, bool, list[Mask]]] = []
+        stuff_parts: dict[int, list[Mask]] = {}
         for segment in segments:
             if self.isthing[segment.category_id]:
-                merged.append((segment.category_id, segment.iscrowd, segment.mask))
-            elif segment.category_id in stuff_position:
-                position = stuff_position[segment.category_id]
-                category_id, _, mask = merged[position]
-                merged[position] = (category_id, False, mask.union(segment.mask))
+                merged.append((segment.category_id, segment.iscrowd, [segment.mask]))
+            elif segment.category_id in stuff_parts:
+                stuff_parts[segment.category_id].append(segment.mask)
             else:
-                stuff_position[segment.category_id] = len(merged)
-                merged.append((segment.category_id, False, segment.mask))
+                stuff_parts[segment.category_id] = [segment.mask]
+                merged.append((segment.category_id, False, stuff_parts[segment.category_id]))
         return merged
+
+
+def _envelope(boxes: list[tuple[int, int, int, int]]) -> list[int]:
+    """The tight [x, y, w, h] around several tight boxes."""
+    left = min(x for x, _, _, _ in boxes)
+    top = min(y for _, y, _, _ in boxes)
+    right = max(x + w for x, _, w, _ in boxes)
+    bottom = max(y + h for _, y, _, h in boxes)
+    return [left, top, right - left, bottom - top]
 
 
 def encode_id_png(ids: np.ndarray) -> bytes:

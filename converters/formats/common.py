@@ -11,6 +11,7 @@ on commit.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -116,12 +117,12 @@ def with_colors(categories: list[Category]) -> list[Category]:
     taken = {category.color for category in categories if category.color is not None}
     colored = []
     for category in categories:
-        color, step = category.color, 0
+        color, attempt = category.color, 0
         while color is None or (category.color is None and color in taken):
-            # Spread ids over the RGB cube with odd multipliers; retry on the rare collision.
-            seed = category.id + step * 7919
-            color = ((seed * 97) % 256, (seed * 59 + 85) % 256, (seed * 31 + 170) % 256)
-            step += 1
+            # A hash of (id, attempt) spreads colours over the RGB cube; retry on the rare collision.
+            digest = hashlib.sha1(f"{category.id}:{attempt}".encode()).digest()
+            color = (digest[0], digest[1], digest[2])
+            attempt += 1
         taken.add(color)
         colored.append(dataclasses.replace(category, color=color))
     return colored

@@ -9,6 +9,7 @@ PolygonLabels with `segmentation="polygon"`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -178,11 +179,10 @@ class LabelStudioSource:
             sources = self._selected(item[1]) or []
             for _, results, _ in sources:
                 for result in results:
+                    # An unlabeled region is reported per task by the conversion pass (or skipped there).
                     if is_region(result):
-                        try:
+                        with contextlib.suppress(SegassistError):
                             names.setdefault(result_label(result))
-                        except SegassistError as error:
-                            raise error.at(**self.where(item)) from None
         return [Category(id=position, name=name) for position, name in enumerate(names, start=1)]
 
 

@@ -72,10 +72,14 @@ class Embedding:
     features: torch.Tensor
     input_size: tuple[int, int]  # (h, w) of the resized image inside the model's square input
     original_size: tuple[int, int]  # (h, w) of the image as given
+    # SAM 2's decoder also reads the encoder's higher-resolution feature maps.
+    high_res_features: tuple[torch.Tensor, ...] = ()
 
     @property
     def nbytes(self) -> int:
-        return self.features.numel() * self.features.element_size()
+        return sum(
+            tensor.numel() * tensor.element_size() for tensor in (self.features, *self.high_res_features)
+        )
 
 
 class EmbeddingCache:
@@ -190,7 +194,7 @@ class SamEngine(InteractiveEngine):
 
     def embedding(self, image: np.ndarray, image_key: str) -> Embedding:
         """The image's embedding, from the cache when this model has seen `image_key` before."""
-        _check_image(image)
+        check_image(image)
         return self.cache.get((image_key, self.model_version), lambda: self._embed(image))
 
     def _embed(self, image: np.ndarray) -> Embedding:
@@ -259,7 +263,7 @@ class SamEngine(InteractiveEngine):
 
     def segment_prompt(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
         """The mask for clicks and/or a box in image pixels, with the model's predicted IoU."""
-        _check_prompt(prompt)
+        check_prompt(prompt)
         embedding = self.embedding(image, image_key)
         if self.box_only:
             return self._segment_by_boxes(embedding, prompt)
@@ -320,7 +324,7 @@ class SamEngine(InteractiveEngine):
         return [self._proposals(image) for image in images]
 
     def _proposals(self, image: np.ndarray) -> list[Segment]:
-        _check_image(image)
+        check_image(image)
         if self.box_only:
             masks = self._box_grid_proposals(image)
         else:
@@ -334,14 +338,7 @@ class SamEngine(InteractiveEngine):
             with inference(self.device):
                 records = generator.generate(image)
             masks = [(Mask.from_dense(record["segmentation"]), record["predicted_iou"]) for record in records]
-        segments = [
-            Segment(mask=mask, category_id=self.categories[0].id, score=float(score))
-            for mask, score in masks
-            if not mask.is_empty
-        ]
-        if self.non_overlapping:
-            segments, _ = resolve(segments, "score", categories=self.categories)
-        return segments
+        return proposal_segments(masks, self.categories, self.non_overlapping)
 
     def _box_grid_proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
         """Decode a multi-scale grid of boxes; keep confident, stable masks that fit inside their box; NMS."""
@@ -371,6 +368,23 @@ class SamEngine(InteractiveEngine):
         return [
             (self._to_mask(embedding, logits[i][None, None]), float(decoded.iou[i])) for i in chosen.tolist()
         ]
+
+
+def proposal_segments(
+    masks: Sequence[tuple[Mask, float]], categories: list[Category], non_overlapping: bool
+) -> list[Segment]:
+    """Automatic-mode masks with their predicted IoU as Segments of the one proposal category.
+
+    `non_overlapping` makes them exclusive: a higher-scored proposal keeps contested pixels.
+    """
+    segments = [
+        Segment(mask=mask, category_id=categories[0].id, score=float(score))
+        for mask, score in masks
+        if not mask.is_empty
+    ]
+    if non_overlapping:
+        segments, _ = resolve(segments, "score", categories=categories)
+    return segments
 
 
 # -- prompts as boxes ----------------------------------------------------------------------------------------
@@ -467,7 +481,7 @@ def _content_key(image: np.ndarray) -> str:
     return f"pixels:{digest.hexdigest()}"
 
 
-def _check_image(image: np.ndarray) -> None:
+def check_image(image: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise SegassistError(
             f"the image must be an RGB uint8 array (H, W, 3), got {image.dtype} {image.shape}"
@@ -476,7 +490,7 @@ def _check_image(image: np.ndarray) -> None:
         raise SegassistError(f"the image is empty: {image.shape[1]}x{image.shape[0]}")
 
 
-def _check_prompt(prompt: Prompt) -> None:
+def check_prompt(prompt: Prompt) -> None:
     if len(prompt.points) != len(prompt.point_labels):
         raise SegassistError(f"{len(prompt.points)} clicks but {len(prompt.point_labels)} click labels")
     if not prompt.points and prompt.box is None:
@@ -559,12 +573,21 @@ def load_checkpoint(
 
 
 def load(model: str, device: torch.device, **settings: object) -> SamEngine:
-    """An engine from a model spec: "litemedsam", a checkpoint path, or "vit_h:/path/to/checkpoint.pth"."""
+    """An engine from a model spec: "litemedsam", a SAM checkpoint path, "vit_h:/path/to/checkpoint.pth", or a
+    SAM 2 model "sam2.1_hiera_t:/path/to/checkpoint.pt" (the optional sam2 extra)."""
     if model == DEFAULT_MODEL:
         return load_default(device, **settings)
     model_type, separator, path = model.partition(":")
     if separator and model_type in CHECKPOINT_TYPES:
         return load_checkpoint(path, model_type, device, **settings)
+    if separator and model_type.startswith("sam2"):
+        try:
+            from ml_backend.engines import sam2_engine  # the optional `sam2` extra, imported only when asked
+        except ImportError as error:
+            raise SegassistError(
+                f"{model_type} needs SAM 2, which is not installed ({error}); see the README's SAM 2 notes"
+            ) from None
+        return sam2_engine.load_checkpoint(model_type, path, device, **settings)
     return load_checkpoint(model, None, device, **settings)
 
 

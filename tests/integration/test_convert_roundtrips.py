@@ -309,3 +309,40 @@ def test_coco_annotator_quirks_read_and_survive_a_labelstudio_round_trip(realdat
         name: expected[original[name]] for name in by_name
     }
     assert sum(map(len, got.values())) == 2
+
+
+def test_labelstudio_polygon_output_reports_what_polygons_lose(panopticapi, tmp_path):
+    source = panopticapi / "panoptic_examples.json"
+    report = convert("coco-panoptic", "labelstudio", source, tmp_path / "tasks.json", segmentation="polygon")
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    results = [r for task in tasks for r in task["annotations"][0]["result"]]
+    assert len(results) == 50 and {r["type"] for r in results} == {"polygonlabels"}
+    losses = {  # region ids are panoptic segment ids, unique within an image only
+        (c["image_id"], entry["region_id"]): entry["pixels_changed"]
+        for c in report.changes
+        for entry in c["polygon_loss"]
+    }
+    assert losses and all(pixels > 0 for pixels in losses.values())
+    # Reading the polygons back gives masks that differ from the originals by exactly the reported pixels.
+    convert("labelstudio", "coco", tmp_path / "tasks.json", tmp_path / "back.json")
+    back = COCO(str(tmp_path / "back.json"))
+    original = json.loads(source.read_text())
+    expected = []  # (region id, pixels) in the order the tasks and their results were written
+    for annotation in original["annotations"]:
+        rgb = np.asarray(Image.open(source.with_suffix("") / annotation["file_name"])).astype(np.uint32)
+        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        image_id = annotation["image_id"]
+        expected += [((image_id, str(info["id"])), ids == info["id"]) for info in annotation["segments_info"]]
+    for annotation, (key, pixels) in zip(back.loadAnns(back.getAnnIds()), expected, strict=True):
+        differing = int(np.count_nonzero(back.annToMask(annotation).astype(bool) ^ pixels))
+        assert differing == losses.get(key, 0)
+
+
+def test_reading_a_file_as_the_wrong_coco_flavour_says_which_to_use(panopticapi, tmp_path):
+    with pytest.raises(SegassistError, match="--from coco-panoptic"):
+        convert("coco", "coco", panopticapi / "panoptic_examples.json", tmp_path / "x.json")
+    with pytest.raises(SegassistError, match="no segments_info"):
+        convert(
+            "coco-panoptic", "coco", panopticapi / "panoptic_coco_detection_format.json", tmp_path / "x.json"
+        )
+    assert list(tmp_path.iterdir()) == []

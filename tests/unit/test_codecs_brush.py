@@ -107,6 +107,15 @@ def test_literal_groups_of_several_words_decode():
     assert np.array_equal(brush.decode(rle, 2, 2), _sdk_alpha(rle, 2, 2))
 
 
+def test_long_literal_chunks_in_every_size_class_decode():
+    # 10x10 image = 400 words: literal chunks of 20 (class 2) and 300 (class 3) words, then repeats.
+    words = np.random.default_rng(11).integers(0, 256, 320).tolist()
+    rle = _stream(400, [("literal", words[:20]), ("literal", words[20:]), ("repeat", 80, 3)])
+    expected = np.array(words[3::4] + [3] * 20, dtype=np.uint8).reshape(10, 10)
+    assert np.array_equal(brush.decode(rle, 10, 10), expected)
+    assert np.array_equal(_sdk_alpha(rle, 10, 10), expected)
+
+
 def test_legacy_coloured_rgba_streams_keep_channel_3():
     rng = np.random.default_rng(3)
     alpha = (rng.random((7, 5)) < 0.4).astype(np.uint8) * rng.integers(1, 256, (7, 5), dtype=np.uint8)

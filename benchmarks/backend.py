@@ -1,0 +1,190 @@
+"""/predict stage times (media, model, post-processing, encoding, JSON) with torchvision Mask R-CNN v2 on the CPU,
+for 1 and 8 tasks of 1024x1024; 8 tasks in one request against 8 single-task requests; /health latency while
+a /predict runs. Random weights (no real weights on this machine): Mask R-CNN then returns its maximum of 100
+detections per image, the worst case for post-processing and encoding.
+
+Targets: everything but the model <= 15 % of /predict; batched >= 1.3x the throughput of single requests;
+/health p99 <= 100 ms during a /predict.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import requests
+import torch
+from PIL import Image
+from torchvision.models import detection
+from werkzeug.serving import make_server
+
+from ml_backend.app import STAGES, create_app
+from ml_backend.engines import torchvision_engine
+from ml_backend.settings import Settings
+
+SIZE = 1024
+TASKS = 8
+CONFIG_LABELS = detection.MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.meta["categories"]
+
+
+def _images() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    out = {}
+    for index in range(TASKS):
+        image = np.stack([(xx + index * 40) % 256, (yy * 2) % 256, (xx + yy) % 256], axis=2).astype(np.uint8)
+        image = np.clip(image + rng.integers(-20, 20, image.shape), 0, 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        out[f"/data/upload/1/{index}.png"] = buffer.getvalue()
+    return out
+
+
+def _serve_media(files: dict[str, bytes]) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = files.get(self.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
+
+
+def _stages(response: requests.Response) -> dict[str, float]:
+    """Seconds per stage from the Server-Timing header."""
+    out = {}
+    for item in response.headers["Server-Timing"].split(","):
+        name, _, duration = item.strip().partition(";dur=")
+        out[name] = float(duration) / 1000
+    return out
+
+
+def _config() -> str:
+    labels = "".join(f'<Label value="{name}"/>' for name in dict.fromkeys(CONFIG_LABELS) if name != "N/A")
+    return f'<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">{labels}</BrushLabels></View>'
+
+
+def run() -> str:
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    files = _images()
+    media = _serve_media(files)
+    with tempfile.TemporaryDirectory() as folder:
+        weights = Path(folder) / "maskrcnn.pth"
+        torch.save(
+            detection.maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None).state_dict(), weights
+        )
+        engine = torchvision_engine.load(f"maskrcnn_resnet50_fpn_v2={weights}", torch.device("cpu"))
+    settings = Settings(
+        engine="torchvision",
+        mode="instance",
+        label_studio_url=f"http://127.0.0.1:{media.server_address[1]}",
+        media_cache_bytes=0,  # every request downloads and decodes, as distinct tasks would
+    )
+    app = create_app(settings, engine=engine)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    config = _config()
+    paths = list(files)
+
+    def predict(task_paths: list[str]) -> tuple[float, dict[str, float], int]:
+        tasks = [{"id": i + 1, "data": {"image": path}} for i, path in enumerate(task_paths)]
+        body = {"tasks": tasks, "project": "1.1", "label_config": config, "params": {"context": None}}
+        started = time.perf_counter()
+        response = requests.post(f"{base}/predict", json=body, timeout=1800)
+        wall = time.perf_counter() - started
+        response.raise_for_status()
+        regions = sum(len(result["result"]) for result in response.json()["results"])
+        return wall, _stages(response), regions
+
+    try:
+        predict(paths[:1])  # warm-up: first forward allocates and picks kernels
+        one_wall, one_stages, one_regions = predict(paths[:1])
+        latencies: list[float] = []
+        done = threading.Event()
+
+        def probe_health() -> None:
+            while not done.is_set():
+                started = time.perf_counter()
+                requests.get(f"{base}/health", timeout=10).raise_for_status()
+                latencies.append(time.perf_counter() - started)
+                time.sleep(0.02)
+
+        prober = threading.Thread(target=probe_health)
+        prober.start()
+        batch_wall, batch_stages, batch_regions = predict(paths)
+        done.set()
+        prober.join()
+        single_walls = [predict([path])[0] for path in paths]
+    finally:
+        server.shutdown()
+        media.shutdown()
+
+    single_total = sum(single_walls)
+    speedup = single_total / batch_wall
+    p99 = float(np.percentile(latencies, 99)) if latencies else float("nan")
+
+    def overhead(stages: dict[str, float]) -> float:
+        return 1 - stages["model"] / stages["total"]
+
+    rows = []
+    for label, stages, wall, regions in (
+        ("1 task", one_stages, one_wall, one_regions),
+        (f"{TASKS} tasks, one request", batch_stages, batch_wall, batch_regions),
+    ):
+        cells = " | ".join(f"{stages[stage]:.3f}" for stage in STAGES)
+        rows.append(
+            f"| {label} | {cells} | {stages['total']:.2f} | {wall:.2f} | {overhead(stages):.1%} | {regions} |"
+        )
+    verdict = {
+        "non-model share (8 tasks)": (overhead(batch_stages), "≤ 15 %", overhead(batch_stages) <= 0.15),
+        "batched / single throughput": (speedup, "≥ 1.3×", speedup >= 1.3),
+        "/health p99 during /predict": (p99, "≤ 0.100 s", p99 <= 0.1),
+    }
+    return "\n".join(
+        [
+            "## backend: /predict stages (torchvision Mask R-CNN v2, CPU, random weights)",
+            "",
+            f"{SIZE}×{SIZE} PNG tasks fetched over local HTTP (media cache off), instance mode, BrushLabels output; "
+            f"batch size {settings.batch_size}, {torch.get_num_threads()} torch threads. Random weights give 100 "
+            "detections per image (the most Mask R-CNN returns), the heaviest case for post-processing and "
+            "encoding. Stage seconds come from the Server-Timing header; `model` is the whole engine call "
+            "(forward, mask pasting into boxes, thresholding); `media` is only the time /predict waited for "
+            "images that were not yet decoded.",
+            "",
+            f"| request | {' | '.join(STAGES)} | server total s | client wall s | non-model share | regions |",
+            "|---|" + "---|" * (len(STAGES) + 4),
+            *rows,
+            "",
+            f"8 single-task requests one after another: {single_total:.2f} s "
+            f"(median {statistics.median(single_walls):.2f} s each); one 8-task request: {batch_wall:.2f} s.",
+            f"/health during the 8-task /predict: {len(latencies)} probes, median "
+            f"{statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms.",
+            "",
+            "| target | measured | goal | met |",
+            "|---|---|---|---|",
+            *(
+                f"| {name} | {value:.3f} | {goal} | {'yes' if met else '**no**'} |"
+                for name, (value, goal, met) in verdict.items()
+            ),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(run())
