@@ -1,7 +1,7 @@
-"""/predict stage times (media, model, post-processing, encoding, JSON) with torchvision Mask R-CNN v2 on the CPU,
-for 1 and 8 tasks of 1024x1024; 8 tasks in one request against 8 single-task requests; /health latency while
-a /predict runs. Random weights (no real weights on this machine): Mask R-CNN then returns its maximum of 100
-detections per image, the worst case for post-processing and encoding.
+"""/predict stage times (media, model, post-processing, encoding, JSON) with torchvision Mask R-CNN v2
+on the CPU, for 1 and 8 tasks of 1024x1024; 8 tasks in one request against 8 single-task requests;
+/health latency while a /predict runs. Random weights (no real weights on this machine): Mask R-CNN then
+returns its maximum of 100 detections per image, the worst case for post-processing and encoding.
 
 Targets: everything but the model <= 15 % of /predict; batched >= 1.3x the throughput of single requests;
 /health p99 <= 100 ms during a /predict.
@@ -75,7 +75,8 @@ def _stages(response: requests.Response) -> dict[str, float]:
 
 def _config() -> str:
     labels = "".join(f'<Label value="{name}"/>' for name in dict.fromkeys(CONFIG_LABELS) if name != "N/A")
-    return f'<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">{labels}</BrushLabels></View>'
+    control = f'<BrushLabels name="tag" toName="image">{labels}</BrushLabels>'
+    return f'<View><Image name="image" value="$image"/>{control}</View>'
 
 
 def run() -> str:
@@ -113,8 +114,8 @@ def run() -> str:
         return wall, _stages(response), regions
 
     try:
-        predict(paths[:1])  # warm-up: first forward allocates and picks kernels
-        one_wall, one_stages, one_regions = predict(paths[:1])
+        # /health is probed during a warm-up request of its own: on a small machine the probing client
+        # competes with the model for the CPU, which would distort the timed runs.
         latencies: list[float] = []
         done = threading.Event()
 
@@ -123,13 +124,15 @@ def run() -> str:
                 started = time.perf_counter()
                 requests.get(f"{base}/health", timeout=10).raise_for_status()
                 latencies.append(time.perf_counter() - started)
-                time.sleep(0.02)
+                time.sleep(0.05)
 
         prober = threading.Thread(target=probe_health)
         prober.start()
-        batch_wall, batch_stages, batch_regions = predict(paths)
+        predict(paths[:2])
         done.set()
         prober.join()
+        one_wall, one_stages, one_regions = predict(paths[:1])
+        batch_wall, batch_stages, batch_regions = predict(paths)
         single_walls = [predict([path])[0] for path in paths]
     finally:
         server.shutdown()
@@ -154,27 +157,29 @@ def run() -> str:
     verdict = {
         "non-model share (8 tasks)": (overhead(batch_stages), "≤ 15 %", overhead(batch_stages) <= 0.15),
         "batched / single throughput": (speedup, "≥ 1.3×", speedup >= 1.3),
-        "/health p99 during /predict": (p99, "≤ 0.100 s", p99 <= 0.1),
+        "/health p99 during /predict (s)": (p99, "≤ 0.100 s", p99 <= 0.1),
     }
     return "\n".join(
         [
             "## backend: /predict stages (torchvision Mask R-CNN v2, CPU, random weights)",
             "",
-            f"{SIZE}×{SIZE} PNG tasks fetched over local HTTP (media cache off), instance mode, BrushLabels output; "
-            f"batch size {settings.batch_size}, {torch.get_num_threads()} torch threads. Random weights give 100 "
-            "detections per image (the most Mask R-CNN returns), the heaviest case for post-processing and "
-            "encoding. Stage seconds come from the Server-Timing header; `model` is the whole engine call "
-            "(forward, mask pasting into boxes, thresholding); `media` is only the time /predict waited for "
-            "images that were not yet decoded.",
+            f"{SIZE}×{SIZE} PNG tasks fetched over local HTTP (media cache off), instance mode, "
+            f"BrushLabels output; batch size {settings.batch_size}, {torch.get_num_threads()} torch threads. "
+            "Random weights give 100 detections per image (the most Mask R-CNN returns), the heaviest case "
+            "for post-processing and encoding. Stage seconds come from the Server-Timing header; `model` is "
+            "the whole engine call (forward, mask pasting into boxes, thresholding); `media` is only the "
+            "time /predict waited for images that were not yet decoded.",
             "",
-            f"| request | {' | '.join(STAGES)} | server total s | client wall s | non-model share | regions |",
+            f"| request | {' | '.join(STAGES)} | server total s | client wall s | non-model share | "
+            "regions |",
             "|---|" + "---|" * (len(STAGES) + 4),
             *rows,
             "",
             f"8 single-task requests one after another: {single_total:.2f} s "
             f"(median {statistics.median(single_walls):.2f} s each); one 8-task request: {batch_wall:.2f} s.",
-            f"/health during the 8-task /predict: {len(latencies)} probes, median "
-            f"{statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms.",
+            f"/health during a 2-task /predict: {len(latencies)} probes, median "
+            f"{statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
+            f"max {max(latencies) * 1000:.1f} ms.",
             "",
             "| target | measured | goal | met |",
             "|---|---|---|---|",

@@ -1,7 +1,8 @@
 """Conversion between Label Studio JSON, COCO instance, COCO panoptic and semantic label maps.
 
 Python API: `convert("labelstudio", "coco", "export.json", "coco.json", overlap="order")` returns a
-`ConversionReport`. Command: `segassist convert --from labelstudio --to coco export.json coco.json`.
+`ConversionReport`; `read("coco-panoptic", "panoptic.json")` gives the input as a `Dataset` (streamed).
+Command: `segassist convert --from labelstudio --to coco export.json coco.json`.
 
 The registry below maps format names to a reader (`Source`) and a writer (`Sink`); the model knows no format.
 Items stream from the reader through `load` and `render` (in `workers` processes when asked, a bounded number
@@ -36,7 +37,7 @@ from converters.formats.common import (
 )
 from converters.formats.labelstudio import ANNOTATION_CHOICES, LabelStudioSink, LabelStudioSource
 from converters.formats.semantic import SemanticSink, SemanticSource
-from converters.model import Category
+from converters.model import Category, Dataset, ImageRecord
 from converters.overlap import POLICIES
 
 
@@ -169,6 +170,28 @@ def convert(
     if report is not None:
         _write_json(Path(report), result.to_dict())
     return result
+
+
+def read(src_format: str, input: str | Path, **options: Any) -> Dataset:
+    """The input as the model: its categories and a one-shot iterator over its images, streamed.
+
+    Takes the reading options of `convert` (annotations, predictions, alpha_threshold, images ...). Tasks with
+    nothing to convert are left out; a SegassistError names the file, image or task, and region.
+    """
+    if src_format not in FORMATS:
+        raise SegassistError(f"unknown source format {src_format!r}; known: {', '.join(FORMATS)}")
+    source = FORMATS[src_format].source(Path(input), _options(options))
+    return Dataset(source.categories, _loaded_images(source))
+
+
+def _loaded_images(source: Source) -> Iterator[ImageRecord]:
+    for item in source.items():
+        try:
+            image = source.load(item)
+        except SegassistError as error:
+            raise error.at(**source.where(item)) from None
+        if image is not None:
+            yield image
 
 
 def _options(options: dict[str, Any]) -> Options:

@@ -33,7 +33,7 @@ from converters import Segment
 from converters.errors import SegassistError
 from converters.formats.ls_regions import segment_to_result
 from converters.polygons import rectangle_to_mask
-from ml_backend.engines.base import InteractiveEngine, Prompt
+from ml_backend.engines.base import Engine, InteractiveEngine, Prompt
 from ml_backend.labeling import ControlInfo, LabelConfigInfo
 
 log = logging.getLogger(__name__)
@@ -44,24 +44,35 @@ MASK_CONTROL_PREFERENCE = ("brushlabels", "bitmasklabels", "polygonlabels")
 
 
 def handle(
-    engine: InteractiveEngine, task: dict[str, Any], context: dict[str, Any], info: LabelConfigInfo
+    engine: Engine, task: dict[str, Any], context: dict[str, Any], info: LabelConfigInfo
 ) -> dict[str, Any]:
     """One Label Studio prediction answering the prompt regions in `context` for `task`."""
     task_id = task.get("id")
+    if not isinstance(engine, InteractiveEngine):
+        raise SegassistError(
+            f"the model {engine.model_version} answers no interactive prompts; serve with --engine sam",
+            task_id=task_id,
+        )
     try:
-        regions = _prompt_regions(context)
-        control = _mask_control(info)
-        label = _prompt_label(regions, control)
-        image = info.load_image(task)
-        height, width = image.shape[:2]
-        prompt = _to_prompt(regions, width, height)
+        return _answer(engine, task, context, info)
     except SegassistError as error:
         raise error.at(task_id=task_id) from None
+
+
+def _answer(
+    engine: InteractiveEngine, task: dict[str, Any], context: dict[str, Any], info: LabelConfigInfo
+) -> dict[str, Any]:
+    regions = _prompt_regions(context)
+    control = _mask_control(info)
+    label = _prompt_label(regions, control)
+    image = info.load_image(task)
+    height, width = image.shape[:2]
+    prompt = _to_prompt(regions, width, height)
     if prompt is None:
         return _empty(engine, "the box has no area inside the image")
-    if not any(label == 1 for label in prompt.point_labels) and prompt.box is None:
+    if prompt.box is None and 1 not in prompt.point_labels:
         return _empty(engine, "only negative clicks: nothing marks an object")
-    image_key = str(task.get("data", {}).get(info.image.value_key, f"task:{task_id}"))
+    image_key = str(task["data"].get(info.image.value_key, f"task:{task.get('id')}"))
     mask, score = engine.segment_prompt(image, image_key, prompt)
     if mask.is_empty:
         return _empty(engine, "the model found no object for this prompt")

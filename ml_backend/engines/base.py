@@ -20,7 +20,7 @@ MODES = ("semantic", "instance", "panoptic")
 
 @dataclass(frozen=True)
 class Prompt:
-    """An interactive prompt in image pixels: clicks (x, y) labelled 1 (positive) or 0 (negative), or a box."""
+    """An interactive prompt in image pixels: clicks (x, y), each 1 (positive) or 0 (negative), or a box."""
 
     points: tuple[tuple[float, float], ...] = ()
     point_labels: tuple[int, ...] = ()

@@ -13,7 +13,8 @@ Two kinds of model sit behind one `SamEngine`:
   automatic mode is SamAutomaticMaskGenerator.
 
 Image embeddings are cached per (image key, model) in an LRU bounded by a memory budget, with one lock per key
-so concurrent prompts on a new image compute its embedding once.
+so concurrent prompts on a new image compute its embedding once. SAM 2 (optional) is in `sam2_engine`, behind
+the same interface and cache; `load` picks the engine from the model spec.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ with warnings.catch_warnings():
 
 DEFAULT_MODEL = "litemedsam"
 CHECKPOINT_TYPES = ("vit_b", "vit_l", "vit_h")
-# Embedding cache budget in MiB; one embedding (256 x 64 x 64 float32) is 4 MiB for every model here.
+# Embedding cache budget in MiB; one embedding (256 x 64 x 64 float32) is 4 MiB (SAM 2: 16 MiB with its
+# high-resolution feature maps).
 CACHE_BUDGET_ENV = "SEGASSIST_SAM_CACHE_MB"
 DEFAULT_CACHE_MB = 256
 

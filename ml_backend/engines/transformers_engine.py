@@ -1,9 +1,10 @@
-"""Hugging Face transformers engine: universal segmentation models (Mask2Former, MaskFormer, OneFormer) give
-semantic, instance and panoptic output from one model through the image processor's post_process_* methods.
+"""Hugging Face transformers engine: a Mask2Former universal segmentation model gives semantic, instance and
+panoptic output from one model through the image processor's post_process_* methods. (OneFormer also needs a
+text tokenizer for its task token; it is not supported yet.)
 
 `--model` is a local folder written by `save_pretrained` (model and image processor) or a hub id already in
-the Hugging Face cache (`segassist weights download ORG/NAME`); nothing is downloaded at run time. Thing/stuff
-comes from the processor's metadata when it has one (OneFormer's `thing_ids`), else every class is a thing.
+the Hugging Face cache (`segassist weights download ORG/NAME`); nothing is downloaded at run time. Model
+configs do not mark stuff classes, so every class is a thing (panoptic stuff is not merged per class).
 Pre-processing, the forward and post-processing run on the device; only the final segment-id maps come back.
 """
 
@@ -21,7 +22,7 @@ from ml_backend.engines.base import Engine
 from ml_backend.engines.torch_utils import inference, split_on_oom
 
 DEFAULT_MODEL = "facebook/mask2former-swin-tiny-coco-panoptic"
-SUPPORTED_TYPES = ("mask2former", "maskformer", "oneformer")
+SUPPORTED_TYPES = ("mask2former",)
 
 
 class TransformersEngine(Engine):
@@ -43,12 +44,9 @@ class TransformersEngine(Engine):
         self._overlap_threshold = overlap_threshold
         self._model = model
         self._processor = processor
-        self._is_oneformer = model.config.model_type == "oneformer"
         names = {int(index): str(label) for index, label in model.config.id2label.items()}
-        metadata = getattr(processor, "metadata", None) or {}
-        thing_ids = {int(i) for i in metadata.get("thing_ids", names)}
-        self.categories = [Category(id=i, name=names[i], isthing=i in thing_ids) for i in sorted(names)]
-        self._stuff_ids = {category.id for category in self.categories if not category.isthing}
+        # Model configs do not say which classes are stuff: every class is a thing, none is fused.
+        self.categories = [Category(id=i, name=names[i], isthing=True) for i in sorted(names)]
         revision = getattr(model.config, "_commit_hash", None) or "local"
         self.model_version = f"transformers-{name.rstrip('/').split('/')[-1]}@{str(revision)[:10]}"
 
@@ -62,8 +60,7 @@ class TransformersEngine(Engine):
         with inference(self.device):
             # uint8 (3, H, W) on the device: the processor resizes and normalises there.
             tensors = [torch.from_numpy(image).to(self.device).permute(2, 0, 1) for image in images]
-            extra = {"task_inputs": [mode] * len(images)} if self._is_oneformer else {}
-            inputs = self._processor(images=tensors, return_tensors="pt", device=self.device, **extra)
+            inputs = self._processor(images=tensors, return_tensors="pt", device=self.device)
             inputs = {key: value.to(self.device) for key, value in inputs.items()}
             outputs = self._model(**inputs)
             if mode == "semantic":
@@ -81,7 +78,7 @@ class TransformersEngine(Engine):
                     outputs,
                     threshold=self._threshold,
                     overlap_mask_area_threshold=self._overlap_threshold,
-                    label_ids_to_fuse=self._stuff_ids,
+                    label_ids_to_fuse=set(),
                     target_sizes=sizes,
                 )
         return [self._segments(result) for result in results]

@@ -11,9 +11,11 @@ import pytest
 from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image
 
-from converters import Mask, Segment
+from converters import Mask, SegassistError, Segment
 from converters.cli import main
 from converters.convert import convert
+from converters.formats.common import Options
+from converters.formats.labelstudio import LabelStudioSource
 from converters.formats.ls_regions import segment_to_result
 from converters.lsconfig import read_label_config
 
@@ -137,7 +139,7 @@ def test_sizes_come_from_the_image_file_when_results_lack_them(tmp_path):
             ]
         )
     )
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(SegassistError) as caught:
         convert("labelstudio", "coco", tmp_path / "export.json", tmp_path / "out.json")
     assert "task 5" in str(caught.value) and "region r1" in str(caught.value)
     (tmp_path / "images").mkdir()
@@ -188,7 +190,7 @@ def test_unknown_label_and_corrupt_region_name_task_and_region_and_leave_nothing
         )
     )
     out = tmp_path / "out"
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(SegassistError) as caught:
         convert("labelstudio", "coco-panoptic", tmp_path / "in.json", out / "pan.json")
     message = str(caught.value)
     assert (
@@ -203,6 +205,9 @@ def test_unknown_label_and_corrupt_region_name_task_and_region_and_leave_nothing
     assert report.images == 1 and [s["task_id"] for s in report.skipped] == [2]
     assert "region bad-region" in report.skipped[0]["error"]
     assert sorted(p.name for p in out.iterdir()) == ["pan", "pan.json"]
+    # Labels without colours get distinct ones: panoptic categories carry isthing and color.
+    [category] = json.loads((out / "pan.json").read_text())["categories"]
+    assert category["name"] == "cat" and category["isthing"] == 1 and len(category["color"]) == 3
 
 
 def test_cli_convert_exit_codes_report_and_error_without_traceback(export, tmp_path, capsys):
@@ -244,3 +249,24 @@ def test_cli_ls_config_writes_a_config_label_studio_parses(tmp_path, realdata):
     parsed = read_label_config(out)
     assert parsed.categories[0].name == "person" and parsed.categories[0].color == (220, 20, 60)
     assert (parsed.from_name, parsed.to_name, parsed.image_key) == ("tag", "image", "image")
+
+
+def test_export_is_streamed_task_by_task(tmp_path):
+    task = {
+        "id": 1,
+        "data": {"image": "a.png"},
+        "annotations": [{"result": [region(box_mask(0, 0, 4, 4), "cat", "r")]}],
+    }
+    text = json.dumps(task)
+    # The second task is cut off: the first is still read (and converted) before the error shows.
+    (tmp_path / "cut.json").write_text(f"[{text},{text[: len(text) // 2]}")
+    (tmp_path / "categories.json").write_text(json.dumps([{"id": 1, "name": "cat"}]))
+    source = LabelStudioSource(tmp_path / "cut.json", Options(categories_file=tmp_path / "categories.json"))
+    items = source.items()
+    position, first = next(items)
+    assert (position, first["id"]) == (0, 1) and source.load((position, first)).segments[0].mask.area == 16
+    with pytest.raises(SegassistError, match="invalid JSON after 1 task"):
+        next(items)
+    with pytest.raises(SegassistError, match="cut.json"):
+        convert("labelstudio", "coco", tmp_path / "cut.json", tmp_path / "out.json", on_error="skip")
+    assert not (tmp_path / "out.json").exists() and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

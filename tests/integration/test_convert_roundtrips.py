@@ -14,7 +14,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from converters import SegassistError
-from converters.convert import convert
+from converters.convert import convert, read
 
 
 def pixel_key(indices: np.ndarray) -> str:
@@ -290,7 +290,6 @@ def test_semantic_output_paints_each_pixel_with_its_class(panopticapi, tmp_path)
     assert_pq_compute_preconditions(tmp_path / "pan.json")
 
 
-@pytest.mark.slow
 def test_coco_annotator_quirks_read_and_survive_a_labelstudio_round_trip(realdata, tmp_path):
     # COCO-Annotator export: iscrowd "false" as a string, colours as "#rrggbb", extra fields, 24-MP images.
     source = realdata / "labelstudio/sdk_tests/test_import_coco/coco_import_input.json"
@@ -346,3 +345,13 @@ def test_reading_a_file_as_the_wrong_coco_flavour_says_which_to_use(panopticapi,
             "coco-panoptic", "coco", panopticapi / "panoptic_coco_detection_format.json", tmp_path / "x.json"
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_gives_the_model_streamed(panopticapi):
+    dataset = read("coco-panoptic", panopticapi / "panoptic_examples.json")
+    assert len(dataset.categories) == 133 and dataset.category(1).name == "person"
+    images = list(dataset.iter_images())
+    assert [image.id for image in images] == [142238, 439180]
+    assert sum(len(image.segments) for image in images) == 50
+    assert all(segment.mask.area for image in images for segment in image.segments)
+    assert list(dataset.iter_images()) == []  # one-shot: nothing is held after iteration

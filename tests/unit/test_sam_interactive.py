@@ -13,6 +13,7 @@ from skimage import data
 
 from converters import brush, polygons
 from converters.errors import SegassistError
+from ml_backend.engines.base import Engine
 from ml_backend.engines.sam import SamEngine, load_default
 from ml_backend.interactive import handle
 from ml_backend.labeling import LabelConfigInfo, parse_label_config
@@ -186,3 +187,16 @@ def test_config_without_a_mask_control_is_refused(engine: SamEngine, astronaut) 
     info = _with_image(parse_label_config(xml, engine.categories, {}), astronaut)
     with pytest.raises(SegassistError, match="no BrushLabels, BitmaskLabels or PolygonLabels"):
         handle(engine, TASK, {"result": [_click(400, 420)]}, info)
+
+
+def test_an_engine_without_prompts_is_refused(engine: SamEngine, astronaut) -> None:
+    class AutomaticOnly(Engine):
+        model_version = "automatic-only"
+        categories = engine.categories
+        modes = ("instance",)
+
+        def predict(self, images, mode):
+            return [[] for _ in images]
+
+    with pytest.raises(SegassistError, match="answers no interactive prompts"):
+        handle(AutomaticOnly(), TASK, {"result": [_click(400, 420)]}, _info(engine, astronaut))
