@@ -32,12 +32,13 @@ class PolygonResult:
     parts: int  # separate outer contours (1 for a single connected region)
 
 
-def _is_number(value: object) -> bool:
+def is_finite_number(value: object) -> bool:
+    """An int or float that is finite; bool is not a number here (JSON true must not pass as 1)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_polygon(polygon: object, index: int) -> list[float]:
-    if not isinstance(polygon, list | tuple) or not all(_is_number(v) for v in polygon):
+    if not isinstance(polygon, list | tuple) or not all(is_finite_number(v) for v in polygon):
         raise SegassistError(f"polygon {index} must be a flat list of finite numbers [x1, y1, x2, y2, ...]")
     if len(polygon) % 2 or len(polygon) < 6:
         raise SegassistError(
@@ -64,7 +65,8 @@ def coco_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -
 def ls_to_mask(points_percent: Sequence[Sequence[float]], width: int, height: int) -> Mask:
     """The mask of a Label Studio polygon, points [[x%, y%], ...] of the image's width and height."""
     if not isinstance(points_percent, list | tuple) or not all(
-        isinstance(p, list | tuple) and len(p) == 2 and all(_is_number(v) for v in p) for p in points_percent
+        isinstance(p, list | tuple) and len(p) == 2 and all(is_finite_number(v) for v in p)
+        for p in points_percent
     ):
         raise SegassistError("Label Studio polygon points must be a list of [x, y] pairs of finite numbers")
     if len(points_percent) < 3:
@@ -77,7 +79,7 @@ def rectangle_to_mask(
     x: float, y: float, w: float, h: float, rotation_deg: float, width: int, height: int
 ) -> Mask:
     """The mask of a Label Studio rectangle (percent units, rotated clockwise about its top-left corner)."""
-    if not all(_is_number(v) for v in (x, y, w, h, rotation_deg)):
+    if not all(is_finite_number(v) for v in (x, y, w, h, rotation_deg)):
         raise SegassistError(f"rectangle values must be finite numbers, got {(x, y, w, h, rotation_deg)!r}")
     if w < 0 or h < 0:
         raise SegassistError(f"rectangle width and height must be >= 0, got {w}, {h}")
@@ -96,7 +98,7 @@ def rectangle_to_mask(
 
 def mask_to_polygons(mask: Mask, tolerance: float = 1.0) -> PolygonResult:
     """Outer contours of `mask` as COCO polygons, simplified by `tolerance` pixels (0 keeps every corner)."""
-    if not _is_number(tolerance) or tolerance < 0:
+    if not is_finite_number(tolerance) or tolerance < 0:
         raise SegassistError(f"polygon tolerance must be a number >= 0, got {tolerance!r}")
     if mask.is_empty:
         return PolygonResult([], holes=0, parts=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from converters.errors import SegassistError
@@ -48,6 +49,7 @@ def register_weights(subparsers: argparse._SubParsersAction) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
 
     from ml_backend.app import configure_logging, create_app
 
@@ -64,7 +66,12 @@ def _serve(args: argparse.Namespace) -> int:
             self.cfg.set("timeout", 0)
 
         def load(self):  # noqa: ANN202 - gunicorn's hook
-            return create_app(settings)
+            try:
+                return create_app(settings)
+            except SegassistError as error:
+                # Said without a traceback; exit code 3 tells gunicorn the worker cannot boot, so it stops.
+                print(f"segassist serve: error: {error}", file=sys.stderr, flush=True)
+                sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
     Server().run()
     return 0

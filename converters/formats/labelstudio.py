@@ -113,8 +113,10 @@ class LabelStudioSource:
                     segment.score = float(default_score)
                 segments.append(segment)
                 order += 1
-        if image_size is None:
-            image_size = self._image_size({}, file_name)
+        if image_size is None:  # no regions: only the image file can tell the size
+            if not self.options.images:
+                raise SegassistError("the task has no regions, so its image size is unknown: pass --images")
+            image_size = image_file_size(Path(self.options.images) / file_name)
         return ImageRecord(
             # Tasks without an id (import files) are numbered by position, from 1.
             id=task_id if isinstance(task_id, int) else position + 1,
@@ -129,6 +131,11 @@ class LabelStudioSource:
         """(annotation id, results, score) of the annotations or predictions to convert; None when none."""
         if self.options.predictions:
             chosen = task.get("predictions") or []
+            if any(not isinstance(entry, dict) for entry in chosen):
+                # Label Studio's JSON export lists prediction ids unless predictions are exported too.
+                raise SegassistError(
+                    "the task lists prediction ids, not predictions: export the project with its predictions"
+                )
             if self.options.annotations == "latest":
                 chosen = chosen[-1:]
         else:
@@ -176,7 +183,10 @@ class LabelStudioSource:
         """Without a category file or config: every label used, in order of first appearance, ids from 1."""
         names: dict[str, None] = {}
         for item in self.items():
-            sources = self._selected(item[1]) or []
+            try:
+                sources = self._selected(item[1]) or []
+            except SegassistError as error:
+                raise error.at(**self.where(item)) from None
             for _, results, _ in sources:
                 for result in results:
                     # An unlabeled region is reported per task by the conversion pass (or skipped there).

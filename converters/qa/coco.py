@@ -12,7 +12,9 @@ import numpy as np
 from converters import coco_rle, polygons
 from converters.errors import SegassistError
 from converters.mask import Mask
+from converters.polygons import is_finite_number
 from converters.qa.common import (
+    EXCLUSIVE_TARGETS,
     Recorder,
     check_area_and_bbox,
     check_bbox_valid,
@@ -21,13 +23,10 @@ from converters.qa.common import (
     check_size_of_segment,
     duplicates,
     is_int,
-    is_number,
     overlapping_pairs,
+    top_level_lists,
 )
 from converters.qa.findings import Finding
-
-# Targets that allow one segment per pixel only.
-EXCLUSIVE_TARGETS = ("panoptic", "semantic")
 
 
 @dataclass(frozen=True)
@@ -55,19 +54,10 @@ class ImageJob:
 def check_dataset(path: Path, data: Any, options: CocoOptions) -> tuple[list[Finding], list[ImageJob]]:
     """JSON-level checks; returns the findings and one job per image for the mask pass."""
     rec = Recorder(file=str(path))
-    if not isinstance(data, dict):
-        rec.add("JSON_STRUCTURE", "the top level must be an object with images, annotations and categories")
+    lists = top_level_lists(rec, data)
+    if lists is None:
         return rec.findings, []
-    lists = {}
-    for key in ("images", "annotations", "categories"):
-        value = data.get(key)
-        if not isinstance(value, list):
-            rec.add("JSON_STRUCTURE", f"{key!r} must be a list, got {type(value).__name__}")
-            value = []
-        lists[key] = [item for item in value if isinstance(item, dict)]
-        if len(lists[key]) != len(value):
-            rec.add("JSON_STRUCTURE", f"{len(value) - len(lists[key])} entries of {key!r} are not objects")
-    images, annotations, categories = lists["images"], lists["annotations"], lists["categories"]
+    images, annotations, categories = lists
 
     for duplicate in duplicates(c.get("id") for c in categories):
         rec.add("DUPLICATE_CATEGORY_ID", f"category id {duplicate} is listed more than once")
@@ -174,7 +164,7 @@ def _check_annotation(
     segmentation = annotation.get("segmentation")
     if isinstance(segmentation, list):
         for part_index, part in enumerate(segmentation):
-            if not isinstance(part, list) or not all(is_number(v) for v in part):
+            if not isinstance(part, list) or not all(is_finite_number(v) for v in part):
                 at.add("JSON_STRUCTURE", f"polygon part {part_index} is not a list of numbers")
                 continue
             if len(part) % 2:

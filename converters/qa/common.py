@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import ijson
 import numpy as np
 
 from converters.errors import SegassistError
-from converters.formats.common import image_file_size
+from converters.formats.common import image_file_size, move_into_place, temp_path_beside
 from converters.mask import Mask
+from converters.polygons import is_finite_number
 from converters.qa.findings import Finding
+
+# Targets that allow one segment per pixel only.
+EXCLUSIVE_TARGETS = ("panoptic", "semantic")
 
 
 class Recorder:
@@ -31,23 +36,35 @@ class Recorder:
         self.findings.append(Finding(code, message, **self.where, numbers=numbers))
 
 
-def load_json(path: Path) -> Any:
-    """The whole JSON document; unreadable input is a SegassistError (the CLI exits 2)."""
+@contextmanager
+def reading_json(path: Path) -> Iterator[None]:
+    """Turn a read or JSON parse error inside the block into a SegassistError naming `path` (CLI exit 2)."""
     try:
-        with path.open("rb") as handle:
-            return json.load(handle)
+        yield
     except OSError as error:
         raise SegassistError(f"cannot read: {error.strerror or error}", file=str(path)) from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, ijson.JSONError) as error:
         raise SegassistError(f"not valid JSON: {error}", file=str(path)) from error
+
+
+def load_json(path: Path) -> Any:
+    """The whole JSON document."""
+    with reading_json(path), path.open("rb") as handle:
+        return json.load(handle)
+
+
+def write_text_atomically(target: Path, text: str) -> None:
+    """Write `target` through a temporary file beside it, renamed into place: never half-written."""
+    temp = temp_path_beside(target)
+    try:
+        temp.write_text(text)
+        move_into_place(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def duplicates(values: Iterable[Any]) -> list[Any]:
@@ -56,14 +73,44 @@ def duplicates(values: Iterable[Any]) -> list[Any]:
     return [value for value, count in counts.items() if count > 1]
 
 
+def top_level_lists(rec: Recorder, data: Any) -> tuple[list[dict[str, Any]], ...] | None:
+    """The images, annotations and categories objects of a COCO (instance or panoptic) document.
+
+    A key that is not a list counts as empty and entries that are not objects are left out, each with a
+    JSON_STRUCTURE finding; None when the document is not an object at all.
+    """
+    if not isinstance(data, dict):
+        rec.add("JSON_STRUCTURE", "the top level must be an object with images, annotations and categories")
+        return None
+    lists = []
+    for key in ("images", "annotations", "categories"):
+        value = data.get(key)
+        if not isinstance(value, list):
+            rec.add("JSON_STRUCTURE", f"{key!r} must be a list, got {type(value).__name__}")
+            value = []
+        objects = [item for item in value if isinstance(item, dict)]
+        if len(objects) != len(value):
+            rec.add("JSON_STRUCTURE", f"{len(value) - len(objects)} entries of {key!r} are not objects")
+        lists.append(objects)
+    return tuple(lists)
+
+
+def find_image(images_dir: Path | None, file_name: str | None) -> Path | None:
+    """The image file named by an annotation: `images_dir/file_name`, else its base name in `images_dir`."""
+    if images_dir is None or not file_name:
+        return None
+    for path in (images_dir / file_name, images_dir / Path(file_name).name):
+        if path.is_file():
+            return path
+    return None
+
+
 def check_image_file(rec: Recorder, images_dir: Path | None, file_name: str, width: Any, height: Any) -> None:
     """Compare the annotated size with the image file's displayed size (when an images folder is given)."""
     if images_dir is None or not file_name:
         return
-    path = images_dir / file_name
-    if not path.is_file():
-        path = images_dir / Path(file_name).name
-    if not path.is_file():
+    path = find_image(images_dir, file_name)
+    if path is None:
         rec.add("IMAGE_FILE_MISSING", f"image file {file_name!r} not found in {images_dir}")
         return
     try:
@@ -103,7 +150,7 @@ def check_area_and_bbox(
     of x, y, w, h in pixels.
     """
     if declared_area is not None:
-        if not is_number(declared_area):
+        if not is_finite_number(declared_area):
             rec.add(
                 "AREA_MISMATCH", f"area {declared_area!r} is not a number; the mask has {area} px", area=area
             )
@@ -132,7 +179,7 @@ def check_bbox_valid(rec: Recorder, bbox: Any) -> bool:
     valid = (
         isinstance(bbox, list)
         and len(bbox) == 4
-        and all(is_number(value) for value in bbox)
+        and all(is_finite_number(value) for value in bbox)
         and bbox[2] > 0
         and bbox[3] > 0
     )

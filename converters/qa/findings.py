@@ -216,6 +216,18 @@ class Finding:
             return ("image", str(self.image_id))
         return ("dataset", "")
 
+    def place(self) -> str:
+        """Where inside its image or task the finding is: "annotation 3, region r1, segment 5", or ""."""
+        return ", ".join(
+            f"{label} {value}"
+            for label, value in (
+                ("annotation", self.annotation_id),
+                ("region", self.region_id),
+                ("segment", self.segment_id),
+            )
+            if value is not None
+        )
+
     def to_json(self) -> dict[str, Any]:
         record = asdict(self)
         numbers = record.pop("numbers")

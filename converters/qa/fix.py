@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,7 @@ from converters.formats.common import move_into_place, remove_path, temp_path_be
 from converters.mask import Mask
 from converters.model import Category, Origin, Segment
 from converters.qa import coco, panoptic
-from converters.qa.common import load_json
+from converters.qa.common import load_json, write_text_atomically
 from converters.qa.findings import Finding
 from converters.qa.run import QAOptions, detect_format, instance_options, panoptic_options, parallel_map
 
@@ -60,7 +61,6 @@ def fix(
     result = FixResult(output)
     if fmt == "coco":
         _fix_coco(path, data, options, result, overlap_policy, things_over_stuff, min_kept_fraction)
-        _write_json(data, output)
     else:
         png_dir = _fix_panoptic(path, data, options, result)
         png_output = output.with_suffix("")
@@ -70,17 +70,8 @@ def fix(
             move_into_place(temp, png_output)
         finally:
             remove_path(temp)
-        _write_json(data, output)
+    write_text_atomically(output, json.dumps(data) + "\n")
     return result
-
-
-def _write_json(data: Any, output: Path) -> None:
-    temp = temp_path_beside(output)
-    try:
-        temp.write_text(json.dumps(data) + "\n")
-        move_into_place(temp, output)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _flagged(findings: list[Finding], key: str) -> dict[Any, set[str]]:
@@ -119,7 +110,7 @@ def _fix_coco(
                 masks.pop(index, None)
                 result.changes.append({**change, "action": "dropped", "reason": "empty mask"})
             elif index in masks and codes & {"AREA_MISMATCH", "BBOX_MISMATCH"}:
-                _set_area_and_bbox(annotation, masks[index], change, result)
+                _set_area_and_bbox(annotation, masks[index].area, masks[index].bbox, change, result)
         if policy is not None:
             _resolve_overlaps(
                 job, masks, categories, policy, things_over_stuff, min_kept_fraction, dropped, result
@@ -127,10 +118,12 @@ def _fix_coco(
     data["annotations"] = [a for a in data["annotations"] if id(a) not in dropped]
 
 
-def _set_area_and_bbox(record: dict[str, Any], mask: Mask, change: dict[str, Any], result: FixResult) -> None:
+def _set_area_and_bbox(
+    record: dict[str, Any], area: int, bbox: Sequence[int], change: dict[str, Any], result: FixResult
+) -> None:
+    """Replace the record's area and bbox with the measured ones, noting the old values in the change."""
     before = {"area": record.get("area"), "bbox": record.get("bbox")}
-    record["area"] = mask.area
-    record["bbox"] = list(mask.bbox)
+    record["area"], record["bbox"] = area, list(bbox)
     result.changes.append({**change, "action": "recomputed area and bbox", "before": before})
 
 
@@ -203,10 +196,7 @@ def _fix_panoptic(path: Path, data: dict[str, Any], options: QAOptions, result: 
                 result.changes.append({**change, "action": "dropped", "reason": "no pixel in the PNG"})
                 continue
             if codes & {"AREA_MISMATCH", "BBOX_MISMATCH"}:
-                area, box = measured[segment["id"]]
-                before = {"area": segment.get("area"), "bbox": segment.get("bbox")}
-                segment["area"], segment["bbox"] = area, list(box)
-                result.changes.append({**change, "action": "recomputed area and bbox", "before": before})
+                _set_area_and_bbox(segment, *measured[segment["id"]], change, result)
             kept.append(segment)
         job.annotation["segments_info"] = kept
     return pan_options.png_dir

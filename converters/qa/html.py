@@ -19,12 +19,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from converters.errors import SegassistError
-from converters.formats.common import move_into_place, temp_path_beside
 from converters.formats.label_map import masks_from_label_map, paint_label_map
 from converters.formats.semantic import MAPPING_FILE
 from converters.mask import Mask
-from converters.qa import coco, labelstudio, panoptic
-from converters.qa.common import load_json
+from converters.qa import coco, labelstudio, panoptic, semantic
+from converters.qa.common import find_image, load_json, write_text_atomically
 from converters.qa.findings import CHECKS, Finding, Severity
 from converters.qa.report import summary, worst_images
 from converters.qa.run import QAOptions, QAResult, instance_options, labelstudio_options, panoptic_options
@@ -50,12 +49,7 @@ def write_html(result: QAResult, options: QAOptions, target: Path) -> None:
     groups = [item for item in worst_images(result.findings) if item[0][0] != "dataset"]
     shown = groups[:MAX_IMAGES]
     overlays = dict(_overlays(result, options, {key for key, _ in shown}))
-    temp = temp_path_beside(target)
-    try:
-        temp.write_text(_document(result, groups, shown, overlays))
-        move_into_place(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
+    write_text_atomically(target, _document(result, groups, shown, overlays))
 
 
 # -- overlays per format ---------------------------------------------------------------------------
@@ -76,15 +70,6 @@ def _overlays(
         yield from _semantic_overlays(result.input, options, keys, flagged)
 
 
-def _image_path(options: QAOptions, file_name: str | None) -> Path | None:
-    if options.images_dir is None or not file_name:
-        return None
-    for path in (options.images_dir / file_name, options.images_dir / Path(file_name).name):
-        if path.is_file():
-            return path
-    return None
-
-
 def _panoptic_overlays(
     path: Path, options: QAOptions, keys: set[tuple[str, str]], flagged: list[Finding]
 ) -> Iterator[tuple[Any, Overlay]]:
@@ -102,8 +87,8 @@ def _panoptic_overlays(
         labels = labels.reshape(id_map.shape).astype(np.int32) + (0 if ids[0] == 0 else 1)
         flagged_ids = {segment_id for segment_id in ids.tolist() if (key, segment_id) in named}
         outlined = [mask for i, mask in masks_from_label_map(id_map).items() if i in flagged_ids]
-        image = job.image or {}
-        yield key, Overlay(labels, outlined, _image_path(options, image.get("file_name")))
+        background = find_image(options.images_dir, (job.image or {}).get("file_name"))
+        yield key, Overlay(labels, outlined, background)
 
 
 def _coco_overlays(
@@ -128,19 +113,16 @@ def _coco_overlays(
             masks.append(mask)
             if (key, annotation.get("id")) in named:
                 outlined.append(mask)
-        yield key, _painted(masks, outlined, job.image["height"], job.image["width"], options, job.image)
+        background = find_image(options.images_dir, job.image.get("file_name"))
+        yield key, _painted(masks, outlined, job.image["height"], job.image["width"], background)
 
 
 def _painted(
-    masks: list[Mask],
-    outlined: list[Mask],
-    height: int,
-    width: int,
-    options: QAOptions,
-    image: dict[str, Any],
+    masks: list[Mask], outlined: list[Mask], height: int, width: int, background: Path | None
 ) -> Overlay:
+    """An overlay with segment k + 1 painted where mask k is."""
     labels = paint_label_map(masks, list(range(1, len(masks) + 1)), height, width, np.int32)
-    return Overlay(labels, outlined, _image_path(options, image.get("file_name")))
+    return Overlay(labels, outlined, background)
 
 
 def _labelstudio_overlays(
@@ -158,14 +140,14 @@ def _labelstudio_overlays(
         height, width = next(iter(masks.values())).shape
         same_size = [(where, mask) for where, mask in masks.items() if mask.shape == (height, width)]
         outlined = [mask for (a, r), mask in same_size if (key, a, r) in named]
-        image = {"file_name": labelstudio.image_file_name(job.task)}
-        yield key, _painted([mask for _, mask in same_size], outlined, height, width, options, image)
+        background = find_image(options.images_dir, labelstudio.image_file_name(job.task))
+        yield key, _painted([mask for _, mask in same_size], outlined, height, width, background)
 
 
 def _semantic_overlays(
     path: Path, options: QAOptions, keys: set[tuple[str, str]], flagged: list[Finding]
 ) -> Iterator[tuple[Any, Overlay]]:
-    folder = path.parent if path.is_file() else path
+    folder = semantic.dataset_folder(path)
     mapping = load_json(folder / MAPPING_FILE)
     named = {(f.image_key(), f.numbers.get("value", f.segment_id)) for f in flagged}
     for image in mapping.get("images", []) if isinstance(mapping, dict) else []:
@@ -176,7 +158,8 @@ def _semantic_overlays(
         if label_map is None or label_map.ndim != 2:
             continue
         outlined = [mask for value, mask in masks_from_label_map(label_map).items() if (key, value) in named]
-        yield key, Overlay(label_map.astype(np.int32), outlined, _image_path(options, image.get("file_name")))
+        background = find_image(options.images_dir, image.get("file_name"))
+        yield key, Overlay(label_map.astype(np.int32), outlined, background)
 
 
 # -- drawing ---------------------------------------------------------------------------------------
@@ -251,19 +234,10 @@ td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-al
 def _findings_table(findings: list[Finding]) -> str:
     rows = []
     for finding in findings:
-        where = ", ".join(
-            f"{label} {html.escape(str(value))}"
-            for label, value in (
-                ("annotation", finding.annotation_id),
-                ("region", finding.region_id),
-                ("segment", finding.segment_id),
-            )
-            if value is not None
-        )
         severity = finding.severity.label
         rows.append(
             f'<tr><td class="{severity}">{severity}</td><td><code>{finding.code}</code></td>'
-            f"<td>{where}</td><td>{html.escape(finding.message)}</td></tr>"
+            f"<td>{html.escape(finding.place())}</td><td>{html.escape(finding.message)}</td></tr>"
         )
     return (
         "<table><tr><th>severity</th><th>code</th><th>where</th><th>message</th></tr>"

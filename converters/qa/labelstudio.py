@@ -22,16 +22,16 @@ from converters.errors import SegassistError
 from converters.formats import ls_regions
 from converters.mask import Mask
 from converters.qa.common import (
+    EXCLUSIVE_TARGETS,
     Recorder,
     check_image_file,
     check_polygon_part,
     check_size_of_segment,
     duplicates,
     overlapping_pairs,
+    reading_json,
 )
 from converters.qa.findings import Finding
-
-EXCLUSIVE_TARGETS = ("panoptic", "semantic")
 
 
 @dataclass(frozen=True)
@@ -77,22 +77,17 @@ def read_label_config(path: Path) -> dict[str, Control]:
 
 def iter_tasks(path: Path) -> Iterator[dict[str, Any]]:
     """The tasks of an export (a list of tasks, or one task object), streamed."""
-    try:
-        with path.open("rb") as handle:
-            first = handle.read(64).lstrip()[:1]
-            handle.seek(0)
-            if first == b"{":
-                yield next(ijson.items(handle, "", use_float=True))
-                return
-            if first != b"[":
-                raise SegassistError(
-                    "a Label Studio export is a JSON list of tasks (or one task object)", file=str(path)
-                )
-            yield from ijson.items(handle, "item", use_float=True)
-    except OSError as error:
-        raise SegassistError(f"cannot read: {error.strerror or error}", file=str(path)) from None
-    except ijson.JSONError as error:
-        raise SegassistError(f"not valid JSON: {error}", file=str(path)) from None
+    with reading_json(path), path.open("rb") as handle:
+        first = handle.read(64).lstrip()[:1]
+        handle.seek(0)
+        if first == b"{":
+            yield next(ijson.items(handle, "", use_float=True))
+            return
+        if first != b"[":
+            raise SegassistError(
+                "a Label Studio export is a JSON list of tasks (or one task object)", file=str(path)
+            )
+        yield from ijson.items(handle, "item", use_float=True)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from converters.qa.common import (
     check_image_file,
     duplicates,
     is_int,
+    top_level_lists,
 )
 from converters.qa.findings import Finding
 
@@ -128,19 +129,10 @@ class ImageJob:
 def check_dataset(path: Path, data: Any, options: PanopticOptions) -> tuple[list[Finding], list[ImageJob]]:
     """JSON-level checks; returns the findings and one job per annotation for the pixel pass."""
     rec = Recorder(file=str(path))
-    if not isinstance(data, dict):
-        rec.add("JSON_STRUCTURE", "the top level must be an object with images, annotations and categories")
+    lists = top_level_lists(rec, data)
+    if lists is None:
         return rec.findings, []
-    lists = {}
-    for key in ("images", "annotations", "categories"):
-        value = data.get(key)
-        if not isinstance(value, list):
-            rec.add("JSON_STRUCTURE", f"{key!r} must be a list, got {type(value).__name__}")
-            value = []
-        lists[key] = [item for item in value if isinstance(item, dict)]
-        if len(lists[key]) != len(value):
-            rec.add("JSON_STRUCTURE", f"{len(value) - len(lists[key])} entries of {key!r} are not objects")
-    images, annotations, categories = lists["images"], lists["annotations"], lists["categories"]
+    images, annotations, categories = lists
 
     isthing: dict[int, bool] = {}
     for duplicate in duplicates(c.get("id") for c in categories):

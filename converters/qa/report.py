@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from converters.formats.common import move_into_place, temp_path_beside
+from converters.qa.common import write_text_atomically
 from converters.qa.findings import CHECKS, Finding, Severity
 from converters.qa.run import QAResult
 
@@ -41,13 +41,8 @@ def report_json(result: QAResult, fix_changes: list[dict[str, Any]] | None = Non
 
 
 def write_json(result: QAResult, target: Path, fix_changes: list[dict[str, Any]] | None = None) -> None:
-    """Write the JSON report atomically (a temporary file renamed into place); `fix_changes` from --fix."""
-    temp = temp_path_beside(target)
-    try:
-        temp.write_text(json.dumps(report_json(result, fix_changes), indent=1, default=str) + "\n")
-        move_into_place(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
+    """Write the JSON report atomically; `fix_changes` from --fix."""
+    write_text_atomically(target, json.dumps(report_json(result, fix_changes), indent=1, default=str) + "\n")
 
 
 def worst_images(findings: list[Finding]) -> list[tuple[tuple[str, str], list[Finding]]]:
@@ -85,22 +80,9 @@ def terminal_summary(result: QAResult) -> str:
         label = f"{name} ({file_name})" if file_name else name
         lines.append(f"  {label}: " + ", ".join(f"{s.label}: {tally[s.label]}" for s in reversed(Severity)))
         for finding in group[:MESSAGES_PER_IMAGE]:
-            lines.append(
-                f"    {finding.severity.label:<7} {finding.code}: {_place(finding)}{finding.message}"
-            )
+            place = finding.place()
+            where = f"{place}: " if place else ""
+            lines.append(f"    {finding.severity.label:<7} {finding.code}: {where}{finding.message}")
         if len(group) > MESSAGES_PER_IMAGE:
             lines.append(f"    ... {len(group) - MESSAGES_PER_IMAGE} more in the JSON/HTML report")
     return "\n".join(lines)
-
-
-def _place(finding: Finding) -> str:
-    parts = [
-        f"{label} {value}"
-        for label, value in (
-            ("annotation", finding.annotation_id),
-            ("region", finding.region_id),
-            ("segment", finding.segment_id),
-        )
-        if value is not None
-    ]
-    return ", ".join(parts) + ": " if parts else ""

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from converters.errors import SegassistError
 from converters.qa import coco, labelstudio, panoptic, semantic
-from converters.qa.common import load_json
+from converters.qa.common import load_json, reading_json
 from converters.qa.findings import Finding, Severity
 
 FORMATS = ("labelstudio", "coco", "coco-panoptic", "semantic")
@@ -63,27 +63,20 @@ def detect_format(path: Path) -> str:
         return "semantic"
     top_keys: set[str] = set()
     annotation_keys: set[str] = set()
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(4096).lstrip()
-            if head.startswith(b"["):
-                return "labelstudio"
-            if not head.startswith(b"{"):
-                raise SegassistError(
-                    "not a JSON object or list, and not a folder of label maps", file=str(path)
-                )
-            handle.seek(0)
-            for prefix, event, value in ijson.parse(handle):
-                if event == "map_key" and prefix == "":
-                    top_keys.add(value)
-                elif event == "map_key" and prefix == "annotations.item":
-                    annotation_keys.add(value)
-                elif event == "end_map" and prefix == "annotations.item":
-                    break
-    except OSError as error:
-        raise SegassistError(f"cannot read: {error.strerror or error}", file=str(path)) from None
-    except ijson.JSONError as error:
-        raise SegassistError(f"not valid JSON: {error}", file=str(path)) from None
+    with reading_json(path), path.open("rb") as handle:
+        head = handle.read(4096).lstrip()
+        if head.startswith(b"["):
+            return "labelstudio"
+        if not head.startswith(b"{"):
+            raise SegassistError("not a JSON object or list, and not a folder of label maps", file=str(path))
+        handle.seek(0)
+        for prefix, event, value in ijson.parse(handle):
+            if event == "map_key" and prefix == "":
+                top_keys.add(value)
+            elif event == "map_key" and prefix == "annotations.item":
+                annotation_keys.add(value)
+            elif event == "end_map" and prefix == "annotations.item":
+                break
     if "segments_info" in annotation_keys:
         return "coco-panoptic"
     # COCO annotations name their image; Label Studio annotations hold a result list instead.
@@ -107,36 +100,36 @@ def check(path: Path | str, options: QAOptions | None = None) -> QAResult:
         pan_options = panoptic_options(path, options)
         findings, jobs = panoptic.check_dataset(path, load_json(path), pan_options)
         result.findings += findings
-        per_item = parallel_map(partial(panoptic.check_image, options=pan_options), jobs, options.workers)
-        for image_findings, _measured in progress(per_item, len(jobs), "panoptic images"):
-            result.findings += image_findings
-            result.checked += 1
+        checked = parallel_map(partial(panoptic.check_image, options=pan_options), jobs, options.workers)
+        _add_per_item((found for found, _measured in checked), len(jobs), "panoptic images", result)
     elif fmt == "coco":
         coco_options = instance_options(options)
         findings, jobs = coco.check_dataset(path, load_json(path), coco_options)
         result.findings += findings
-        per_item = parallel_map(partial(coco.check_image, options=coco_options), jobs, options.workers)
-        for image_findings in progress(per_item, len(jobs), "images"):
-            result.findings += image_findings
-            result.checked += 1
+        checked = parallel_map(partial(coco.check_image, options=coco_options), jobs, options.workers)
+        _add_per_item(checked, len(jobs), "images", result)
     elif fmt == "labelstudio":
         ls_options = labelstudio_options(options)
         id_findings: list[Finding] = []
         tasks = labelstudio.check_ids(path, labelstudio.iter_tasks(path), id_findings)
-        per_task = parallel_map(partial(labelstudio.check_task, options=ls_options), tasks, options.workers)
-        for task_result in progress(per_task, None, "tasks"):
-            result.findings += task_result.findings
-            result.checked += 1
+        checked = parallel_map(partial(labelstudio.check_task, options=ls_options), tasks, options.workers)
+        _add_per_item((task.findings for task in checked), None, "tasks", result)
+        # The export-wide id checks are complete only once the stream has been read to its end.
         result.findings += id_findings
     else:
         sem_options = semantic.SemanticOptions(images_dir=options.images_dir, min_area=options.min_area)
         findings, jobs = semantic.check_dataset(path, sem_options)
         result.findings += findings
-        per_item = parallel_map(partial(semantic.check_label_map, options=sem_options), jobs, options.workers)
-        for map_findings in progress(per_item, len(jobs), "label maps"):
-            result.findings += map_findings
-            result.checked += 1
+        checked = parallel_map(partial(semantic.check_label_map, options=sem_options), jobs, options.workers)
+        _add_per_item(checked, len(jobs), "label maps", result)
     return result
+
+
+def _add_per_item(per_item: Iterable[list[Finding]], total: int | None, unit: str, result: QAResult) -> None:
+    """Collect each item's findings into `result`, counting the items, with a progress bar."""
+    for item_findings in progress(per_item, total, unit):
+        result.findings += item_findings
+        result.checked += 1
 
 
 def panoptic_options(path: Path, options: QAOptions) -> panoptic.PanopticOptions:

@@ -31,9 +31,14 @@ class LabelMapJob:
     void: int
 
 
+def dataset_folder(path: Path) -> Path:
+    """The semantic dataset's folder, given the folder itself or its mapping file."""
+    return path.parent if path.is_file() else path
+
+
 def check_dataset(path: Path, options: SemanticOptions) -> tuple[list[Finding], list[LabelMapJob]]:
     """Checks of the mapping file; returns the findings and one job per label map."""
-    folder = path.parent if path.is_file() else path
+    folder = dataset_folder(path)
     mapping_path = folder / MAPPING_FILE
     mapping = load_json(mapping_path)
     rec = Recorder(file=str(mapping_path))

@@ -94,3 +94,22 @@ def test_serve_with_no_options_runs_the_default_engine_under_gunicorn() -> None:
         process.terminate()
         output = process.communicate(timeout=60)[0].decode()
     assert "Booting worker" in output and "pw" not in output
+
+
+@pytest.mark.slow
+def test_serve_stops_with_a_named_error_when_weights_are_missing(tmp_path) -> None:
+    missing = tmp_path / "mrcnn.pth"
+    done = _run(
+        [
+            "serve",
+            "--engine",
+            "torchvision",
+            "--model",
+            f"maskrcnn_resnet50_fpn_v2={missing}",
+            "--port",
+            str(_free_port()),
+        ]
+    )
+    assert done.returncode != 0
+    assert f"segassist serve: error: file {missing}: model weights not found" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -270,3 +270,13 @@ def test_export_is_streamed_task_by_task(tmp_path):
     with pytest.raises(SegassistError, match="cut.json"):
         convert("labelstudio", "coco", tmp_path / "cut.json", tmp_path / "out.json", on_error="skip")
     assert not (tmp_path / "out.json").exists() and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_exports_listing_prediction_ids_read_annotations_and_explain_predictions(export, tmp_path):
+    tasks = json.loads(export.read_text())
+    tasks[0]["predictions"] = [7]  # Label Studio 1.23's JSON export without predictions included
+    export.write_text(json.dumps(tasks))
+    convert("labelstudio", "coco", export, tmp_path / "annotations.json")
+    assert len(coco(tmp_path / "annotations.json")["annotations"]) == 3
+    with pytest.raises(SegassistError, match="task 11: the task lists prediction ids"):
+        convert("labelstudio", "coco", export, tmp_path / "predictions.json", predictions=True)

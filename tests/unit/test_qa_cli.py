@@ -14,7 +14,13 @@ from pycocotools.coco import COCO
 from converters.cli import main
 from converters.qa import CHECKS
 from converters.qa.findings import checks_table_markdown
-from tests.unit.qa_helpers import codes, copy_panoptic_sample, findings, hf_polygons, write_json
+from tests.unit.qa_helpers import (
+    codes,
+    copy_panoptic_sample,
+    findings,
+    hf_polygons_with_an_empty_mask,
+    write_json,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -116,19 +122,7 @@ def test_fix_panoptic_drops_segments_without_pixels(realdata: Path, tmp_path: Pa
 
 def test_fix_coco_resolves_overlaps_for_panoptic(realdata: Path, tmp_path: Path) -> None:
     """The real overlapping polygons of image 39769: after --fix with a policy, no pixel has two owners."""
-    data = hf_polygons(realdata)
-    data["annotations"].append(
-        {
-            "id": 5,
-            "image_id": 39769,
-            "category_id": 1,
-            "iscrowd": 0,
-            "area": 0,
-            "bbox": [0, 0, 1, 1],
-            "segmentation": {"counts": [640 * 480], "size": [480, 640]},
-        }
-    )
-    source = write_json(tmp_path / "instances.json", data)
+    source = write_json(tmp_path / "instances.json", hf_polygons_with_an_empty_mask(realdata))
     output = tmp_path / "fixed.json"
     assert main(["qa", str(source), "--target", "panoptic", "--fix", str(output), "--overlap", "area"]) == 1
     assert "SEGMENTS_OVERLAP" in codes(findings(source, target="panoptic"))

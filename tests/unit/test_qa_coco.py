@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from converters.qa.common import first_self_intersection
-from tests.unit.qa_helpers import codes, findings, hf_polygons, with_code, write_json
+from tests.unit.qa_helpers import codes, findings, hf_polygons, reported, with_code, write_json
 
 IMAGE = 142238  # 640 x 427
 NEW_ID = 990001
@@ -192,24 +192,13 @@ PLANTS: dict[str, Callable[[Path, dict], Any]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def clean_findings(realdata: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Findings on two real clean datasets: RLE ground truth (checked for a panoptic target) and polygons."""
+def test_real_coco_ground_truth_has_no_findings(realdata: Path, tmp_path: Path) -> None:
+    """No check fires on two real clean datasets: RLE ground truth (checked for a panoptic target) and
+    polygons, whose areas differ from the pixel counts by up to ~0.4%, within the tolerance."""
     rle = realdata / "panopticapi_sample" / "panoptic_coco_detection_format.json"
-    polygons = write_json(tmp_path_factory.mktemp("hf") / "instances.json", hf_polygons(realdata))
-    return findings(
-        rle, images_dir=realdata / "panopticapi_sample" / "input_images", target="panoptic"
-    ) + findings(polygons, images_dir=realdata / "hf_transformers_coco")
-
-
-def test_real_coco_ground_truth_has_no_findings(clean_findings) -> None:
-    """Real COCO polygon areas differ from pixel counts by up to ~0.4%: within the tolerance, so no error."""
-    assert clean_findings == []
-
-
-@pytest.mark.parametrize("code", sorted(PLANTS))
-def test_clean_data_passes_check(code: str, clean_findings) -> None:
-    assert code not in codes(clean_findings)
+    polygons = write_json(tmp_path / "instances.json", hf_polygons(realdata))
+    assert findings(rle, images_dir=realdata / "panopticapi_sample" / "input_images", target="panoptic") == []
+    assert findings(polygons, images_dir=realdata / "hf_transformers_coco") == []
 
 
 @pytest.mark.parametrize("code", sorted(PLANTS))
@@ -217,8 +206,7 @@ def test_planted_fault_is_found(code: str, sample) -> None:
     path, images, data = sample
     annotation_id = PLANTS[code](images, data)
     write_json(path, data)
-    found = with_code(findings(path, images_dir=images, target="panoptic"), code)
-    assert found, f"{code} not reported"
+    found = reported(findings(path, images_dir=images, target="panoptic"), code)
     if annotation_id is not None:
         assert annotation_id in {f.annotation_id for f in found}
 

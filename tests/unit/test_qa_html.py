@@ -14,8 +14,14 @@ import numpy as np
 import pytest
 
 from converters.cli import main
-from tests.unit.qa_helpers import copy_panoptic_sample, hf_polygons, write_json
-from tests.unit.test_qa_labelstudio import CONFIG, brush, clean_tasks
+from tests.unit.qa_helpers import (
+    LS_CONFIG,
+    brush_region,
+    clean_tasks,
+    copy_panoptic_sample,
+    hf_polygons_with_an_empty_mask,
+    write_json,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 IMG_SRC = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
@@ -61,10 +67,10 @@ def test_report_is_self_contained_with_an_outlined_thumbnail(panoptic_report: Pa
 def test_labelstudio_report_outlines_the_region(tmp_path: Path) -> None:
     tasks = clean_tasks()
     tasks[1]["annotations"][0]["result"] = [
-        brush("b2", np.pad(np.full((20, 30), 255, np.uint8), ((5, 23), (5, 29))), "Horse")
+        brush_region("b2", np.pad(np.full((20, 30), 255, np.uint8), ((5, 23), (5, 29))), "Horse")
     ]
     config = tmp_path / "config.xml"
-    config.write_text(CONFIG)
+    config.write_text(LS_CONFIG)
     export = write_json(tmp_path / "export.json", tasks)
     report = tmp_path / "ls.html"
     assert main(["qa", str(export), "--label-config", str(config), "--html", str(report)]) == 1
@@ -78,19 +84,7 @@ def test_labelstudio_report_outlines_the_region(tmp_path: Path) -> None:
 
 
 def test_coco_report_draws_overlapping_and_empty_annotations(realdata: Path, tmp_path: Path) -> None:
-    data = hf_polygons(realdata)
-    data["annotations"].append(
-        {
-            "id": 5,
-            "image_id": 39769,
-            "category_id": 1,
-            "iscrowd": 0,
-            "area": 0,
-            "bbox": [0, 0, 1, 1],
-            "segmentation": {"counts": [640 * 480], "size": [480, 640]},
-        }
-    )
-    source = write_json(tmp_path / "instances.json", data)
+    source = write_json(tmp_path / "instances.json", hf_polygons_with_an_empty_mask(realdata))
     report = tmp_path / "coco.html"
     images = realdata / "hf_transformers_coco"
     assert (

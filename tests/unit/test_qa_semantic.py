@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from converters.formats.label_map import rgb_to_ids
-from tests.unit.qa_helpers import codes, findings, with_code, write_json
+from tests.unit.qa_helpers import findings, reported, with_code, write_json
 
 FIRST = "000000142238.png"
 
@@ -103,16 +103,10 @@ PLANTS: dict[str, Callable[[Path, dict], None]] = {
 
 
 def test_clean_label_maps_have_no_findings(semantic, realdata: Path) -> None:
+    """No check fires on the clean label maps, so each planted fault below is what its check reacts to."""
     folder, mapping = semantic
     write_json(folder / "labelmap.json", mapping)
     assert findings(folder, images_dir=realdata / "panopticapi_sample" / "input_images") == []
-
-
-@pytest.mark.parametrize("code", sorted(PLANTS))
-def test_clean_label_maps_pass_check(code: str, semantic) -> None:
-    folder, mapping = semantic
-    write_json(folder / "labelmap.json", mapping)
-    assert code not in codes(findings(folder))
 
 
 @pytest.mark.parametrize("code", sorted(PLANTS))
@@ -120,7 +114,7 @@ def test_planted_fault_is_found(code: str, semantic) -> None:
     folder, mapping = semantic
     PLANTS[code](folder, mapping)
     write_json(folder / "labelmap.json", mapping)
-    assert with_code(findings(folder), code), f"{code} not reported"
+    reported(findings(folder), code)
 
 
 def test_unknown_value_names_value_and_pixels(semantic) -> None:
