@@ -56,45 +56,98 @@ def _read_bits(data: np.ndarray, pos: int, count: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_alpha(data: np.ndarray, num: int, word_size: int, sizes: np.ndarray, alpha: np.ndarray) -> int:
-    """Parse the groups after the header into `alpha` (num // 4 zeros on entry); returns a status code."""
+def _decode_runs(
+    data: np.ndarray, num: int, word_size: int, sizes: np.ndarray, starts: np.ndarray, values: np.ndarray
+) -> tuple[int, int]:
+    """Parse the groups after the header into alpha runs; returns (status code, number of runs).
+
+    Run i holds alpha `values[i]` from pixel `starts[i]` up to the next run's start (the last to the end);
+    neighbouring runs differ. The arrays need room for one run per alpha word of the stream.
+    """
     total_bits = data.size * 8
     pos = HEADER_BITS
     word = 0
+    count = 0
     while word < num:
         if pos + 3 > total_bits:
-            return _TRUNCATED
+            return _TRUNCATED, count
         head = _read_bits(data, pos, 3)
         size = sizes[head & 3]
         pos += 3
         if pos + size > total_bits:
-            return _TRUNCATED
+            return _TRUNCATED, count
         end = word + _read_bits(data, pos, size) + 1
         pos += size
         if end > num:
-            return _OVERRUN
+            return _OVERRUN, count
         if head & 4:
             if pos + word_size > total_bits:
-                return _TRUNCATED
+                return _TRUNCATED, count
             value = _read_bits(data, pos, word_size)
             pos += word_size
             if value > 255:
-                return _WIDE_WORD
-            # Words [word, end) hold the alpha of pixels word // 4 .. end // 4 - 1; alpha starts zeroed.
-            if value:
-                alpha[word >> 2 : end >> 2] = value
+                return _WIDE_WORD, count
+            # Words [word, end) hold the alpha of pixels word // 4 .. end // 4 - 1 (none when end // 4 is
+            # word // 4: the group ends before the pixel's alpha word).
+            if end >> 2 > word >> 2 and (count == 0 or values[count - 1] != value):
+                starts[count] = word >> 2
+                values[count] = value
+                count += 1
         else:
             if pos + (end - word) * word_size > total_bits:
-                return _TRUNCATED
+                return _TRUNCATED, count
             for index in range(word, end):
                 value = _read_bits(data, pos, word_size)
                 pos += word_size
                 if value > 255:
-                    return _WIDE_WORD
-                if index & 3 == 3:
-                    alpha[index >> 2] = value
+                    return _WIDE_WORD, count
+                if index & 3 == 3 and (count == 0 or values[count - 1] != value):
+                    starts[count] = index >> 2
+                    values[count] = value
+                    count += 1
         word = end
-    return _OK
+    return _OK, count
+
+
+@numba.njit(cache=True, nogil=True)
+def _paint_runs(starts: np.ndarray, values: np.ndarray, alpha: np.ndarray) -> None:
+    """Write the runs into the flat alpha plane."""
+    for index in range(starts.size):
+        end = starts[index + 1] if index + 1 < starts.size else alpha.size
+        alpha[starts[index] : end] = values[index]
+
+
+@numba.njit(cache=True, nogil=True)
+def _crop_runs(
+    starts: np.ndarray, inside: np.ndarray, width: int, pixels: int
+) -> tuple[int, int, np.ndarray]:
+    """(top, left, tight crop) of the runs flagged `inside`; a 0x0 crop when there are none."""
+    top, bottom, left, right = -1, -1, width, -1
+    for index in range(starts.size):
+        if inside[index]:
+            start = starts[index]
+            stop = starts[index + 1] if index + 1 < starts.size else pixels
+            first, last = start // width, (stop - 1) // width
+            if top < 0:
+                top = first
+            bottom = last
+            if first != last:  # the run wraps: it reaches both the last and the first column
+                left, right = 0, width - 1
+            else:
+                left = min(left, start - first * width)
+                right = max(right, stop - 1 - first * width)
+    if top < 0:
+        return 0, 0, np.zeros((0, 0), dtype=np.bool_)
+    crop = np.zeros((bottom - top + 1, right - left + 1), dtype=np.bool_)
+    for index in range(starts.size):
+        if inside[index]:
+            start = starts[index]
+            stop = starts[index + 1] if index + 1 < starts.size else pixels
+            for row in range(start // width, (stop - 1) // width + 1):
+                begin = max(start - row * width, 0) - left
+                end = min(stop - row * width, width) - left
+                crop[row - top, begin:end] = True
+    return top, left, crop
 
 
 def _as_bytes(rle: object) -> np.ndarray:
@@ -127,11 +180,8 @@ def _check_size(width: object, height: object) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def decode(rle: object, width: int, height: int) -> np.ndarray:
-    """The alpha plane (height, width) uint8 of a brush RLE, anti-aliased values kept.
-
-    Raises SegassistError when the stream is not a valid RLE of a `width` x `height` RGBA image.
-    """
+def _alpha_runs(rle: object, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The alpha runs (starts, values) of a brush RLE, as `_decode_runs` gives them, checked."""
     width, height = _check_size(width, height)
     data = _as_bytes(rle)
     if data.size * 8 < HEADER_BITS:
@@ -145,23 +195,49 @@ def decode(rle: object, width: int, height: int) -> np.ndarray:
             f"brush RLE declares {num} values but a {width}x{height} image has {width * height * 4} "
             "(original_width x original_height x 4): the size or the stream is wrong"
         )
-    alpha = np.zeros(width * height, dtype=np.uint8)
-    status = _decode_alpha(data, num, word_size, sizes, alpha)
+    # Every run takes at least one word of the stream, and a pixel holds at most one run.
+    room = min((data.size * 8 - HEADER_BITS) // word_size, width * height) + 1
+    starts = np.empty(room, dtype=np.int64)
+    values = np.empty(room, dtype=np.uint8)
+    status, count = _decode_runs(data, num, word_size, sizes, starts, values)
     if status != _OK:
         raise SegassistError(_STATUS_MESSAGES[status].format(num=num))
-    return alpha.reshape(height, width)
+    return starts[:count], values[:count]
+
+
+def decode(rle: object, width: int, height: int) -> np.ndarray:
+    """The alpha plane (height, width) uint8 of a brush RLE, anti-aliased values kept.
+
+    Raises SegassistError when the stream is not a valid RLE of a `width` x `height` RGBA image.
+    """
+    starts, values = _alpha_runs(rle, width, height)
+    alpha = np.empty(int(width) * int(height), dtype=np.uint8)
+    _paint_runs(starts, values, alpha)
+    return alpha.reshape(int(height), int(width))
+
+
+def _check_threshold(threshold: int) -> None:
+    if not 1 <= threshold <= 255:
+        raise SegassistError(f"alpha threshold must be within 1..255, got {threshold}")
 
 
 def to_mask(alpha: np.ndarray, threshold: int = DEFAULT_THRESHOLD) -> Mask:
     """The binary mask alpha >= `threshold` (1..255; 1 means any visible pixel, the editor's rule)."""
-    if not 1 <= threshold <= 255:
-        raise SegassistError(f"alpha threshold must be within 1..255, got {threshold}")
+    _check_threshold(threshold)
     return Mask.from_dense(alpha >= threshold)
 
 
 def decode_mask(rle: object, width: int, height: int, threshold: int = DEFAULT_THRESHOLD) -> Mask:
-    """`decode` then `to_mask`."""
-    return to_mask(decode(rle, width, height), threshold)
+    """`to_mask(decode(rle, width, height), threshold)`, built from the decoded runs and the crop only.
+
+    Each run has one alpha value, so thresholding runs is exact; no full-image array is made.
+    """
+    starts, values = _alpha_runs(rle, width, height)
+    _check_threshold(threshold)
+    top, left, crop = _crop_runs(starts, values >= threshold, int(width), int(width) * int(height))
+    if crop.size == 0:
+        return Mask.empty(int(height), int(width))
+    return Mask(int(height), int(width), top, left, crop)
 
 
 # -- encoding --

@@ -15,7 +15,7 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from converters.errors import SegassistError
-from converters.mask import Mask, raster_runs
+from converters.mask import Mask
 
 # Characters of the compressed alphabet: 48 + 6-bit groups; bit 0x20 says "more groups follow".
 _FIRST_CHAR, _LAST_CHAR, _MORE = 48, 111, 0x20
@@ -29,16 +29,88 @@ _PARSE_MESSAGES = {
 }
 
 
+# Columns compared at once when looking for where a column changes value going down a crop.
+_BLOCK = 128
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_changes(above: np.ndarray, here: np.ndarray, row: int, changes: np.ndarray, found: int) -> int:
+    """Append (column, row) to `changes` for each column where `here` and `above` differ; returns the new
+    count, or -1 when `changes` is full (the caller grows it and asks again: growing it here would keep
+    LLVM from vectorising the block comparison)."""
+    for start in range(0, here.size, _BLOCK):
+        # Unsigned columns: numba then skips the negative-index check, and LLVM vectorises the block.
+        first, stop = np.uint64(start), np.uint64(min(start + _BLOCK, here.size))
+        differ = np.uint8(0)
+        for col in range(first, stop):
+            differ |= above[col] ^ here[col]
+        if differ == 0:
+            continue
+        for col in range(start, min(start + _BLOCK, here.size)):
+            if above[col] != here[col]:
+                if found == changes.shape[0]:
+                    return -1
+                changes[found, 0] = col
+                changes[found, 1] = row
+                found += 1
+    return found
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_runs_of(bits: np.ndarray, height: int, width: int, top: int, left: int) -> np.ndarray:
+    """Column-major run lengths (0, 1, 0, ... from a zeros run) of a 0/1 uint8 crop placed at (top, left).
+
+    A run starts or ends wherever a column of the crop changes value going down (rows above and below the
+    crop are zero). Rows are compared `_BLOCK` columns at a time, so the equal stretches of neighbouring
+    rows cost one vectorised pass; the changes, found row by row, are then sorted by column.
+    """
+    rows, cols = bits.shape
+    zeros = np.zeros(cols, dtype=np.uint8)
+    changes = np.empty((4 * (rows + cols), 2), dtype=np.int64)
+    found, row = 0, 0
+    while row <= rows:
+        above = zeros if row == 0 else bits[row - 1]
+        here = zeros if row == rows else bits[row]
+        counted = _row_changes(above, here, row, changes, found)
+        if counted < 0:
+            changes = np.concatenate((changes, np.empty_like(changes)))
+            continue
+        found = counted
+        row += 1
+    per_column = np.zeros(cols + 1, dtype=np.int64)
+    for index in range(found):
+        per_column[changes[index, 0] + 1] += 1
+    # Counting sort by column (rows stay ascending within a column): image positions in column-major order.
+    offsets = np.cumsum(per_column)
+    positions = np.empty(found, dtype=np.int64)
+    for index in range(found):
+        col = changes[index, 0]
+        positions[offsets[col]] = (left + col) * height + top + changes[index, 1]
+        offsets[col] += 1
+    # When the crop spans the image's height, a run that ends a column and one that starts the next meet at
+    # the same position: they are one run, so both changes go.
+    runs = np.empty(found + 1, dtype=np.int64)
+    count, previous, index = 0, 0, 0
+    while index < found:
+        if index + 1 < found and positions[index + 1] == positions[index]:
+            index += 2
+            continue
+        runs[count] = positions[index] - previous
+        previous = positions[index]
+        count += 1
+        index += 1
+    if previous < height * width:  # the zeros after the last run, when the mask ends before the image
+        runs[count] = height * width - previous
+        count += 1
+    return runs[:count]
+
+
 def _column_runs(mask: Mask) -> list[int]:
     """Column-major run lengths, starting with a (possibly empty) run of zeros."""
     if mask.is_empty:
         return [mask.height * mask.width]
-    # Column-major runs are the row-major runs of the transposed crop; cv2 transposes several times
-    # faster than a numpy copy of `.T`.
-    transposed = cv2.transpose(np.ascontiguousarray(mask.bits).view(np.uint8))
-    values, lengths = raster_runs(transposed, mask.width, mask.height, mask.left, mask.top)
-    counts = lengths.tolist()
-    return counts if values[0] == 0 else [0, *counts]
+    bits = np.ascontiguousarray(mask.bits).view(np.uint8)
+    return _column_runs_of(bits, mask.height, mask.width, mask.top, mask.left).tolist()
 
 
 def encode_uncompressed(mask: Mask) -> dict:

@@ -22,6 +22,7 @@ from flask import Flask
 from converters.errors import SegassistError
 from ml_backend import postprocess
 from ml_backend.engines.base import Engine, InteractiveEngine
+from ml_backend.engines.torch_utils import resolve_device
 from ml_backend.labeling import LabelConfigInfo, load_label_map, parse_label_config
 from ml_backend.media import MediaFetcher
 from ml_backend.settings import Settings
@@ -45,7 +46,8 @@ class Backend:
         self._configs_lock = threading.Lock()
         self._project_configs: dict[str, str] = {}
         self._model_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max(2, settings.batch_size), thread_name_prefix="media")
+        self.batch_size = settings.batch_size or (8 if resolve_device(settings.device).type == "cuda" else 2)
+        self._pool = ThreadPoolExecutor(max_workers=max(2, self.batch_size), thread_name_prefix="media")
 
     @staticmethod
     def _choose_mode(requested: str, engine: Engine) -> str | None:
@@ -110,7 +112,7 @@ class Backend:
         if not info.label_for_category:
             log.warning("no model class maps to a label of control %r: empty predictions", info.output.name)
             return [postprocess.empty_prediction(self.model_version) for _ in tasks]
-        batch_size = self.settings.batch_size
+        batch_size = self.batch_size
         chunks = [
             range(start, min(start + batch_size, len(tasks))) for start in range(0, len(tasks), batch_size)
         ]
@@ -198,7 +200,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Flask:
     """The WSGI app. `engine` is loaded from the settings when not given (tests pass one they built through
     the same loaders)."""
     if engine is None:
-        from ml_backend.engines.registry import load_engine, resolve_device
+        from ml_backend.engines.registry import load_engine
 
         started = time.perf_counter()
         engine = load_engine(settings.engine, settings.model, resolve_device(settings.device))

@@ -4,7 +4,6 @@ real local HTTP server standing in for Label Studio, and requests shaped like th
 from __future__ import annotations
 
 import io
-import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -164,7 +163,3 @@ def label_config(control: str = "BrushLabels", labels: list[str] | None = None, 
         f'<View><Image name="image" value="$image"/>'
         f'<{control} name="tag" toName="image">{label_tags}</{control}>{extra}</View>'
     )
-
-
-def dumps(body: dict) -> str:
-    return json.dumps(body)

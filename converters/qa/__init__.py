@@ -1,7 +1,7 @@
 """Dataset QA: checks with stable codes for Label Studio, COCO instance, COCO panoptic and semantic datasets.
 
-Python API: `check(path, QAOptions(...)) -> QAResult` (its `.findings`), `fix(path, output, ...)` for a
-repaired copy; the registry of checks is `CHECKS`.
+Python API: `check(path, QAOptions(...)) -> QAResult` (its `.findings`), `converters.qa.fix.fix(path, output,
+...)` for a repaired copy; the registry of checks is `CHECKS`.
 """
 
 from converters.qa.findings import CHECKS, Finding, Severity

@@ -35,6 +35,7 @@ class Check:
     explanation: str
 
 
+# Short names keep the registry below a table.
 _E, _W, _I = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 CHECKS: dict[str, Check] = {

@@ -19,6 +19,7 @@ the same interface and cache; `load` picks the engine from the model spec.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import os
 import threading
@@ -27,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,10 +157,70 @@ class Decoded:
     iou: torch.Tensor
 
 
-class SamEngine(InteractiveEngine):
-    """Interactive prompts and automatic proposals from one segment-anything `Sam` model."""
+class SamFamilyEngine(InteractiveEngine):
+    """What every SAM-family engine shares: cached image embeddings, prompt and image checks, and automatic
+    proposals as Segments of one class-agnostic category. Subclasses embed, decode and propose."""
 
     modes = ("instance",)
+    #: The model family, as error messages name it.
+    family = "SAM"
+
+    def __init__(
+        self,
+        *,
+        model_version: str,
+        device: torch.device,
+        proposal_label: str,
+        non_overlapping: bool,
+        cache: EmbeddingCache | None,
+    ) -> None:
+        self.model_version = model_version
+        self.device = device
+        self.categories = [Category(id=1, name=proposal_label, isthing=True)]
+        self.non_overlapping = non_overlapping
+        self.cache = cache if cache is not None else EmbeddingCache(cache_budget_bytes())
+
+    def embedding(self, image: np.ndarray, image_key: str) -> Embedding:
+        """The image's embedding, from the cache when this model has seen `image_key` before."""
+        check_image(image)
+        return self.cache.get((image_key, self.model_version), lambda: self._embed(image))
+
+    def segment_prompt(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
+        """The mask for clicks and/or a box in image pixels, with the model's predicted IoU."""
+        check_prompt(prompt)
+        return self._segment(self.embedding(image, image_key), prompt)
+
+    def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
+        """Class-agnostic proposals per image, all under the engine's one category."""
+        if mode not in self.modes:
+            raise SegassistError(f"the {self.family} engine makes instance proposals only, not {mode!r}")
+        results = []
+        for image in images:
+            check_image(image)
+            results.append(proposal_segments(self._proposals(image), self.categories, self.non_overlapping))
+        return results
+
+    @abc.abstractmethod
+    def _embed(self, image: np.ndarray) -> Embedding:
+        """Run the image encoder on one (checked) image."""
+
+    @abc.abstractmethod
+    def _segment(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
+        """Decode one (checked) prompt on an image's embedding."""
+
+    @abc.abstractmethod
+    def _proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
+        """Automatic-mode masks of one (checked) image with their predicted IoU."""
+
+    def _generated_masks(self, generator: Any, image: np.ndarray) -> list[tuple[Mask, float]]:
+        """The masks and predicted IoUs of a SAM or SAM 2 automatic mask generator (binary_mask output)."""
+        with inference(self.device):
+            records = generator.generate(image)
+        return [(Mask.from_dense(record["segmentation"]), record["predicted_iou"]) for record in records]
+
+
+class SamEngine(SamFamilyEngine):
+    """Interactive prompts and automatic proposals from one segment-anything `Sam` model."""
 
     def __init__(
         self,
@@ -179,25 +241,21 @@ class SamEngine(InteractiveEngine):
         Automatic mode returns class-agnostic proposals, all under `proposal_label`; `non_overlapping` makes
         them exclusive (a higher-scored proposal keeps contested pixels).
         """
+        super().__init__(
+            model_version=f"sam-{name}",
+            device=device,
+            proposal_label=proposal_label,
+            non_overlapping=non_overlapping,
+            cache=cache,
+        )
         self.sam = sam.to(device).eval()
-        self.name = name
         self.box_only = box_only
-        self.device = device
-        self.model_version = f"sam-{name}"
-        self.categories = [Category(id=1, name=proposal_label, isthing=True)]
-        self.non_overlapping = non_overlapping
-        self.cache = cache if cache is not None else EmbeddingCache(cache_budget_bytes())
         self.min_proposal_iou = min_proposal_iou
         self.min_proposal_stability = min_proposal_stability
         self.proposal_nms_iou = proposal_nms_iou
         self._transform = ResizeLongestSide(sam.image_encoder.img_size)
 
     # -- embeddings ------------------------------------------------------------------------------------------
-
-    def embedding(self, image: np.ndarray, image_key: str) -> Embedding:
-        """The image's embedding, from the cache when this model has seen `image_key` before."""
-        check_image(image)
-        return self.cache.get((image_key, self.model_version), lambda: self._embed(image))
 
     def _embed(self, image: np.ndarray) -> Embedding:
         predictor = SamPredictor(self.sam)
@@ -263,10 +321,7 @@ class SamEngine(InteractiveEngine):
 
     # -- interactive -----------------------------------------------------------------------------------------
 
-    def segment_prompt(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
-        """The mask for clicks and/or a box in image pixels, with the model's predicted IoU."""
-        check_prompt(prompt)
-        embedding = self.embedding(image, image_key)
+    def _segment(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
         if self.box_only:
             return self._segment_by_boxes(embedding, prompt)
         return self._segment_by_sam_prompt(embedding, prompt)
@@ -319,28 +374,17 @@ class SamEngine(InteractiveEngine):
 
     # -- automatic -------------------------------------------------------------------------------------------
 
-    def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
-        """Class-agnostic proposals per image, all under the engine's one category."""
-        if mode not in self.modes:
-            raise SegassistError(f"the SAM engine makes instance proposals only, not {mode!r}")
-        return [self._proposals(image) for image in images]
-
-    def _proposals(self, image: np.ndarray) -> list[Segment]:
-        check_image(image)
+    def _proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
         if self.box_only:
-            masks = self._box_grid_proposals(image)
-        else:
-            generator = SamAutomaticMaskGenerator(
-                self.sam,
-                pred_iou_thresh=self.min_proposal_iou,
-                stability_score_thresh=self.min_proposal_stability,
-                box_nms_thresh=self.proposal_nms_iou,
-                output_mode="binary_mask",
-            )
-            with inference(self.device):
-                records = generator.generate(image)
-            masks = [(Mask.from_dense(record["segmentation"]), record["predicted_iou"]) for record in records]
-        return proposal_segments(masks, self.categories, self.non_overlapping)
+            return self._box_grid_proposals(image)
+        generator = SamAutomaticMaskGenerator(
+            self.sam,
+            pred_iou_thresh=self.min_proposal_iou,
+            stability_score_thresh=self.min_proposal_stability,
+            box_nms_thresh=self.proposal_nms_iou,
+            output_mode="binary_mask",
+        )
+        return self._generated_masks(generator, image)
 
     def _box_grid_proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
         """Decode a multi-scale grid of boxes; keep confident, stable masks that fit inside their box; NMS."""
@@ -567,10 +611,7 @@ def load_checkpoint(
             f"SAM model type must be one of {', '.join(CHECKPOINT_TYPES)}, got {model_type!r}", file=str(path)
         )
     sam = sam_model_registry[model_type]()
-    try:
-        sam.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise SegassistError(f"not a SAM {model_type} checkpoint: {error}", file=str(path)) from None
+    load_exactly(sam, state, f"SAM {model_type}", path)
     return SamEngine(sam, name=f"{model_type}-{digest}", box_only=False, device=device, **settings)
 
 
@@ -593,6 +634,14 @@ def load(model: str, device: torch.device, **settings: object) -> SamEngine:
     return load_checkpoint(model, None, device, **settings)
 
 
+def load_exactly(model: torch.nn.Module, state: dict[str, torch.Tensor], kind: str, path: Path) -> None:
+    """Load every weight of `state` into `model` (strict: no key missing or left over, every shape equal)."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise SegassistError(f"not a {kind} checkpoint: {error}", file=str(path)) from None
+
+
 # The image encoder's embedding width tells the three ViT sizes apart.
 _EMBED_DIM_TO_TYPE = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 
@@ -603,8 +652,7 @@ def _infer_model_type(state: dict[str, torch.Tensor], path: Path) -> str:
     if model_type is None:
         raise SegassistError(
             "not a SAM vit_b/vit_l/vit_h checkpoint (no image_encoder.patch_embed.proj.weight of a known "
-            "width); "
-            "pass the model type as vit_b:/path",
+            "width); pass the model type as vit_b:/path",
             file=str(path),
         )
     return model_type

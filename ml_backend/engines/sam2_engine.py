@@ -12,7 +12,6 @@ extension it then lacks serves only the optional mask clean-up, which the image 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +21,10 @@ from sam2.build_sam import build_sam2
 from sam2.modeling.sam2_base import SAM2Base
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-from converters import Category, Mask, Segment
+from converters import Mask
 from converters.errors import SegassistError
-from ml_backend.engines.base import InteractiveEngine, Prompt
-from ml_backend.engines.sam import (
-    Embedding,
-    EmbeddingCache,
-    cache_budget_bytes,
-    check_image,
-    check_prompt,
-    proposal_segments,
-)
+from ml_backend.engines.base import Prompt
+from ml_backend.engines.sam import Embedding, EmbeddingCache, SamFamilyEngine, load_exactly
 from ml_backend.engines.torch_utils import inference, load_state_dict, weights_path
 
 # Model names as `--model NAME:/path/checkpoint.pt`, each with its config inside the sam2 package.
@@ -43,10 +35,10 @@ CONFIGS = {
 }
 
 
-class Sam2Engine(InteractiveEngine):
+class Sam2Engine(SamFamilyEngine):
     """Interactive prompts and automatic proposals from one SAM 2 image model."""
 
-    modes = ("instance",)
+    family = "SAM 2"
 
     def __init__(
         self,
@@ -58,17 +50,14 @@ class Sam2Engine(InteractiveEngine):
         non_overlapping: bool = False,
         cache: EmbeddingCache | None = None,
     ) -> None:
+        super().__init__(
+            model_version=f"sam2-{name}",
+            device=device,
+            proposal_label=proposal_label,
+            non_overlapping=non_overlapping,
+            cache=cache,
+        )
         self.model = model.to(device).eval()
-        self.device = device
-        self.model_version = f"sam2-{name}"
-        self.categories = [Category(id=1, name=proposal_label, isthing=True)]
-        self.non_overlapping = non_overlapping
-        self.cache = cache if cache is not None else EmbeddingCache(cache_budget_bytes())
-
-    def embedding(self, image: np.ndarray, image_key: str) -> Embedding:
-        """The image's features, from the cache when this model has seen `image_key` before."""
-        check_image(image)
-        return self.cache.get((image_key, self.model_version), lambda: self._embed(image))
 
     def _embed(self, image: np.ndarray) -> Embedding:
         predictor = SAM2ImagePredictor(self.model)
@@ -83,10 +72,7 @@ class Sam2Engine(InteractiveEngine):
             tuple(level.float() for level in features["high_res_feats"]),
         )
 
-    def segment_prompt(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
-        """The mask for clicks and/or a box in image pixels, with SAM 2's predicted IoU."""
-        check_prompt(prompt)
-        embedding = self.embedding(image, image_key)
+    def _segment(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
         predictor = SAM2ImagePredictor(self.model)
         predictor._features = {
             "image_embed": embedding.features,
@@ -106,19 +92,8 @@ class Sam2Engine(InteractiveEngine):
         best = int(np.argmax(scores))
         return Mask.from_dense(masks[best] > 0), float(scores[best])
 
-    def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
-        """Class-agnostic proposals per image, all under the engine's one category."""
-        if mode not in self.modes:
-            raise SegassistError(f"the SAM 2 engine makes instance proposals only, not {mode!r}")
-        generator = SAM2AutomaticMaskGenerator(self.model, output_mode="binary_mask")
-        results = []
-        for image in images:
-            check_image(image)
-            with inference(self.device):
-                records = generator.generate(image)
-            masks = [(Mask.from_dense(record["segmentation"]), record["predicted_iou"]) for record in records]
-            results.append(proposal_segments(masks, self.categories, self.non_overlapping))
-        return results
+    def _proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
+        return self._generated_masks(SAM2AutomaticMaskGenerator(self.model, output_mode="binary_mask"), image)
 
 
 def load_checkpoint(config: str, path: str | Path, device: torch.device, **settings: object) -> Sam2Engine:
@@ -128,8 +103,5 @@ def load_checkpoint(config: str, path: str | Path, device: torch.device, **setti
     path = weights_path(str(path), "")
     state, digest = load_state_dict(path)
     model = build_sam2(CONFIGS[config], ckpt_path=None, device="cpu")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise SegassistError(f"not a {config} checkpoint: {error}", file=str(path)) from None
+    load_exactly(model, state, config, path)
     return Sam2Engine(model, name=f"{config}-{digest}", device=device, **settings)

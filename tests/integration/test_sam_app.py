@@ -20,6 +20,8 @@ from tests.unit.sam_references import (
     HELMET,
     SPOON_BOWL,
     SPOON_HANDLE,
+    keypoint_region,
+    rectangle_region,
     reference,
 )
 
@@ -68,43 +70,6 @@ def _predict(client: FlaskClient, task: dict, regions: list[dict]) -> Any:
     )
 
 
-def _keypoint(x: float, y: float, size: tuple[int, int], label: str = "object") -> dict:
-    height, width = size
-    return {
-        "id": "kp1",
-        "from_name": "click",
-        "to_name": "image",
-        "type": "keypointlabels",
-        "origin": "manual",
-        "original_width": width,
-        "original_height": height,
-        "image_rotation": 0,
-        "value": {"x": x * 100 / width, "y": y * 100 / height, "width": 0.3, "keypointlabels": [label]},
-        "is_positive": True,
-    }
-
-
-def _rectangle(x0: float, y0: float, x1: float, y1: float, size: tuple[int, int]) -> dict:
-    height, width = size
-    return {
-        "id": "rc1",
-        "from_name": "box",
-        "to_name": "image",
-        "type": "rectanglelabels",
-        "original_width": width,
-        "original_height": height,
-        "image_rotation": 0,
-        "value": {
-            "x": x0 * 100 / width,
-            "y": y0 * 100 / height,
-            "width": (x1 - x0) * 100 / width,
-            "height": (y1 - y0) * 100 / height,
-            "rotation": 0,
-            "rectanglelabels": ["object"],
-        },
-    }
-
-
 def _only_region(response: Any) -> dict:
     assert response.status_code == 200, response.get_data(as_text=True)
     [prediction] = response.get_json()["results"]
@@ -114,7 +79,9 @@ def _only_region(response: Any) -> dict:
 
 
 def test_keypoint_on_the_helmet(client: FlaskClient) -> None:
-    region = _only_region(_predict(client, _task(1, "astronaut.png"), [_keypoint(400, 420, ASTRONAUT_SIZE)]))
+    region = _only_region(
+        _predict(client, _task(1, "astronaut.png"), [keypoint_region(400, 420, ASTRONAUT_SIZE)])
+    )
     height, width = ASTRONAUT_SIZE
     mask = brush.decode_mask(region["value"]["rle"], width, height)
     assert mask.iou(reference(ASTRONAUT_SIZE, HELMET)) >= 0.72  # as in test_sam_engine
@@ -125,31 +92,33 @@ def test_rectangle_around_the_spoon_and_the_cached_second_prompt(
 ) -> None:
     task = _task(2, "coffee.png")
     misses = engine.cache.misses
-    region = _only_region(_predict(client, task, [_rectangle(320, 60, 430, 330, COFFEE_SIZE)]))
+    region = _only_region(_predict(client, task, [rectangle_region(320, 60, 430, 330, COFFEE_SIZE)]))
     height, width = COFFEE_SIZE
     mask = brush.decode_mask(region["value"]["rle"], width, height)
     assert mask.iou(reference(COFFEE_SIZE, SPOON_HANDLE, SPOON_BOWL)) >= 0.6  # as in test_sam_engine
     assert engine.cache.misses == misses + 1
     # The next prompt on the same task reuses the image embedding.
-    _only_region(_predict(client, task, [_keypoint(365, 290, COFFEE_SIZE)]))
+    _only_region(_predict(client, task, [keypoint_region(365, 290, COFFEE_SIZE)]))
     assert engine.cache.misses == misses + 1
 
 
 def test_unknown_label_is_a_400_naming_task_and_region(client: FlaskClient) -> None:
-    response = _predict(client, _task(3, "astronaut.png"), [_keypoint(400, 420, ASTRONAUT_SIZE, label="cat")])
+    response = _predict(
+        client, _task(3, "astronaut.png"), [keypoint_region(400, 420, ASTRONAUT_SIZE, label="cat")]
+    )
     assert response.status_code == 400
     detail = response.get_data(as_text=True)
     assert "task 3" in detail and "region kp1" in detail and "'cat'" in detail
 
 
 def test_zero_area_box_gives_an_empty_suggestion(client: FlaskClient) -> None:
-    response = _predict(client, _task(4, "coffee.png"), [_rectangle(100, 100, 100, 200, COFFEE_SIZE)])
+    response = _predict(client, _task(4, "coffee.png"), [rectangle_region(100, 100, 100, 200, COFFEE_SIZE)])
     assert response.status_code == 200
     [prediction] = response.get_json()["results"]
     assert prediction["result"] == []
 
 
 def test_missing_image_is_a_400_naming_the_task(client: FlaskClient) -> None:
-    response = _predict(client, _task(5, "nowhere.png"), [_keypoint(10, 10, COFFEE_SIZE)])
+    response = _predict(client, _task(5, "nowhere.png"), [keypoint_region(10, 10, COFFEE_SIZE)])
     assert response.status_code == 400
     assert "task 5" in response.get_data(as_text=True)

@@ -6,6 +6,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from converters.mask import Mask
+
 SPECIAL = ("random", "empty", "full", "checkerboard", "corners", "rows")
 
 
@@ -39,3 +41,12 @@ def alpha_planes(draw: st.DrawFn, max_side: int = 24) -> np.ndarray:
     levels = draw(st.lists(st.integers(1, 255), min_size=1, max_size=4))
     picks = draw(hnp.arrays(np.uint8, mask.shape, elements=st.integers(0, len(levels) - 1)))
     return np.where(mask, np.array(levels, dtype=np.uint8)[picks], 0).astype(np.uint8)
+
+
+@st.composite
+def placed_masks(draw: st.DrawFn, max_margin: int = 6) -> Mask:
+    """A `bool_masks` crop placed on a larger image, with 0..max_margin empty pixels on each side."""
+    crop = draw(bool_masks())
+    top, left, bottom, right = (draw(st.integers(0, max_margin)) for _ in range(4))
+    height, width = crop.shape[0] + top + bottom, crop.shape[1] + left + right
+    return Mask.from_crop(height, width, top, left, crop)

@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,16 @@ def hf_polygons(realdata: Path) -> dict[str, Any]:
         "annotations": annotations,
         "categories": categories,
     }
+
+
+def duplicate_first(key: str) -> Callable[[Path, dict[str, Any]], None]:
+    """A plant that lists the first entry of `data[key]` twice (the DUPLICATE_*_ID checks of every format
+    whose JSON holds id lists: COCO, COCO panoptic, semantic labelmap.json)."""
+
+    def plant(_: Path, data: dict[str, Any]) -> None:
+        data[key].append(dict(data[key][0]))
+
+    return plant
 
 
 def hf_polygons_with_an_empty_mask(realdata: Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Reference regions drawn by hand on scikit-image's bundled photos, for the SAM tests.
+"""Shared data for the SAM tests: reference regions drawn by hand on scikit-image's bundled photos, and the
+Label Studio smart-tool prompt regions (clicks and boxes) that ask for them.
 
 Each outline was traced once by looking at a 4x enlargement of the image with a 10-pixel grid (pixel
 coordinates x, y; never taken from a model's output). Tracing is accurate to about 2 to 3 pixels along the
@@ -6,6 +7,8 @@ outline, which is what the IoU thresholds in the tests allow for, together with 
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from converters import Mask
 from converters.polygons import coco_to_mask
@@ -41,3 +44,65 @@ def reference(size: tuple[int, int], *outlines: list[tuple[int, int]]) -> Mask:
     return coco_to_mask(
         [[coord for point in outline for coord in point] for outline in outlines], height, width
     )
+
+
+def keypoint_region(
+    x: float,
+    y: float,
+    size: tuple[int, int],
+    *,
+    label: str = "object",
+    region_id: str = "kp1",
+    positive: bool | None = True,
+) -> dict[str, Any]:
+    """A smart KeyPointLabels click (control "click") at pixel (x, y) on an image of `size` (height, width).
+
+    `positive` None leaves `is_positive` out, as a client that predates Alt-clicks does.
+    """
+    height, width = size
+    region = {
+        "id": region_id,
+        "from_name": "click",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "origin": "manual",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {"x": x * 100 / width, "y": y * 100 / height, "width": 0.3, "keypointlabels": [label]},
+    }
+    if positive is not None:
+        region["is_positive"] = positive
+    return region
+
+
+def rectangle_region(
+    x0: float,
+    y0: float,
+    x1: float,
+    y1: float,
+    size: tuple[int, int],
+    *,
+    label: str = "object",
+    region_id: str = "rc1",
+    rotation: float = 0,
+) -> dict[str, Any]:
+    """A smart RectangleLabels box (control "box") from pixel (x0, y0) to (x1, y1) on an image of `size`."""
+    height, width = size
+    return {
+        "id": region_id,
+        "from_name": "box",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {
+            "x": x0 * 100 / width,
+            "y": y0 * 100 / height,
+            "width": (x1 - x0) * 100 / width,
+            "height": (y1 - y0) * 100 / height,
+            "rotation": rotation,
+            "rectanglelabels": [label],
+        },
+    }

@@ -12,17 +12,15 @@ from pycocotools import mask as coco_mask
 
 from converters import coco_rle
 from converters.errors import SegassistError
-from converters.mask import Mask
-from tests.unit.codecs_strategies import bool_masks
+from tests.unit.codecs_strategies import placed_masks
 
 SETTINGS = settings(deadline=None, max_examples=150)
 
 
 @SETTINGS
-@given(bool_masks(), st.integers(0, 5), st.integers(0, 5), st.integers(0, 5), st.integers(0, 5))
-def test_encode_matches_pycocotools_and_round_trips(crop, top, left, bottom, right):
-    height, width = crop.shape[0] + top + bottom, crop.shape[1] + left + right
-    mask = Mask.from_crop(height, width, top, left, crop)
+@given(placed_masks(max_margin=5))
+def test_encode_matches_pycocotools_and_round_trips(mask):
+    height, width = mask.shape
     reference = coco_mask.encode(np.asfortranarray(mask.dense().astype(np.uint8)))
     encoded = coco_rle.encode(mask)
     assert encoded == {"size": [height, width], "counts": reference["counts"].decode("ascii")}

@@ -13,7 +13,15 @@ import pytest
 from PIL import Image
 
 from converters.qa.common import first_self_intersection
-from tests.unit.qa_helpers import codes, findings, hf_polygons, reported, with_code, write_json
+from tests.unit.qa_helpers import (
+    codes,
+    duplicate_first,
+    findings,
+    hf_polygons,
+    reported,
+    with_code,
+    write_json,
+)
 
 IMAGE = 142238  # 640 x 427
 NEW_ID = 990001
@@ -117,16 +125,6 @@ def _category_zero(images: Path, data: dict) -> Any:
     return None
 
 
-def _duplicate_image(images: Path, data: dict) -> Any:
-    data["images"].append(dict(data["images"][0]))
-    return None
-
-
-def _duplicate_category(images: Path, data: dict) -> Any:
-    data["categories"].append(dict(data["categories"][0]))
-    return None
-
-
 def _image_ref(images: Path, data: dict) -> Any:
     annotation = _first(data)
     annotation["image_id"] = 31337
@@ -181,8 +179,8 @@ PLANTS: dict[str, Callable[[Path, dict], Any]] = {
     "ISCROWD_INVALID": _iscrowd,
     "CATEGORY_REF_MISSING": _category_missing,
     "CATEGORY_ID_ZERO": _category_zero,
-    "DUPLICATE_IMAGE_ID": _duplicate_image,
-    "DUPLICATE_CATEGORY_ID": _duplicate_category,
+    "DUPLICATE_IMAGE_ID": duplicate_first("images"),
+    "DUPLICATE_CATEGORY_ID": duplicate_first("categories"),
     "IMAGE_REF_MISSING": _image_ref,
     "JSON_STRUCTURE": _structure,
     "SEGMENT_TINY": _tiny,

@@ -14,7 +14,15 @@ from PIL import Image
 
 from converters.formats.label_map import ids_to_rgb, rgb_to_ids
 from converters.qa.panoptic import id_stats
-from tests.unit.qa_helpers import codes, copy_panoptic_sample, findings, reported, with_code, write_json
+from tests.unit.qa_helpers import (
+    codes,
+    copy_panoptic_sample,
+    duplicate_first,
+    findings,
+    reported,
+    with_code,
+    write_json,
+)
 
 FIRST_PNG = "000000142238.png"
 FIRST_IMAGE = 142238
@@ -164,16 +172,6 @@ def _category_zero(path: Path, data: dict) -> Any:
     return None
 
 
-def _duplicate_image(path: Path, data: dict) -> Any:
-    data["images"].append(dict(data["images"][0]))
-    return None
-
-
-def _duplicate_category(path: Path, data: dict) -> Any:
-    data["categories"].append(dict(data["categories"][0]))
-    return None
-
-
 def _image_ref_missing(path: Path, data: dict) -> Any:
     data["annotations"][0]["image_id"] = 31337
     return None
@@ -218,8 +216,8 @@ PLANTS: dict[str, Callable[[Path, dict], Any]] = {
     "ISCROWD_INVALID": _iscrowd_string,
     "CATEGORY_REF_MISSING": _unknown_category,
     "CATEGORY_ID_ZERO": _category_zero,
-    "DUPLICATE_IMAGE_ID": _duplicate_image,
-    "DUPLICATE_CATEGORY_ID": _duplicate_category,
+    "DUPLICATE_IMAGE_ID": duplicate_first("images"),
+    "DUPLICATE_CATEGORY_ID": duplicate_first("categories"),
     "IMAGE_REF_MISSING": _image_ref_missing,
     "JSON_STRUCTURE": _structure,
     "SEGMENT_TINY": _tiny,
@@ -238,7 +236,7 @@ def test_planted_fault_is_found(code: str, sample) -> None:
     segment_id = PLANTS[code](json_path, data)
     write_json(json_path, data)
     found = reported(findings(json_path, images_dir=images), code)
-    assert all(f.file == str(json_path) or f.file is None or f.file.endswith(".json") for f in found)
+    assert {f.file for f in found} == {str(json_path)}  # the PNG, if any, is in file_name
     if segment_id is not None:
         assert segment_id in {f.segment_id for f in found}
         assert {f.image_id for f in found} == {FIRST_IMAGE}

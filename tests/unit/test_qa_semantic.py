@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from converters.formats.label_map import rgb_to_ids
-from tests.unit.qa_helpers import findings, reported, with_code, write_json
+from tests.unit.qa_helpers import duplicate_first, findings, reported, with_code, write_json
 
 FIRST = "000000142238.png"
 
@@ -71,14 +71,6 @@ def _unknown(folder: Path, mapping: dict) -> None:
     cv2.imwrite(str(folder / FIRST), label_map)
 
 
-def _duplicate_class(folder: Path, mapping: dict) -> None:
-    mapping["classes"].append(dict(mapping["classes"][0]))
-
-
-def _duplicate_image(folder: Path, mapping: dict) -> None:
-    mapping["images"].append(dict(mapping["images"][0]))
-
-
 def _tiny(folder: Path, mapping: dict) -> None:
     mapping["classes"].append({"value": 99, "id": 999, "name": "speck"})
     label_map = cv2.imread(str(folder / FIRST), cv2.IMREAD_UNCHANGED)
@@ -95,8 +87,8 @@ PLANTS: dict[str, Callable[[Path, dict], None]] = {
     "SEM_PNG_NOT_SINGLE_CHANNEL": _rgb,
     "SEM_PNG_SIZE_MISMATCH": _size,
     "SEM_UNKNOWN_VALUE": _unknown,
-    "DUPLICATE_CATEGORY_ID": _duplicate_class,
-    "DUPLICATE_IMAGE_ID": _duplicate_image,
+    "DUPLICATE_CATEGORY_ID": duplicate_first("classes"),
+    "DUPLICATE_IMAGE_ID": duplicate_first("images"),
     "SEGMENT_TINY": _tiny,
     "JSON_STRUCTURE": _structure,
 }

@@ -17,7 +17,13 @@ from ml_backend.engines.base import Engine
 from ml_backend.engines.sam import SamEngine, load_default
 from ml_backend.interactive import handle
 from ml_backend.labeling import LabelConfigInfo, parse_label_config
-from tests.unit.sam_references import ASTRONAUT_SIZE, HELMET, reference
+from tests.unit.sam_references import (
+    ASTRONAUT_SIZE,
+    HELMET,
+    keypoint_region,
+    rectangle_region,
+    reference,
+)
 
 HEIGHT, WIDTH = ASTRONAUT_SIZE
 TASK = {"id": 7, "data": {"image": "/data/upload/1/astronaut.png"}}
@@ -55,39 +61,13 @@ def _with_image(info: LabelConfigInfo, image: np.ndarray) -> LabelConfigInfo:
 
 
 def _click(x_px: float, y_px: float, label: str = "helmet", positive: bool | None = True) -> dict[str, Any]:
-    region = {
-        "id": f"k{x_px:.0f}",
-        "from_name": "click",
-        "to_name": "image",
-        "type": "keypointlabels",
-        "origin": "manual",
-        "original_width": WIDTH,
-        "original_height": HEIGHT,
-        "image_rotation": 0,
-        "value": {"x": x_px * 100 / WIDTH, "y": y_px * 100 / HEIGHT, "width": 0.3, "keypointlabels": [label]},
-    }
-    if positive is not None:
-        region["is_positive"] = positive
-    return region
+    return keypoint_region(
+        x_px, y_px, ASTRONAUT_SIZE, label=label, region_id=f"k{x_px:.0f}", positive=positive
+    )
 
 
 def _box(x0: float, y0: float, x1: float, y1: float, rotation: float = 0) -> dict[str, Any]:
-    return {
-        "id": "box1",
-        "from_name": "box",
-        "to_name": "image",
-        "type": "rectanglelabels",
-        "original_width": WIDTH,
-        "original_height": HEIGHT,
-        "value": {
-            "x": x0 * 100 / WIDTH,
-            "y": y0 * 100 / HEIGHT,
-            "width": (x1 - x0) * 100 / WIDTH,
-            "height": (y1 - y0) * 100 / HEIGHT,
-            "rotation": rotation,
-            "rectanglelabels": ["helmet"],
-        },
-    }
+    return rectangle_region(x0, y0, x1, y1, ASTRONAUT_SIZE, label="helmet", rotation=rotation)
 
 
 def test_a_click_gives_one_brush_region_holding_the_helmet(engine: SamEngine, astronaut) -> None:
