@@ -29,30 +29,41 @@ _PARSE_MESSAGES = {
 }
 
 
-# Columns compared at once when looking for where a column changes value going down a crop.
-_BLOCK = 128
+# Columns compared at once when looking for where a column changes value going down a crop: a block, then
+# the parts of a block that differs.
+_BLOCK, _PART = 256, 32
+
+
+@numba.njit(cache=True, nogil=True)
+def _differ(above: np.ndarray, here: np.ndarray, start: int, stop: int) -> bool:
+    """Whether the rows differ in columns [start, stop). Unsigned columns (no negative-index check) and a
+    bool accumulator let LLVM vectorise the loop."""
+    differ = False
+    for col in range(np.uint64(start), np.uint64(stop)):
+        differ |= above[col] != here[col]
+    return differ
 
 
 @numba.njit(cache=True, nogil=True)
 def _row_changes(above: np.ndarray, here: np.ndarray, row: int, changes: np.ndarray, found: int) -> int:
     """Append (column, row) to `changes` for each column where `here` and `above` differ; returns the new
     count, or -1 when `changes` is full (the caller grows it and asks again: growing it here would keep
-    LLVM from vectorising the block comparison)."""
-    for start in range(0, here.size, _BLOCK):
-        # Unsigned columns: numba then skips the negative-index check, and LLVM vectorises the block.
-        first, stop = np.uint64(start), np.uint64(min(start + _BLOCK, here.size))
-        differ = np.uint8(0)
-        for col in range(first, stop):
-            differ |= above[col] ^ here[col]
-        if differ == 0:
+    LLVM from vectorising the comparisons)."""
+    cols = here.size
+    for block in range(0, cols, _BLOCK):
+        if not _differ(above, here, block, min(block + _BLOCK, cols)):
             continue
-        for col in range(start, min(start + _BLOCK, here.size)):
-            if above[col] != here[col]:
-                if found == changes.shape[0]:
-                    return -1
-                changes[found, 0] = col
-                changes[found, 1] = row
-                found += 1
+        for part in range(block, min(block + _BLOCK, cols), _PART):
+            stop = min(part + _PART, cols)
+            if not _differ(above, here, part, stop):
+                continue
+            for col in range(part, stop):
+                if above[col] != here[col]:
+                    if found == changes.shape[0]:
+                        return -1
+                    changes[found, 0] = col
+                    changes[found, 1] = row
+                    found += 1
     return found
 
 

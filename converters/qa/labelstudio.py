@@ -154,9 +154,17 @@ def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = Fal
     sizes: set[tuple[Any, Any]] = set()
     # Per annotation or prediction: (kind, recorder, [(region id, label, mask)]) of the regions that decoded.
     decoded: list[tuple[str, Recorder, list[tuple[Any, str, Mask]]]] = []
-    sources = [("annotation", a) for a in _list(task.get("annotations", task.get("completions")))]
-    sources += [("prediction", p) for p in _list(task.get("predictions"))]
-    for position, (kind, annotation) in enumerate(sources):
+    # Label Studio 1.23's JSON export lists predictions as ids unless they were expanded: nothing to check.
+    predictions = [p for p in _list(task.get("predictions")) if not isinstance(p, int) or isinstance(p, bool)]
+    sources = [
+        (kind, position, entry)
+        for kind, entries in (
+            ("annotation", _list(task.get("annotations", task.get("completions")))),
+            ("prediction", predictions),
+        )
+        for position, entry in enumerate(entries)
+    ]
+    for kind, position, annotation in sources:
         if not isinstance(annotation, dict):
             rec.add("JSON_STRUCTURE", f"{kind} #{position} is not an object")
             continue

@@ -146,7 +146,8 @@ class LabelStudioAPI:
 
     def call(self, method: str, path: str, *, expect: tuple[int, ...] = (200, 201), **kwargs: Any) -> Any:
         """The decoded JSON answer (raw bytes for non-JSON); fails quoting the body on other statuses."""
-        kwargs.setdefault("timeout", 180)
+        # Longer than Label Studio's own ML_TIMEOUT_PREDICT (300 s here), so Label Studio reports the timeout.
+        kwargs.setdefault("timeout", 600)
         response = self._session.request(method, f"{self.base_url}{path}", **kwargs)
         if response.status_code not in expect:
             raise AssertionError(

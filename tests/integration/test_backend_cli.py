@@ -35,6 +35,7 @@ def test_serve_help_documents_every_option_with_its_variable(capsys) -> None:
         assert f"--{option}" in text and ENV_VARS[option] in text
 
 
+@pytest.mark.slow
 def test_weights_list_names_the_architectures_and_their_cache_state(tmp_path) -> None:
     done = _run(["weights", "list"], TORCH_HOME=str(tmp_path))
     assert done.returncode == 0

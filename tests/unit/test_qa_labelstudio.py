@@ -278,6 +278,18 @@ def test_a_task_that_is_not_an_object_is_reported(tmp_path: Path) -> None:
     assert "task #2" in found[0].message
 
 
+def test_prediction_ids_in_a_label_studio_export_are_not_faults(tmp_path: Path) -> None:
+    """Label Studio 1.23's JSON export lists predictions by id; an id that is not an object is still a fault
+    for annotations, and the message numbers entries per kind."""
+    tasks = clean_tasks()
+    tasks[0]["predictions"] = [1, 2]
+    assert findings(write_json(tmp_path / "ids.json", tasks)) == []
+    tasks[0]["predictions"] = ["not a prediction"]
+    (found,) = findings(write_json(tmp_path / "bad.json", tasks))
+    assert (found.code, found.task_id) == ("JSON_STRUCTURE", 1)
+    assert "prediction #0" in found.message
+
+
 def test_single_task_object_is_read(tmp_path: Path) -> None:
     task = clean_tasks()[1]
     _result([task])[0]["value"]["brushlabels"] = []
