@@ -120,13 +120,14 @@ def _paint_runs(starts: np.ndarray, values: np.ndarray, alpha: np.ndarray) -> No
 @numba.njit(cache=True, nogil=True)
 def _crop_runs(
     starts: np.ndarray, inside: np.ndarray, width: int, pixels: int
-) -> tuple[int, int, np.ndarray]:
-    """(top, left, tight crop) of the runs flagged `inside`; a 0x0 crop when there are none."""
-    top, bottom, left, right = -1, -1, width, -1
+) -> tuple[int, int, np.ndarray, int]:
+    """(top, left, tight crop, area) of the runs flagged `inside`; a 0x0 crop when there are none."""
+    top, bottom, left, right, area = -1, -1, width, -1, 0
     for index in range(starts.size):
         if inside[index]:
             start = starts[index]
             stop = starts[index + 1] if index + 1 < starts.size else pixels
+            area += stop - start
             first, last = start // width, (stop - 1) // width
             if top < 0:
                 top = first
@@ -137,7 +138,7 @@ def _crop_runs(
                 left = min(left, start - first * width)
                 right = max(right, stop - 1 - first * width)
     if top < 0:
-        return 0, 0, np.zeros((0, 0), dtype=np.bool_)
+        return 0, 0, np.zeros((0, 0), dtype=np.bool_), 0
     crop = np.zeros((bottom - top + 1, right - left + 1), dtype=np.bool_)
     for index in range(starts.size):
         if inside[index]:
@@ -147,7 +148,7 @@ def _crop_runs(
                 begin = max(start - row * width, 0) - left
                 end = min(stop - row * width, width) - left
                 crop[row - top, begin:end] = True
-    return top, left, crop
+    return top, left, crop, area
 
 
 def _as_bytes(rle: object) -> np.ndarray:
@@ -234,10 +235,12 @@ def decode_mask(rle: object, width: int, height: int, threshold: int = DEFAULT_T
     """
     starts, values = _alpha_runs(rle, width, height)
     _check_threshold(threshold)
-    top, left, crop = _crop_runs(starts, values >= threshold, int(width), int(width) * int(height))
+    top, left, crop, area = _crop_runs(starts, values >= threshold, int(width), int(width) * int(height))
     if crop.size == 0:
         return Mask.empty(int(height), int(width))
-    return Mask(int(height), int(width), top, left, crop)
+    mask = Mask(int(height), int(width), top, left, crop)
+    mask.area = area  # known from the runs: saves a pass over the crop (`area` is a cached property)
+    return mask
 
 
 # -- encoding --
