@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from converters import Category, ImageRecord, Mask, Origin, Segment, brush
+from converters import Category, ImageRecord, Mask, Origin, Segment, brush, coco_rle
 from converters.convert import convert
 from converters.formats.coco_panoptic import CocoPanopticRenderer
 from converters.formats.common import Options
@@ -342,7 +342,9 @@ def run() -> str:
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         # Warm the numba kernels (compiled once and cached on disk, as after any first run).
-        brush.decode(brush.encode(np.ones((4, 4), dtype=bool)), 4, 4)
+        rle = brush.encode(np.ones((4, 4), dtype=bool))
+        brush.decode(rle, 4, 4)
+        coco_rle.encode(brush.decode_mask(rle, 4, 4))
         lines = ["## Conversion", "", *_ls_to_coco(folder), *_panoptic(), *_memory(folder)]
     return "\n".join(lines)
 

@@ -139,16 +139,22 @@ def _crop_runs(
                 right = max(right, stop - 1 - first * width)
     if top < 0:
         return 0, 0, np.zeros((0, 0), dtype=np.bool_), 0
-    crop = np.zeros((bottom - top + 1, right - left + 1), dtype=np.bool_)
+    # One sequential pass writes every byte of the crop: the gaps False, the runs' pieces True.
+    columns = right - left + 1
+    crop = np.empty((bottom - top + 1) * columns, dtype=np.bool_)
+    written = 0
     for index in range(starts.size):
         if inside[index]:
             start = starts[index]
             stop = starts[index + 1] if index + 1 < starts.size else pixels
             for row in range(start // width, (stop - 1) // width + 1):
-                begin = max(start - row * width, 0) - left
-                end = min(stop - row * width, width) - left
-                crop[row - top, begin:end] = True
-    return top, left, crop, area
+                begin = (row - top) * columns + max(start - row * width, 0) - left
+                end = (row - top) * columns + min(stop - row * width, width) - left
+                crop[written:begin] = False
+                crop[begin:end] = True
+                written = end
+    crop[written:] = False
+    return top, left, crop.reshape(bottom - top + 1, columns), area
 
 
 def _as_bytes(rle: object) -> np.ndarray:

@@ -2,9 +2,9 @@
 
 `counts` is either the compressed string pycocotools writes or a list of run lengths ("uncompressed",
 seen on `iscrowd: 1` annotations). Runs alternate 0, 1, 0, ... starting with zeros (the first may be 0).
-Encoding computes the column-major runs from the mask's crop (no full-image array) and lets pycocotools
-compress them. Decoding parses the counts exactly as pycocotools' C code does (checked against it in the
-tests), in small numba kernels, and fills only the columns the foreground spans: no full-image array.
+Encoding computes the column-major runs from the mask's crop (no full-image array) and compresses them,
+decoding parses the counts, both exactly as pycocotools' C code does (checked against it in the tests), in
+small numba kernels; decoding fills only the columns the foreground spans: no full-image array.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import cv2
 import numba
 import numpy as np
-from pycocotools import mask as coco_mask
 
 from converters.errors import SegassistError
 from converters.mask import Mask
@@ -80,9 +79,13 @@ def _column_runs_of(bits: np.ndarray, height: int, width: int, top: int, left: i
     changes = np.empty((4 * (rows + cols), 2), dtype=np.int64)
     found, row = 0, 0
     while row <= rows:
-        above = zeros if row == 0 else bits[row - 1]
-        here = zeros if row == rows else bits[row]
-        counted = _row_changes(above, here, row, changes, found)
+        # Row 0 against the zeros above the crop, row `rows` is the zeros below it.
+        if row == 0:
+            counted = _row_changes(zeros, bits[0], 0, changes, found)
+        elif row == rows:
+            counted = _row_changes(bits[rows - 1], zeros, rows, changes, found)
+        else:
+            counted = _row_changes(bits[row - 1], bits[row], row, changes, found)
         if counted < 0:
             changes = np.concatenate((changes, np.empty_like(changes)))
             continue
@@ -116,23 +119,45 @@ def _column_runs_of(bits: np.ndarray, height: int, width: int, top: int, left: i
     return runs[:count]
 
 
-def _column_runs(mask: Mask) -> list[int]:
+def _column_runs(mask: Mask) -> np.ndarray:
     """Column-major run lengths, starting with a (possibly empty) run of zeros."""
     if mask.is_empty:
-        return [mask.height * mask.width]
+        return np.array([mask.height * mask.width], dtype=np.int64)
     bits = np.ascontiguousarray(mask.bits).view(np.uint8)
-    return _column_runs_of(bits, mask.height, mask.width, mask.top, mask.left).tolist()
+    return _column_runs_of(bits, mask.height, mask.width, mask.top, mask.left)
+
+
+@numba.njit(cache=True, nogil=True)
+def _compress(runs: np.ndarray, chars: np.ndarray) -> int:
+    """Write the counts string of `runs` into `chars` as pycocotools' rleToString; returns its length.
+
+    From the fourth run on, each is written as the difference to the one two back; a number is 5-bit groups,
+    low first, in chars 48 + group, with 0x20 on every group but the last (whose bit 0x10 is the sign).
+    """
+    used = 0
+    for index in range(runs.size):
+        number = runs[index] - runs[index - 2] if index > 2 else runs[index]
+        more = True
+        while more:
+            group = number & 0x1F
+            number >>= 5  # arithmetic: a negative number ends in -1
+            more = number != -1 if group & 0x10 else number != 0
+            chars[used] = group + _FIRST_CHAR + (_MORE if more else 0)
+            used += 1
+    return used
 
 
 def encode_uncompressed(mask: Mask) -> dict:
     """`{"size": [h, w], "counts": [int, ...]}`, the list form COCO uses for crowd regions."""
-    return {"size": [mask.height, mask.width], "counts": _column_runs(mask)}
+    return {"size": [mask.height, mask.width], "counts": _column_runs(mask).tolist()}
 
 
 def encode(mask: Mask) -> dict:
     """`{"size": [h, w], "counts": str}`, the compressed form, byte-identical to pycocotools' encode."""
-    compressed = coco_mask.frPyObjects(encode_uncompressed(mask), mask.height, mask.width)
-    return {"size": [mask.height, mask.width], "counts": compressed["counts"].decode("ascii")}
+    runs = _column_runs(mask)
+    chars = np.empty(runs.size * _MAX_GROUPS, dtype=np.uint8)
+    used = _compress(runs, chars)
+    return {"size": [mask.height, mask.width], "counts": chars[:used].tobytes().decode("ascii")}
 
 
 def _size(rle: dict, height: int | None, width: int | None) -> tuple[int, int]:

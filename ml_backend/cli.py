@@ -64,6 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", settings.threads)
             self.cfg.set("timeout", 0)
+            # gunicorn's control socket has one path per user: two backends on one machine would share it.
+            self.cfg.set("control_socket_disable", True)
 
         def load(self):  # noqa: ANN202 - gunicorn's hook
             try:

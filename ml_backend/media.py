@@ -94,13 +94,20 @@ def _jwt_payload(token: str) -> dict | None:
     return payload if isinstance(payload, dict) else None
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: the token goes to this origin only."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
 class MediaFetcher:
     """Fetches and decodes task images; keeps recently decoded images in a small byte-bounded cache."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._ls_url = (settings.label_studio_url or "").rstrip("/") or None
-        self._ls_host = urlsplit(self._ls_url).hostname if self._ls_url else None
+        self._ls_origin = _origin(self._ls_url) if self._ls_url else None
         self._auth = LabelStudioAuth(self._ls_url, settings.label_studio_api_key, settings.media_timeout_s)
         self._allowed = tuple(h.lower() for h in settings.allowed_hosts)
         root = settings.local_files_document_root
@@ -136,14 +143,12 @@ class MediaFetcher:
         parts = urlsplit(reference)
         scheme = parts.scheme.lower()
         if scheme in ("http", "https"):
-            return self._download(reference, auth=self._is_label_studio(parts.hostname))
+            return self._download(reference)
         if scheme in CLOUD_SCHEMES:
             if task_id is None:
                 raise SegassistError(f"a {scheme}:// image needs the task id to be presigned")
             fileuri = base64.urlsafe_b64encode(reference.encode()).decode()
-            return self._download(
-                self._ls(f"tasks/{quote(str(task_id))}/presign/?fileuri={fileuri}"), auth=True
-            )
+            return self._download(self._ls(f"tasks/{quote(str(task_id))}/presign/?fileuri={fileuri}"))
         if scheme:
             raise SegassistError(f"{scheme}:// image URLs are not fetched")
         path = parts.path
@@ -151,9 +156,9 @@ class MediaFetcher:
             relative = parse_qs(parts.query).get("d", [""])[0]
             if self._document_root is not None:
                 return self._read_local(relative)
-            return self._download(self._ls(reference.lstrip("/")), auth=True)
+            return self._download(self._ls(reference.lstrip("/")))
         if path.startswith(("/data/upload/", "data/upload/")):
-            return self._download(self._ls(path.lstrip("/")), auth=True)
+            return self._download(self._ls(path.lstrip("/")))
         raise SegassistError("the image reference is neither a URL nor a Label Studio data path")
 
     def _ls(self, relative: str) -> str:
@@ -176,8 +181,8 @@ class MediaFetcher:
 
     # -- network ---------------------------------------------------------------------------------------------
 
-    def _is_label_studio(self, host: str | None) -> bool:
-        return host is not None and self._ls_host is not None and host.lower() == self._ls_host.lower()
+    def _is_label_studio_host(self, host: str) -> bool:
+        return self._ls_origin is not None and host == self._ls_origin[1]
 
     def _check_url(self, url: str) -> None:
         parts = urlsplit(url)
@@ -186,7 +191,7 @@ class MediaFetcher:
         host = (parts.hostname or "").lower()
         if not host:
             raise SegassistError("refusing a URL without a host")
-        allowed = self._is_label_studio(host) or any(fnmatch.fnmatchcase(host, p) for p in self._allowed)
+        allowed = self._is_label_studio_host(host) or any(fnmatch.fnmatchcase(host, p) for p in self._allowed)
         if not allowed:
             raise SegassistError(
                 f"refusing to fetch from host {host!r}: "
@@ -203,12 +208,12 @@ class MediaFetcher:
             if address in METADATA_ADDRESSES or address.is_link_local or address.is_unspecified:
                 raise SegassistError(f"refusing host {host!r}: it resolves to a link-local/metadata address")
 
-    def _download(self, url: str, *, auth: bool) -> bytes:
+    def _download(self, url: str) -> bytes:
         settings = self._settings
         for _ in range(MAX_REDIRECTS + 1):
             self._check_url(url)
-            # Credentials go only to Label Studio itself, never to a host a redirect points at.
-            headers = self._auth.header() if auth and self._is_label_studio(urlsplit(url).hostname) else {}
+            # Credentials go only to Label Studio's own origin, never to another port or a redirect target.
+            headers = self._auth.header() if _origin(url) == self._ls_origin else {}
             try:
                 response = self._session.get(
                     url, headers=headers, timeout=settings.media_timeout_s, stream=True, allow_redirects=False

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import ijson
+import numba
+import numpy as np
 
 from converters import polygons
 from converters.errors import SegassistError
@@ -206,15 +209,186 @@ def _iter_tasks(handle: BinaryIO, file: str) -> Iterator[dict[str, Any]]:
     head = handle.read(4096).lstrip()
     handle.seek(0)
     prefix = "item" if head.startswith(b"[") else ""
+    lifter = _RleLifter()
+    tasks = ijson.sendable_list()
+    parser = ijson.items_coro(tasks, prefix, use_float=True)
     count = 0
-    try:
-        for task in ijson.items(handle, prefix, use_float=True):
+    while True:
+        chunk = handle.read(max(_READ_BYTES, len(lifter.undone)))
+        error = None
+        try:
+            text = lifter.feed(chunk, final=not chunk)
+            if text:  # never empty before the end: ijson would take it for the end
+                parser.send(text)
+            if not chunk:
+                parser.close()
+        except ijson.JSONError as caught:
+            error = caught
+        # The tasks completed before an error still come first, as they would from ijson.items.
+        for task in tasks:
             if not isinstance(task, dict):
                 raise SegassistError(f"task #{count} is not a JSON object", file=file)
+            lifter.restore(task)
             count += 1
             yield task
-    except ijson.JSONError as error:
-        raise SegassistError(f"invalid JSON after {count} task(s): {error}", file=file) from None
+        del tasks[:]
+        if error is not None:
+            raise SegassistError(f"invalid JSON after {count} task(s): {error}", file=file) from None
+        if not chunk:
+            return
+
+
+# -- reading: brush RLE lists lifted out of the JSON text ---------------------------------------------------
+#
+# A brush region's `value.rle` holds up to millions of small ints, and ijson builds one Python int per
+# element: that was most of the reading time. So the text goes through `_lift_rle` on its way to ijson: each
+# `"rle": [...]` list of plain JSON integers 0..255 is parsed there (into bytes) and replaced by a string
+# token unique to this read; once ijson has built a task, `_RleLifter.restore` puts the same list of ints
+# back in place of the token. Everything else, invalid JSON included, reaches ijson unchanged.
+
+_READ_BYTES = 1 << 20
+_QUOTE, _BACKSLASH, _COLON, _COMMA, _OPEN, _CLOSE, _ZERO, _NINE = 34, 92, 58, 44, 91, 93, 48, 57
+_RLE_KEY = (34, 114, 108, 101, 34)  # "rle", quotes included
+
+
+@numba.njit(cache=True, nogil=True)
+def _skip_space(text: np.ndarray, position: int) -> int:
+    while position < text.size and (
+        text[position] == 32 or text[position] == 10 or text[position] == 13 or text[position] == 9
+    ):
+        position += 1
+    return position
+
+
+@numba.njit(cache=True, nogil=True)
+def _rle_list_start(text: np.ndarray, key: int) -> int:
+    """Where the list opens when `text[key:]` is `"rle"` `:` `[`; -1 when it is not, -2 when the text ends
+    before that is known."""
+    for offset in range(5):
+        if key + offset == text.size:
+            return -2
+        if text[key + offset] != _RLE_KEY[offset]:
+            return -1
+    position = _skip_space(text, key + 5)
+    if position == text.size:
+        return -2
+    if text[position] != _COLON:
+        return -1
+    position = _skip_space(text, position + 1)
+    if position == text.size:
+        return -2
+    return position if text[position] == _OPEN else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _rle_list(text: np.ndarray, start: int, values: np.ndarray, used: int) -> tuple[int, int]:
+    """Parse the list opening at `text[start]` into `values[used:]`: (end after `]`, count).
+
+    The end is -1 when the list is not a non-empty list of JSON integers 0..255 (ijson reads it, or reports
+    it), -2 when the text ends first.
+    """
+    position, count = start + 1, 0
+    while True:
+        position = _skip_space(text, position)
+        if position == text.size:
+            return -2, 0
+        first = position
+        if text[first] < _ZERO or text[first] > _NINE:
+            return -1, 0
+        value = 0
+        while position < text.size and _ZERO <= text[position] <= _NINE:
+            value = value * 10 + text[position] - _ZERO
+            position += 1
+            if value > 255 or (position - first == 2 and text[first] == _ZERO):
+                return -1, 0
+        position = _skip_space(text, position)
+        if position == text.size:
+            return -2, 0
+        values[used + count] = value
+        count += 1
+        if text[position] == _CLOSE:
+            return position + 1, count
+        if text[position] != _COMMA:
+            return -1, 0
+        position += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _lift_rle(
+    text: np.ndarray, in_string: int, final: bool, spans: np.ndarray, values: np.ndarray
+) -> tuple[int, int, int]:
+    """Find the `"rle": [ints]` lists in a piece of JSON text: (lists found, bytes done, string state after).
+
+    `spans[i]` is (start of list i, its end, its first value in `values`, its count). The string state is 0
+    outside a string, 1 inside, 2 after a backslash inside. Unless `final`, text from an `"rle"` key whose
+    list is cut off at the end is left undone, for the caller to pass again with what follows.
+    """
+    found, used, position = 0, 0, 0
+    while position < text.size:
+        byte = text[position]
+        if in_string == 2:
+            in_string = 1
+        elif in_string == 1:
+            if byte == _BACKSLASH:
+                in_string = 2
+            elif byte == _QUOTE:
+                in_string = 0
+        elif byte == _QUOTE:
+            start = _rle_list_start(text, position)
+            end, count = -1, 0
+            if start >= 0:
+                end, count = _rle_list(text, start, values, used)
+            if (start == -2 or end == -2) and not final:
+                return found, position, 0
+            if end >= 0:
+                spans[found, 0], spans[found, 1], spans[found, 2], spans[found, 3] = start, end, used, count
+                found += 1
+                used += count
+                position = end
+                continue
+            in_string = 1
+        position += 1
+    return found, position, in_string
+
+
+class _RleLifter:
+    """Lifts brush RLE lists out of the text fed to ijson, and puts them back into the tasks it builds."""
+
+    def __init__(self) -> None:
+        # A token no export contains: a random 128-bit tag.
+        self.prefix = f"segassist-lifted-rle-{secrets.token_hex(16)}-"
+        self.lifted: dict[str, bytes] = {}
+        self.undone = b""
+        self._in_string = 0
+        self._serial = 0
+
+    def feed(self, chunk: bytes, final: bool) -> bytes:
+        """The text to give ijson for `chunk` (with what was left undone before it)."""
+        text = self.undone + chunk
+        spans = np.empty((len(text) // 9 + 1, 4), dtype=np.int64)
+        values = np.empty(len(text) // 2 + 1, dtype=np.uint8)
+        found, done, self._in_string = _lift_rle(
+            np.frombuffer(text, dtype=np.uint8), self._in_string, final, spans, values
+        )
+        self.undone = text[done:]
+        pieces, last = [], 0
+        for start, end, first, count in spans[:found].tolist():
+            token = f"{self.prefix}{self._serial}"
+            self._serial += 1
+            self.lifted[token] = values[first : first + count].tobytes()
+            pieces += [text[last:start], b'"', token.encode(), b'"']
+            last = end
+        pieces.append(text[last:done])
+        return b"".join(pieces)
+
+    def restore(self, node: Any) -> None:
+        """Put the lifted lists back, as the lists of ints ijson would have built."""
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if isinstance(value, dict | list):
+                self.restore(value)
+            elif key == "rle" and isinstance(value, str) and value in self.lifted:
+                node[key] = list(self.lifted.pop(value))
 
 
 def _file_name(reference: str) -> str:

@@ -94,6 +94,17 @@ def test_uploads_are_fetched_from_label_studio_with_a_legacy_token(server: Media
     assert len(server.requests) == 1
 
 
+def test_the_token_goes_to_label_studio_origin_only_not_another_port_of_its_host(server: MediaServer) -> None:
+    other = MediaServer()
+    try:
+        other.routes["/cat.png"] = (200, {}, png_bytes(IMAGE))
+        fetcher = _fetcher(server, label_studio_api_key="legacy-key-123")
+        assert np.array_equal(fetcher.load_rgb(f"{other.url}/cat.png", 1), IMAGE)
+        assert "Authorization" not in other.requests[-1][1]
+    finally:
+        other.close()
+
+
 def test_a_personal_access_token_is_refreshed_once_and_sent_as_bearer(server: MediaServer) -> None:
     pat = _jwt({"token_type": "refresh", "exp": time.time() + 3600})
     access = _jwt({"token_type": "access", "exp": time.time() + 300})
