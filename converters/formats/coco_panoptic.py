@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from converters import overlap
 from converters.errors import SegassistError
 from converters.formats.coco import image_entry, load_json, parse_iscrowd
 from converters.formats.common import (
@@ -27,6 +26,7 @@ from converters.formats.common import (
     category_from_dict,
     category_to_dict,
     check_categories,
+    exclusive_segments,
     move_into_place,
     remove_path,
     temp_path_beside,
@@ -191,20 +191,7 @@ class CocoPanopticRenderer:
         self.options = options
 
     def render(self, image: ImageRecord) -> Rendered:
-        for segment in image.segments:
-            if segment.category_id not in self.isthing:
-                raise SegassistError(
-                    f"segment has category {segment.category_id}, which is not among the categories",
-                    **segment.origin.where(),
-                )
-        kept, report = overlap.resolve(
-            image.segments,
-            self.options.overlap,
-            categories=self.categories,
-            things_over_stuff=self.options.things_over_stuff,
-            min_kept_fraction=self.options.min_kept_fraction,
-            min_area=self.options.min_area,
-        )
+        kept, report = exclusive_segments(image, self.categories, self.options)
         segments = self._merge_stuff(kept)
         if len(segments) > MAX_SEGMENT_ID:
             raise SegassistError(f"{len(segments)} segments do not fit in a 24-bit panoptic PNG")

@@ -23,8 +23,9 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from converters import overlap
 from converters.errors import SegassistError
-from converters.model import Category, ImageRecord
+from converters.model import Category, ImageRecord, Segment
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,28 @@ def check_categories(categories: list[Category], file: str | None) -> None:
     names = [category.name for category in categories]
     if len(set(names)) != len(names):
         raise SegassistError("category names are not unique", file=file)
+
+
+def exclusive_segments(
+    image: ImageRecord, categories: list[Category], options: Options
+) -> tuple[list[Segment], overlap.OverlapReport]:
+    """The image's segments made non-overlapping by the options' policy, for writers that need one owner
+    per pixel (panoptic, semantic); a segment of an unknown category is an error naming its region."""
+    known = {category.id for category in categories}
+    for segment in image.segments:
+        if segment.category_id not in known:
+            raise SegassistError(
+                f"segment has category {segment.category_id}, which is not among the categories",
+                **segment.origin.where(),
+            )
+    return overlap.resolve(
+        image.segments,
+        options.overlap,
+        categories=categories,
+        things_over_stuff=options.things_over_stuff,
+        min_kept_fraction=options.min_kept_fraction,
+        min_area=options.min_area,
+    )
 
 
 # -- images --------------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from converters import overlap
 from converters.errors import SegassistError
 from converters.formats.coco_panoptic import PNG_PARAMS, png_name
 from converters.formats.common import (
@@ -26,6 +25,7 @@ from converters.formats.common import (
     category_from_dict,
     category_to_dict,
     check_categories,
+    exclusive_segments,
     move_into_place,
     remove_path,
     temp_path_beside,
@@ -143,20 +143,7 @@ class SemanticRenderer:
         self.options = options
 
     def render(self, image: ImageRecord) -> Rendered:
-        for segment in image.segments:
-            if segment.category_id not in self.values:
-                raise SegassistError(
-                    f"segment has category {segment.category_id}, which is not among the categories",
-                    **segment.origin.where(),
-                )
-        kept, report = overlap.resolve(
-            image.segments,
-            self.options.overlap,
-            categories=self.categories,
-            things_over_stuff=self.options.things_over_stuff,
-            min_kept_fraction=self.options.min_kept_fraction,
-            min_area=self.options.min_area,
-        )
+        kept, report = exclusive_segments(image, self.categories, self.options)
         label_map = paint_label_map(
             [segment.mask for segment in kept],
             [self.values[segment.category_id] for segment in kept],
