@@ -9,8 +9,9 @@ The editor encodes the whole RGBA canvas of the image (`num = width * height * 4
 
 bits MSB-first, zero-padded to a byte. Only the alpha channel (every 4th word) matters: current editors
 write R = G = B = A, very old ones the label colour in R, G, B. So the encoder works on pixel runs of the
-alpha plane (each run of L pixels is a run of 4L words) and the decoder writes the alpha plane directly,
-never the 4x buffer.
+alpha plane (each run of L pixels is a run of 4L words) and the decoder yields runs of the alpha plane,
+never the 4x buffer: `decode` paints them into the alpha plane, `decode_mask` thresholds them (each run has
+one alpha value, so that is exact) and paints the mask's crop only, never a full-image array.
 The sequential bitstream work runs in numba kernels (compiled once, cached on disk).
 
 Alpha is anti-aliased (1..254 at stroke edges); `decode` keeps it and `to_mask` binarises it, by default at
@@ -118,10 +119,10 @@ def _paint_runs(starts: np.ndarray, values: np.ndarray, alpha: np.ndarray) -> No
 
 
 @numba.njit(cache=True, nogil=True)
-def _crop_runs(
+def _runs_box(
     starts: np.ndarray, inside: np.ndarray, width: int, pixels: int
-) -> tuple[int, int, np.ndarray, int]:
-    """(top, left, tight crop, area) of the runs flagged `inside`; a 0x0 crop when there are none."""
+) -> tuple[int, int, int, int, int]:
+    """(top, bottom, left, right, area) of the runs flagged `inside`, bounds inclusive; area 0 when none."""
     top, bottom, left, right, area = -1, -1, width, -1, 0
     for index in range(starts.size):
         if inside[index]:
@@ -137,11 +138,17 @@ def _crop_runs(
             else:
                 left = min(left, start - first * width)
                 right = max(right, stop - 1 - first * width)
-    if top < 0:
-        return 0, 0, np.zeros((0, 0), dtype=np.bool_), 0
-    # One sequential pass writes every byte of the crop: the gaps False, the runs' pieces True.
-    columns = right - left + 1
-    crop = np.empty((bottom - top + 1) * columns, dtype=np.bool_)
+    return top, bottom, left, right, area
+
+
+@numba.njit(cache=True, nogil=True)
+def _paint_crop(
+    starts: np.ndarray, inside: np.ndarray, width: int, pixels: int, top: int, left: int, crop: np.ndarray
+) -> None:
+    """Write every pixel of `crop` (placed at `top`, `left`) in one sequential pass: True in the runs
+    flagged `inside`, False elsewhere."""
+    columns = crop.shape[1]
+    flat = crop.reshape(crop.size)
     written = 0
     for index in range(starts.size):
         if inside[index]:
@@ -150,11 +157,10 @@ def _crop_runs(
             for row in range(start // width, (stop - 1) // width + 1):
                 begin = (row - top) * columns + max(start - row * width, 0) - left
                 end = (row - top) * columns + min(stop - row * width, width) - left
-                crop[written:begin] = False
-                crop[begin:end] = True
+                flat[written:begin] = False
+                flat[begin:end] = True
                 written = end
-    crop[written:] = False
-    return top, left, crop.reshape(bottom - top + 1, columns), area
+    flat[written:] = False
 
 
 def _as_bytes(rle: object) -> np.ndarray:
@@ -241,10 +247,15 @@ def decode_mask(rle: object, width: int, height: int, threshold: int = DEFAULT_T
     """
     starts, values = _alpha_runs(rle, width, height)
     _check_threshold(threshold)
-    top, left, crop, area = _crop_runs(starts, values >= threshold, int(width), int(width) * int(height))
-    if crop.size == 0:
-        return Mask.empty(int(height), int(width))
-    mask = Mask(int(height), int(width), top, left, crop)
+    width, height = int(width), int(height)
+    inside = values >= threshold
+    top, bottom, left, right, area = _runs_box(starts, inside, width, width * height)
+    if area == 0:
+        return Mask.empty(height, width)
+    # Allocated by numpy, which asks for huge pages on big arrays: several times fewer page faults.
+    crop = np.empty((bottom - top + 1, right - left + 1), dtype=bool)
+    _paint_crop(starts, inside, width, width * height, top, left, crop)
+    mask = Mask(height, width, top, left, crop)
     mask.area = area  # known from the runs: saves a pass over the crop (`area` is a cached property)
     return mask
 

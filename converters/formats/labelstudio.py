@@ -281,36 +281,47 @@ def _rle_list_start(text: np.ndarray, key: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
+def _is_space(byte: int) -> bool:
+    return byte == 32 or byte == 10 or byte == 13 or byte == 9
+
+
+@numba.njit(cache=True, nogil=True)
 def _rle_list(text: np.ndarray, start: int, values: np.ndarray, used: int) -> tuple[int, int]:
     """Parse the list opening at `text[start]` into `values[used:]`: (end after `]`, count).
 
     The end is -1 when the list is not a non-empty list of JSON integers 0..255 (ijson reads it, or reports
-    it), -2 when the text ends first.
+    it), -2 when the text ends first. Positions are unsigned: numba then skips the negative-index checks.
     """
-    position, count = start + 1, 0
+    size, one = np.uint64(text.size), np.uint64(1)
+    position, count = np.uint64(start) + one, 0
     while True:
-        position = _skip_space(text, position)
-        if position == text.size:
+        while position < size and _is_space(text[position]):
+            position += one
+        if position == size:
             return -2, 0
-        first = position
-        if text[first] < _ZERO or text[first] > _NINE:
+        value = np.int64(text[position]) - _ZERO
+        if value < 0 or value > 9:
             return -1, 0
-        value = 0
-        while position < text.size and _ZERO <= text[position] <= _NINE:
-            value = value * 10 + text[position] - _ZERO
-            position += 1
-            if value > 255 or (position - first == 2 and text[first] == _ZERO):
+        position += one
+        while position < size:
+            digit = np.int64(text[position]) - _ZERO
+            if digit < 0 or digit > 9:
+                break
+            value = value * 10 + digit
+            if value > 255 or value == digit:  # too large, or a leading zero (invalid JSON)
                 return -1, 0
-        position = _skip_space(text, position)
-        if position == text.size:
+            position += one
+        while position < size and _is_space(text[position]):
+            position += one
+        if position == size:
             return -2, 0
         values[used + count] = value
         count += 1
         if text[position] == _CLOSE:
-            return position + 1, count
+            return np.int64(position) + 1, count
         if text[position] != _COMMA:
             return -1, 0
-        position += 1
+        position += one
 
 
 @numba.njit(cache=True, nogil=True)
