@@ -11,14 +11,12 @@ compiled and cached on disk before timing, as in any process after the first cal
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import cv2
 import label_studio_brush_rle_rs as rle_rs
 import numpy as np
 from label_studio_sdk.converter import brush as sdk
 from pycocotools import mask as coco_mask
+from timing import median_seconds
 
 from converters import brush, coco_rle
 from converters.mask import Mask
@@ -58,12 +56,7 @@ def _organic(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _median_ms(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return median_seconds(function, repeats) * 1000
 
 
 def _sdk_decode(rle: list[int], width: int, height: int) -> np.ndarray:

@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+from timing import median_seconds
 
 from converters import Category, ImageRecord, Mask, Origin, Segment, brush, coco_rle
 from converters.convert import convert
@@ -42,15 +42,6 @@ CONFIG = (
     '<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
     '<Label value="a"/><Label value="b"/><Label value="Planet"/></BrushLabels></View>'
 )
-
-
-def _median_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 # -- 1. LS brush export -> COCO instance -----------------------------------------------------------------
@@ -102,9 +93,9 @@ def _brush_row(folder: Path, name: str, export: Path, regions: int, threshold: i
     config = folder / "config.xml"
     config.write_text(CONFIG)
     options = {"label_config": config, "alpha_threshold": threshold}
-    ours = _median_time(lambda: convert("labelstudio", "coco", export, folder / "ours.json", **options), 3)
+    ours = median_seconds(lambda: convert("labelstudio", "coco", export, folder / "ours.json", **options), 3)
     converter = Converter(config=CONFIG, project_dir=None, download_resources=False)
-    sdk = _median_time(
+    sdk = median_seconds(
         lambda: converter.convert(str(export), str(folder / "sdk"), "BRUSH_TO_COCO", is_dir=False), 1
     )
     ours_count = len(json.loads((folder / "ours.json").read_text())["annotations"])
@@ -240,7 +231,7 @@ def _panoptic() -> list[str]:
     _, annotation, png = renderer.render(image).payload
     if not _same_partition(png, annotation["segments_info"], naive_png, naive_info):
         raise AssertionError("segassist and the straightforward panoptic writer disagree")
-    ours = _median_time(lambda: renderer.render(image), 5)
+    ours = median_seconds(lambda: renderer.render(image), 5)
     ratio = naive / ours
     megapixels = SIDE * SIDE / 1e6
     verdict = "met" if ratio >= TARGET_PANOPTIC else "NOT met"

@@ -10,13 +10,12 @@ already decoded id map, to separate the algorithm from PNG decoding.
 from __future__ import annotations
 
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from timing import median_seconds
 
 from converters.formats.label_map import ids_to_rgb, rgb_to_ids
 from converters.qa.panoptic import ImageJob, PanopticOptions, check_image, id_stats
@@ -86,15 +85,6 @@ def per_segment_check(job: ImageJob, png_dir: Path) -> int:
     return problems + len(set(np.unique(ids).tolist()) - set(stats) - {0})
 
 
-def _median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run() -> str:
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
@@ -103,14 +93,14 @@ def run() -> str:
         for job in jobs:  # both must agree that the synthetic data is clean
             assert check_image(job, options)[0] == [], "the benchmark data must be clean"
             assert per_segment_check(job, options.png_dir) == 0
-        ours = _median_seconds(lambda: [check_image(job, options) for job in jobs], REPEATS)
-        theirs = _median_seconds(lambda: [per_segment_check(job, options.png_dir) for job in jobs], 1)
+        ours = median_seconds(lambda: [check_image(job, options) for job in jobs], REPEATS)
+        theirs = median_seconds(lambda: [per_segment_check(job, options.png_dir) for job in jobs], 1)
         id_maps = [
             rgb_to_ids(np.asarray(Image.open(options.png_dir / j.annotation["file_name"]))) for j in jobs
         ]
-        ours_stats = _median_seconds(lambda: [id_stats(ids) for ids in id_maps], REPEATS)
+        ours_stats = median_seconds(lambda: [id_stats(ids) for ids in id_maps], REPEATS)
         segment_ids = [np.unique(ids).tolist() for ids in id_maps]
-        theirs_stats = _median_seconds(
+        theirs_stats = median_seconds(
             lambda: [
                 per_segment_stats(ids, listed) for ids, listed in zip(id_maps, segment_ids, strict=True)
             ],
