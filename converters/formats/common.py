@@ -233,7 +233,7 @@ class JsonArrayWriter:
         self.target = target
         self.temp = temp_path_beside(target)
         self._parts = {name: temp_path_beside(target) for name in arrays}
-        # "r+" on the fresh empty files: truncating ("w") makes ext4 flush each file on close, a cost per call.
+        # "r+" on the fresh empty files: truncating ("w") makes ext4 flush each file on close.
         self._files = {name: path.open("r+") for name, path in self._parts.items()}
         self._counts = dict.fromkeys(arrays, 0)
 
