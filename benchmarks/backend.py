@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -97,6 +98,13 @@ def run() -> str:
         label_studio_url=f"http://127.0.0.1:{media.server_address[1]}",
         media_cache_bytes=0,  # every request downloads and decodes, as distinct tasks would
     )
+    # The single-task peer must keep every intra-op thread: request threads start after the engine's CPU
+    # workers took their share, so check what a thread started now gets.
+    with ThreadPoolExecutor(1) as later:
+        request_threads = later.submit(torch.get_num_threads).result()
+    assert request_threads == torch.get_num_threads(), "the CPU workers changed the request threads' count"
+    pool = engine.cpu_pool
+    forwards = f"{pool.workers} side by side × {pool.threads_each} threads" if pool else "one at a time"
     app = create_app(settings, engine=engine)
     batch_size = app.extensions["segassist"].batch_size
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -170,7 +178,8 @@ def run() -> str:
             "## backend: /predict stages (torchvision Mask R-CNN v2, CPU, random weights)",
             "",
             f"{SIZE}×{SIZE} PNG tasks fetched over local HTTP (media cache off), instance mode, "
-            f"BrushLabels output; batch size {batch_size}, {torch.get_num_threads()} torch threads. "
+            f"BrushLabels output; batch size {batch_size}, {torch.get_num_threads()} torch threads: a 1-task "
+            f"request runs one forward on all of them, a batch runs its forwards {forwards}. "
             "Random weights give 100 detections per image (the most Mask R-CNN returns), the heaviest case "
             "for post-processing and encoding. Stage seconds come from the Server-Timing header; `model` is "
             "the whole engine call (forward, mask pasting into boxes, thresholding); `media` is only the "
@@ -184,8 +193,9 @@ def run() -> str:
             f"Per image: {one_wall:.2f} s in a 1-task request, {batch_wall / TASKS:.2f} s in the 8-task "
             f"request, {single_total / TASKS:.2f} s over 8 single-task requests (total {single_total:.2f} s; "
             f"4 before and 4 after the 8-task request, median {statistics.median(single_walls):.2f} s). "
-            "On a CPU the forward dominates and batching cannot make it cheaper per image; on a shared "
-            "machine, load changes between requests move this ratio more than batching does.",
+            "One forward scales poorly over intra-op threads (RoI heads, NMS, mask pasting and the Python "
+            "between ops are largely serial); forwards side by side keep the cores busy. On a shared "
+            "machine, load changes between requests move this ratio too.",
             f"/health during a 2-task /predict: {len(latencies)} probes, median "
             f"{statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
             f"max {max(latencies) * 1000:.1f} ms.",

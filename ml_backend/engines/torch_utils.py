@@ -1,12 +1,14 @@
 """Device handling shared by the tensor engines: device choice, inference context, OOM batch splitting,
-weight files (local path or the framework cache) and tensor <-> Mask conversion."""
+side-by-side CPU forwards, weight files (local path or the framework cache) and tensor <-> Mask conversion."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -61,6 +63,42 @@ def split_on_oom(run: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> l
             "CUDA out of memory on a batch of %d; retrying as %d + %d", len(items), half, len(items) - half
         )
         return split_on_oom(run, items[:half]) + split_on_oom(run, items[half:])
+
+
+class CpuWorkers:
+    """Runs independent CPU forwards side by side: `workers` threads of `threads_each` intra-op threads.
+
+    Why: a detector forward scales poorly over intra-op threads (RoI heads, NMS, mask pasting and the Python
+    between ops are largely serial), so on 2 cores two images at one thread each finish sooner than one after
+    the other at two threads each (benchmarks/backend.py). One model copy serves every worker.
+
+    torch's intra-op thread count belongs to the calling thread, but `torch.set_num_threads` also sets the
+    count that threads started later take on their first parallel op. So each worker sets its count once,
+    when it starts, and the creating thread's count is then set again, which request threads started later
+    inherit unchanged.
+    """
+
+    def __init__(self, workers: int, threads_each: int) -> None:
+        self.workers, self.threads_each = workers, threads_each
+        restore = torch.get_num_threads()
+        started = threading.Barrier(workers + 1)
+
+        def start_worker() -> None:
+            # torch's lazy per-thread set-up runs on the first call; run later, it would undo the next line.
+            torch.get_num_threads()
+            torch.set_num_threads(threads_each)
+            started.wait()
+
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cpu-forward", initializer=start_worker)
+        # A pool starts a thread per task while none is idle: `workers` tasks start them all.
+        for _ in range(workers):
+            self._pool.submit(lambda: None)
+        started.wait()
+        torch.set_num_threads(restore)
+
+    def map(self, run: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """`run` on each item in the workers, results in order; the first error is raised."""
+        return list(self._pool.map(run, items))
 
 
 def to_tensor_images(images: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:

@@ -9,6 +9,10 @@ come from torchvision's metadata when the count matches, else from a JSON list b
 
 Everything after the forward pass stays on the device: masks are pasted only into their box (never a full-size
 array per detection), thresholded, fused and argmaxed there; only final masks are copied to the CPU.
+
+On a GPU the images of a call go through the model as one batch. On the CPU, where a batch is no cheaper per
+image than single images, each image has a forward of its own, and the forwards run side by side in worker
+threads that split the intra-op threads between them (`CpuWorkers`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from converters.errors import SegassistError
 from converters.formats.label_map import masks_from_label_map
 from ml_backend.engines.base import Engine
 from ml_backend.engines.torch_utils import (
+    CpuWorkers,
     crops_to_masks,
     inference,
     load_state_dict,
@@ -52,6 +57,9 @@ DETECTOR_OPTIONS = (
 )
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Side-by-side CPU forwards when there are intra-op threads to split: the app hands the CPU engine 2 images at
+# a time, and on 2 cores 2 forwards of 1 thread beat 1 forward of 2 threads (benchmarks/backend.py).
+CPU_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -129,7 +137,10 @@ class TorchvisionEngine(Engine):
         fusion_score_threshold: float = 0.5,
         fusion_overlap_threshold: float = 0.5,
         stuff_area_threshold: int = 4096,
+        cpu_workers: int = 0,
     ) -> None:
+        """`cpu_workers`: forwards run side by side on the CPU, sharing torch's intra-op threads
+        (0: CPU_WORKERS, at most one per intra-op thread)."""
         if instance is None and semantic is None:
             raise SegassistError("the torchvision engine needs an instance or a semantic model")
         self.device = device
@@ -172,13 +183,27 @@ class TorchvisionEngine(Engine):
         ]
         self._mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
         self._std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+        self.cpu_pool: CpuWorkers | None = None
+        if device.type == "cpu":
+            threads = torch.get_num_threads()
+            workers = cpu_workers or min(CPU_WORKERS, threads)
+            if workers > 1:
+                self.cpu_pool = CpuWorkers(workers, max(1, threads // workers))
 
     def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
         if mode not in self.modes:
             raise SegassistError(
                 f"the torchvision engine ({self.model_version}) cannot do {mode}; it does {self.modes}"
             )
-        return split_on_oom(lambda chunk: self._predict(chunk, mode), images)
+        if self.device.type != "cpu":
+            return split_on_oom(lambda chunk: self._predict(chunk, mode), images)
+
+        def predict_one(image: np.ndarray) -> list[Segment]:
+            return self._predict([image], mode)[0]
+
+        if self.cpu_pool is not None and len(images) > 1:
+            return self.cpu_pool.map(predict_one, images)
+        return [predict_one(image) for image in images]
 
     def _predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
         with inference(self.device):

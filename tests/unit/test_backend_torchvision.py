@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from torchvision.transforms._presets import SemanticSegmentation
 from converters.errors import SegassistError
 from ml_backend.engines import torchvision_engine
 from ml_backend.engines.registry import load_engine, resolve_device
-from ml_backend.engines.torch_utils import split_on_oom
+from ml_backend.engines.torch_utils import CpuWorkers, split_on_oom
 from ml_backend.engines.torchvision_engine import PanopticFusion
 from tests.backend_support import FAST_OPTIONS, load_test_engine, sample_image, save_random_weights
 
@@ -52,7 +53,8 @@ def test_instances_equal_torchvision_pasted_masks(engine) -> None:
     predicted = engine.predict(IMAGES, "instance")
     module = engine._instance.module
     with torch.inference_mode():
-        reference = module([torch.from_numpy(image).permute(2, 0, 1).float() / 255 for image in IMAGES])
+        # On the CPU each image has a forward of its own (no padding to a shared batch size).
+        reference = [module([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0] for image in IMAGES]
     for segments, expected, image in zip(predicted, reference, IMAGES, strict=True):
         dense = [(mask[0] > 0.5).numpy() for mask in expected["masks"]]
         keep = [index for index, mask in enumerate(dense) if mask.any()]
@@ -91,6 +93,33 @@ def test_panoptic_segments_never_overlap(engine) -> None:
             assert not canvas[segment.mask.dense()].any(), "a pixel belongs to two segments"
             segment.mask.paste_into(canvas, 1)
         assert any(not engine_category(engine, s.category_id).isthing for s in segments)
+
+
+def _described(predicted: list[list]) -> list[list[tuple]]:
+    return [[(s.category_id, s.score, s.mask.dense().tobytes()) for s in segments] for segments in predicted]
+
+
+def test_cpu_workers_give_the_segments_of_one_image_at_a_time_in_order(weights, engine) -> None:
+    side_by_side = load_test_engine(*weights, cpu_workers=2)
+    images = [*IMAGES, sample_image(64, 64, seed=3)]
+    for mode in ("instance", "panoptic"):
+        one_at_a_time = [engine.predict([image], mode)[0] for image in images]
+        assert _described(side_by_side.predict(images, mode)) == _described(one_at_a_time)
+
+
+def test_cpu_workers_split_the_threads_and_leave_the_callers_count() -> None:
+    torch.set_num_threads(2)
+    try:
+        workers = CpuWorkers(2, 1)
+        assert workers.map(lambda _: torch.get_num_threads(), range(4)) == [1, 1, 1, 1]
+        assert torch.get_num_threads() == 2
+        with ThreadPoolExecutor(1) as later:  # threads started later (requests) keep the full count
+            assert later.submit(torch.get_num_threads).result() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert workers.map(lambda item: item * 10, [3, 1, 2]) == [30, 10, 20]
+    with pytest.raises(ZeroDivisionError):
+        workers.map(lambda item: 1 // item, [1, 0])
 
 
 def engine_category(engine, category_id: int):
