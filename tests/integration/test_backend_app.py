@@ -291,8 +291,16 @@ def test_health_answers_fast_while_a_long_predict_runs(make_client, engine, medi
     base = f"http://127.0.0.1:{server.server_port}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        # Enough tasks that the predict outlasts 20 probes on an idle, fast machine too.
-        tasks = [ls_task(i, path) for i, path in enumerate(list(IMAGES) * 10)]
+        # Images that take 0.25 s each to download keep the predict busy past the 20 probes on any machine.
+        image = png_bytes(next(iter(IMAGES.values())))
+
+        def slow_image(headers: dict) -> tuple[int, dict, bytes]:
+            time.sleep(0.25)
+            return 200, {"Content-Type": "image/png"}, image
+
+        paths = [f"/data/upload/1/slow-{i}.png" for i in range(24)]
+        media.routes.update(dict.fromkeys(paths, slow_image))
+        tasks = [ls_task(i, path) for i, path in enumerate(paths)]
         outcome: dict = {}
 
         def long_predict() -> None:
