@@ -15,3 +15,15 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip(f"real fixtures not found at {REALDATA} (shared/realdata beside the checkout)")
     return REALDATA
+
+
+@pytest.fixture(scope="session")
+def litemedsam():
+    """The embedded LiteMedSAM engine on the CPU, loaded once for every test that prompts it (its embedding
+    cache is shared too: tests use their own image keys and count cache hits relative to their start)."""
+    import torch
+
+    from ml_backend.engines.sam import load_default
+
+    torch.set_num_threads(1)
+    return load_default(torch.device("cpu"))

@@ -236,10 +236,8 @@ def test_basic_auth_guards_everything_but_health(make_client) -> None:
     assert client.post("/webhook", json={}, headers=auth("ls", "s3cret")).status_code == 200
 
 
-def test_interactive_requests_go_to_the_sam_handler(media) -> None:
-    from ml_backend.engines.sam import load_default
-
-    app = create_app(Settings(label_studio_url=media.url), engine=load_default(torch.device("cpu")))
+def test_interactive_requests_go_to_the_sam_handler(media, litemedsam) -> None:
+    app = create_app(Settings(label_studio_url=media.url), engine=litemedsam)
     client = app.test_client()
     config = (
         '<View><Image name="image" value="$image"/>'

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import torch
 from flask.testing import FlaskClient
 from PIL import Image
 from skimage import data
 
 from converters import brush
 from ml_backend.app import create_app
-from ml_backend.engines.sam import SamEngine, load_default
+from ml_backend.engines.sam import SamEngine
 from ml_backend.settings import Settings
 from tests.unit.sam_references import (
     ASTRONAUT_SIZE,
@@ -35,17 +34,11 @@ CONFIG = """
 
 
 @pytest.fixture(scope="module")
-def engine() -> SamEngine:
-    torch.set_num_threads(1)
-    return load_default(torch.device("cpu"))
-
-
-@pytest.fixture(scope="module")
-def client(engine: SamEngine, tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
+def client(litemedsam: SamEngine, tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
     root = tmp_path_factory.mktemp("media")
     Image.fromarray(data.coffee()).save(root / "coffee.png")
     Image.fromarray(data.astronaut()).save(root / "astronaut.png")
-    app = create_app(Settings(local_files_document_root=str(root)), engine=engine)
+    app = create_app(Settings(local_files_document_root=str(root)), engine=litemedsam)
     return app.test_client()
 
 
@@ -88,18 +81,18 @@ def test_keypoint_on_the_helmet(client: FlaskClient) -> None:
 
 
 def test_rectangle_around_the_spoon_and_the_cached_second_prompt(
-    client: FlaskClient, engine: SamEngine
+    client: FlaskClient, litemedsam: SamEngine
 ) -> None:
     task = _task(2, "coffee.png")
-    misses = engine.cache.misses
+    misses = litemedsam.cache.misses
     region = _only_region(_predict(client, task, [rectangle_region(320, 60, 430, 330, COFFEE_SIZE)]))
     height, width = COFFEE_SIZE
     mask = brush.decode_mask(region["value"]["rle"], width, height)
     assert mask.iou(reference(COFFEE_SIZE, SPOON_HANDLE, SPOON_BOWL)) >= 0.6  # as in test_sam_engine
-    assert engine.cache.misses == misses + 1
+    assert litemedsam.cache.misses == misses + 1
     # The next prompt on the same task reuses the image embedding.
     _only_region(_predict(client, task, [keypoint_region(365, 290, COFFEE_SIZE)]))
-    assert engine.cache.misses == misses + 1
+    assert litemedsam.cache.misses == misses + 1
 
 
 def test_unknown_label_is_a_400_naming_task_and_region(client: FlaskClient) -> None:

@@ -27,12 +27,6 @@ CUP_INSIDE = (290, 100)  # a pixel of the coffee in the cup
 
 
 @pytest.fixture(scope="module")
-def engine() -> SamEngine:
-    torch.set_num_threads(1)
-    return load_default(torch.device("cpu"))
-
-
-@pytest.fixture(scope="module")
 def coffee() -> np.ndarray:
     return data.coffee()
 
@@ -47,15 +41,15 @@ def _holds(mask: Mask, point: tuple[float, float]) -> bool:
     return bool(mask.dense()[int(y), int(x)])
 
 
-def test_default_model_is_litemedsam_and_box_only(engine: SamEngine) -> None:
-    assert engine.box_only
-    assert engine.model_version.startswith(f"sam-{DEFAULT_MODEL}-")
-    assert engine.sam.image_encoder.img_size == 256
-    assert load(DEFAULT_MODEL, torch.device("cpu")).model_version == engine.model_version
+def test_default_model_is_litemedsam_and_box_only(litemedsam: SamEngine) -> None:
+    assert litemedsam.box_only
+    assert litemedsam.model_version.startswith(f"sam-{DEFAULT_MODEL}-")
+    assert litemedsam.sam.image_encoder.img_size == 256
+    assert load(DEFAULT_MODEL, torch.device("cpu")).model_version == litemedsam.model_version
 
 
-def test_box_around_the_spoon_gives_bowl_and_handle_but_not_the_cup(engine: SamEngine, coffee) -> None:
-    mask, score = engine.segment_prompt(coffee, "coffee", Prompt(box=(320, 60, 430, 330)))
+def test_box_around_the_spoon_gives_bowl_and_handle_but_not_the_cup(litemedsam: SamEngine, coffee) -> None:
+    mask, score = litemedsam.segment_prompt(coffee, "coffee", Prompt(box=(320, 60, 430, 330)))
     handle = reference(COFFEE_SIZE, SPOON_HANDLE)
     bowl = reference(COFFEE_SIZE, SPOON_BOWL)
     # 0.6: the handle is 10 to 15 px wide, so a 2 to 3 px tracing error there alone costs ~0.1 of IoU, and the
@@ -67,58 +61,60 @@ def test_box_around_the_spoon_gives_bowl_and_handle_but_not_the_cup(engine: SamE
     assert 0.5 < score <= 1.0
 
 
-def test_box_around_the_helmet(engine: SamEngine, astronaut) -> None:
-    mask, _ = engine.segment_prompt(astronaut, "astronaut", Prompt(box=(270, 340, 512, 512)))
+def test_box_around_the_helmet(litemedsam: SamEngine, astronaut) -> None:
+    mask, _ = litemedsam.segment_prompt(astronaut, "astronaut", Prompt(box=(270, 340, 512, 512)))
     # 0.72: a compact, high-contrast object whose outline was traced to ~3 px (measured 0.83).
     assert mask.iou(reference(ASTRONAUT_SIZE, HELMET)) >= 0.72
 
 
-def test_box_around_the_saucer_gives_it_with_everything_on_it(engine: SamEngine, coffee) -> None:
-    mask, _ = engine.segment_prompt(coffee, "coffee", Prompt(box=(70, 10, 485, 395)))
+def test_box_around_the_saucer_gives_it_with_everything_on_it(litemedsam: SamEngine, coffee) -> None:
+    mask, _ = litemedsam.segment_prompt(coffee, "coffee", Prompt(box=(70, 10, 485, 395)))
     # 0.85: a large object, so the tracing error is a small fraction of its area (measured 0.95).
     assert mask.iou(reference(COFFEE_SIZE, SAUCER_WITH_CUP)) >= 0.85
 
 
-def test_one_click_on_the_helmet_gives_the_helmet(engine: SamEngine, astronaut) -> None:
+def test_one_click_on_the_helmet_gives_the_helmet(litemedsam: SamEngine, astronaut) -> None:
     # LiteMedSAM alone gives an empty mask for a click; the engine turns it into boxes.
-    mask, _ = engine.segment_prompt(astronaut, "astronaut", Prompt(points=((400, 420),), point_labels=(1,)))
+    mask, _ = litemedsam.segment_prompt(
+        astronaut, "astronaut", Prompt(points=((400, 420),), point_labels=(1,))
+    )
     assert mask.iou(reference(ASTRONAUT_SIZE, HELMET)) >= 0.72  # as for the box (measured 0.81)
 
 
-def test_one_click_on_the_spoon_bowl_gives_the_bowl(engine: SamEngine, coffee) -> None:
-    mask, _ = engine.segment_prompt(coffee, "coffee", Prompt(points=((365, 290),), point_labels=(1,)))
+def test_one_click_on_the_spoon_bowl_gives_the_bowl(litemedsam: SamEngine, coffee) -> None:
+    mask, _ = litemedsam.segment_prompt(coffee, "coffee", Prompt(points=((365, 290),), point_labels=(1,)))
     # The handle is a separate part behind the cup, so one click gives the bowl (and its neck).
     assert mask.iou(reference(COFFEE_SIZE, SPOON_BOWL)) >= 0.6
     assert not _holds(mask, CUP_INSIDE)
 
 
-def test_negative_click_removes_what_it_marks(engine: SamEngine, coffee) -> None:
+def test_negative_click_removes_what_it_marks(litemedsam: SamEngine, coffee) -> None:
     positive = (250, 230)  # the cup's red body
-    alone, _ = engine.segment_prompt(coffee, "coffee", Prompt(points=(positive,), point_labels=(1,)))
+    alone, _ = litemedsam.segment_prompt(coffee, "coffee", Prompt(points=(positive,), point_labels=(1,)))
     assert _holds(alone, CUP_INSIDE)  # the whole cup, coffee included
-    both, _ = engine.segment_prompt(
+    both, _ = litemedsam.segment_prompt(
         coffee, "coffee", Prompt(points=(positive, CUP_INSIDE), point_labels=(1, 0))
     )
     assert _holds(both, positive)
     assert not _holds(both, CUP_INSIDE)
 
 
-def test_box_and_clicks_combine_into_one_prompt(engine: SamEngine, coffee) -> None:
+def test_box_and_clicks_combine_into_one_prompt(litemedsam: SamEngine, coffee) -> None:
     # The saucer box alone gives saucer, cup and spoon; a click on the spoon bowl inside it narrows it down.
     prompt = Prompt(points=((365, 290), CUP_INSIDE), point_labels=(1, 0), box=(70, 10, 485, 395))
-    mask, _ = engine.segment_prompt(coffee, "coffee", prompt)
+    mask, _ = litemedsam.segment_prompt(coffee, "coffee", prompt)
     assert _holds(mask, (365, 290))
     assert not _holds(mask, CUP_INSIDE)
     assert mask.area < 0.5 * reference(COFFEE_SIZE, SAUCER_WITH_CUP).area
 
 
-def test_second_prompt_on_an_image_reuses_its_embedding(engine: SamEngine, astronaut) -> None:
+def test_second_prompt_on_an_image_reuses_its_embedding(litemedsam: SamEngine, astronaut) -> None:
     key = "cache-test:astronaut"
-    misses, hits = engine.cache.misses, engine.cache.hits
-    engine.segment_prompt(astronaut, key, Prompt(box=(270, 340, 512, 512)))
-    assert (engine.cache.misses, engine.cache.hits) == (misses + 1, hits)
-    engine.segment_prompt(astronaut, key, Prompt(points=((400, 420),), point_labels=(1,)))
-    assert (engine.cache.misses, engine.cache.hits) == (misses + 1, hits + 1)
+    misses, hits = litemedsam.cache.misses, litemedsam.cache.hits
+    litemedsam.segment_prompt(astronaut, key, Prompt(box=(270, 340, 512, 512)))
+    assert (litemedsam.cache.misses, litemedsam.cache.hits) == (misses + 1, hits)
+    litemedsam.segment_prompt(astronaut, key, Prompt(points=((400, 420),), point_labels=(1,)))
+    assert (litemedsam.cache.misses, litemedsam.cache.hits) == (misses + 1, hits + 1)
 
 
 @pytest.mark.parametrize(
@@ -130,28 +126,28 @@ def test_second_prompt_on_an_image_reuses_its_embedding(engine: SamEngine, astro
         (Prompt(points=((10, 10),), point_labels=(0,)), "no positive click"),
     ],
 )
-def test_bad_prompts_raise_a_clear_error(engine: SamEngine, coffee, prompt: Prompt, message: str) -> None:
+def test_bad_prompts_raise_a_clear_error(litemedsam: SamEngine, coffee, prompt: Prompt, message: str) -> None:
     with pytest.raises(SegassistError, match=message):
-        engine.segment_prompt(coffee, "coffee", prompt)
+        litemedsam.segment_prompt(coffee, "coffee", prompt)
 
 
-def test_non_rgb_image_is_refused(engine: SamEngine) -> None:
+def test_non_rgb_image_is_refused(litemedsam: SamEngine) -> None:
     with pytest.raises(SegassistError, match="RGB uint8"):
-        engine.segment_prompt(np.zeros((8, 8), np.uint8), "gray", Prompt(box=(0, 0, 4, 4)))
+        litemedsam.segment_prompt(np.zeros((8, 8), np.uint8), "gray", Prompt(box=(0, 0, 4, 4)))
 
 
-def test_non_instance_mode_is_refused(engine: SamEngine, coffee) -> None:
+def test_non_instance_mode_is_refused(litemedsam: SamEngine, coffee) -> None:
     with pytest.raises(SegassistError, match="instance proposals only"):
-        engine.predict([coffee], "semantic")
+        litemedsam.predict([coffee], "semantic")
 
 
 @pytest.mark.slow
 def test_automatic_proposals_find_the_helmet_and_can_be_made_exclusive(astronaut) -> None:
-    engine = load_default(torch.device("cpu"), non_overlapping=True, proposal_label="thing")
-    [segments] = engine.predict([astronaut], "instance")
-    assert engine.categories[0].name == "thing"
-    assert segments and all(segment.category_id == engine.categories[0].id for segment in segments)
-    assert all(segment.score >= engine.min_proposal_iou for segment in segments)
+    litemedsam = load_default(torch.device("cpu"), non_overlapping=True, proposal_label="thing")
+    [segments] = litemedsam.predict([astronaut], "instance")
+    assert litemedsam.categories[0].name == "thing"
+    assert segments and all(segment.category_id == litemedsam.categories[0].id for segment in segments)
+    assert all(segment.score >= litemedsam.min_proposal_iou for segment in segments)
     # The helmet is the clearest object: some proposal is it, about as well as a box prompt does.
     helmet = reference(ASTRONAUT_SIZE, HELMET)
     assert max(segment.mask.iou(helmet) for segment in segments) >= 0.7
