@@ -1,19 +1,22 @@
 """The Flask app factory and the prediction service behind the protocol routes.
 
 One `Backend` per process holds the engine (loaded once, before the first request), the media fetcher, a cache
-of parsed label configs and a thread pool that decodes the next tasks' images while the model runs. One model
-forward runs at a time (`_model_lock`); /health and /setup never wait for it.
+of parsed label configs and a thread pool that decodes the next tasks' images while the model runs. One
+request's prediction runs at a time (`_model_lock`); /health and /setup never wait for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -102,73 +105,78 @@ class Backend:
 
     # -- batch prediction ------------------------------------------------------------------------------------
 
-    def predict_batch(self, tasks: list, info: LabelConfigInfo, timings: dict[str, float]) -> list[dict]:
-        """One prediction per task, in order. A task that fails (bad image, bad data) gets an empty prediction
-        and a logged reason; the others are unaffected."""
+    def predict_batch(self, tasks: list, info: LabelConfigInfo, timings: dict[str, float]) -> list[str]:
+        """One prediction per task, in order, as JSON text. A task that fails (bad image, bad data) gets an
+        empty prediction and a logged reason; the others are unaffected.
+
+        The request is one stream: images are decoded a few tasks ahead of the model, and each task is
+        shaped, encoded and serialized as soon as its segments are ready, while the model works on the next.
+        """
+        empty = postprocess.prediction_json(postprocess.empty_prediction(self.model_version))
         if self.mode is None or info.output is None:
             reason = "no automatic mode for this engine" if self.mode is None else "no mask or box control"
             log.warning("returning empty predictions for %d tasks: %s", len(tasks), reason)
-            return [postprocess.empty_prediction(self.model_version) for _ in tasks]
+            return [empty] * len(tasks)
         if not info.label_for_category:
             log.warning("no model class maps to a label of control %r: empty predictions", info.output.name)
-            return [postprocess.empty_prediction(self.model_version) for _ in tasks]
-        batch_size = self.batch_size
-        chunks = [
-            range(start, min(start + batch_size, len(tasks))) for start in range(0, len(tasks), batch_size)
-        ]
-        pending: deque[list[Future]] = deque()
-        # Decode at most two chunks ahead, so a huge request never holds every image at once.
-        for chunk in chunks[:2]:
-            pending.append([self._pool.submit(self.load_task_image, tasks[i], info) for i in chunk])
-        predictions: list[dict] = []
-        for number, chunk in enumerate(chunks):
-            started = time.perf_counter()
-            loaded: list[tuple[int, np.ndarray]] = []
-            for index, future in zip(chunk, pending.popleft(), strict=True):
+            return [empty] * len(tasks)
+        decoded: deque[int] = deque()  # task indices of the images handed to the engine, not yet predicted
+
+        def images() -> Iterator[np.ndarray]:
+            # Decoding runs two batches ahead, so a huge request never holds every image at once.
+            ahead = 2 * self.batch_size
+            unsubmitted = enumerate(tasks)
+            pending: deque[tuple[int, Future]] = deque()
+            while True:
+                for index, task in itertools.islice(unsubmitted, ahead - len(pending)):
+                    pending.append((index, self._pool.submit(self.load_task_image, task, info)))
+                if not pending:
+                    return
+                index, future = pending.popleft()
+                started = time.perf_counter()
                 try:
-                    loaded.append((index, future.result()))
+                    image = future.result()
                 except SegassistError as error:
                     log.warning("task skipped: %s", error)
-            if number + 2 < len(chunks):
-                pending.append(
-                    [self._pool.submit(self.load_task_image, tasks[i], info) for i in chunks[number + 2]]
-                )
-            timings["media"] += time.perf_counter() - started
-            by_index = self._predict_chunk(loaded, info, timings)
-            predictions += [
-                by_index.get(index) or postprocess.empty_prediction(self.model_version) for index in chunk
-            ]
-        return predictions
+                    continue
+                finally:
+                    timings["media"] += time.perf_counter() - started
+                decoded.append(index)
+                yield image
 
-    def _predict_chunk(
-        self, loaded: list[tuple[int, np.ndarray]], info: LabelConfigInfo, timings: dict[str, float]
-    ) -> dict[int, dict]:
-        if not loaded:
-            return {}
+        predictions: dict[int, str] = {}
+        with (
+            self._model_lock,
+            contextlib.closing(self.engine.predict_each(images(), self.mode, self.batch_size)) as predicted,
+        ):
+            while True:
+                started, media_before = time.perf_counter(), timings["media"]
+                segments = next(predicted, None)
+                # Waiting for images happens inside the engine's reads; it is media time, not model time.
+                timings["model"] += time.perf_counter() - started - (timings["media"] - media_before)
+                if segments is None:
+                    break
+                predictions[decoded.popleft()] = self._prediction_text(segments, info, timings)
+        return [predictions.get(index, empty) for index in range(len(tasks))]
+
+    def _prediction_text(self, segments: list, info: LabelConfigInfo, timings: dict[str, float]) -> str:
         started = time.perf_counter()
-        with self._model_lock:
-            segments = self.engine.predict([image for _, image in loaded], self.mode)
-        timings["model"] += time.perf_counter() - started
-        started = time.perf_counter()
-        shaped = [
-            postprocess.shape(
-                found,
-                info,
-                mode=self.mode,
-                categories=self.engine.categories,
-                score_threshold=self.settings.score_threshold,
-                max_regions=self.settings.max_regions,
-            )
-            for found in segments
-        ]
-        timings["postprocess"] += time.perf_counter() - started
-        started = time.perf_counter()
-        encoded = {
-            index: postprocess.encode(regions, info, self.model_version)
-            for (index, _), regions in zip(loaded, shaped, strict=True)
-        }
-        timings["encoding"] += time.perf_counter() - started
-        return encoded
+        shaped = postprocess.shape(
+            segments,
+            info,
+            mode=self.mode,
+            categories=self.engine.categories,
+            score_threshold=self.settings.score_threshold,
+            max_regions=self.settings.max_regions,
+        )
+        encoding_started = time.perf_counter()
+        prediction = postprocess.encode(shaped, info, self.model_version)
+        json_started = time.perf_counter()
+        text = postprocess.prediction_json(prediction)
+        timings["postprocess"] += encoding_started - started
+        timings["encoding"] += json_started - encoding_started
+        timings["json"] += time.perf_counter() - json_started
+        return text
 
     # -- interactive -----------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -133,6 +134,11 @@ def _download_huggingface(model_id: str) -> None:
         ) from None
     try:
         path = snapshot_download(model_id)
+        if json.loads((Path(path) / "config.json").read_text()).get("model_type") == "oneformer":
+            from transformers import AutoProcessor
+
+            # OneFormer's processor fetches its class info file (another hub repo) when first loaded.
+            AutoProcessor.from_pretrained(path)
     except Exception as error:  # huggingface_hub raises many types when offline or the id is wrong
         raise SegassistError(
             f"cannot download {model_id} from the Hugging Face hub ({type(error).__name__}); on a machine "

@@ -8,6 +8,7 @@ converters' Label Studio region writer, in the control type the config has.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,3 +111,11 @@ def encode(labeled: Sequence[LabeledSegment], info: LabelConfigInfo, model_versi
 def empty_prediction(model_version: str) -> dict:
     """What a task gets when it cannot be predicted (the reason is logged, not sent)."""
     return {"result": [], "score": 0.0, "model_version": model_version}
+
+
+def prediction_json(prediction: dict) -> str:
+    """The prediction as JSON text, region by region: one json.dumps of many large brush masks holds the GIL
+    for seconds, which would stall /health and the model's Python between ops."""
+    regions = ",".join(json.dumps(region, separators=(",", ":")) for region in prediction["result"])
+    rest = json.dumps({k: v for k, v in prediction.items() if k != "result"}, separators=(",", ":"))
+    return '{"result":[' + regions + "]" + ("," + rest[1:] if rest != "{}" else "}")

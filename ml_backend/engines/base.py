@@ -1,4 +1,4 @@
-"""The engine interface: load once per process, predict a batch, return segments.
+"""The engine interface: load once per process, predict images, return segments.
 
 Engines speak the converters' model: each predicted segment is a `converters.Segment` whose `category_id`
 indexes `engine.categories` (class names with isthing), with a `score`. Label mapping to the Label Studio
@@ -8,7 +8,8 @@ config happens outside the engine.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,17 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
-        """Segments for each image, in order. Called with a whole /predict batch."""
+        """Segments for each image, in order."""
+
+    def predict_each(
+        self, images: Iterable[np.ndarray], mode: str, batch_size: int
+    ) -> Iterator[list[Segment]]:
+        """Segments for each image, in order, each as soon as it is ready: how /predict runs a request.
+        `images` is read only as the model needs them (so decoding runs ahead, not all at once); this default
+        predicts consecutive batches of `batch_size`."""
+        remaining = iter(images)
+        while batch := list(itertools.islice(remaining, batch_size)):
+            yield from self.predict(batch, mode)
 
 
 class InteractiveEngine(Engine):

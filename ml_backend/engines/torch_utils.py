@@ -7,8 +7,10 @@ import contextlib
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+_END = object()
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -96,9 +99,30 @@ class CpuWorkers:
         started.wait()
         torch.set_num_threads(restore)
 
-    def map(self, run: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """`run` on each item in the workers, results in order; the first error is raised."""
-        return list(self._pool.map(run, items))
+    def imap(self, run: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        """`run` on each item in the workers, results in order as they are ready; the first error is raised.
+
+        Items are read only as workers need them: at most two per worker are taken ahead of the result being
+        waited for, so a worker that finishes early starts the next item instead of waiting for a slower
+        neighbour. Closing the iterator early cancels what has not started and waits for what has, so a caller
+        holding a lock around it never leaves a forward running after it lets go.
+        """
+        pending: deque[Future[R]] = deque()
+        remaining = iter(items)
+        try:
+            while True:
+                while len(pending) < 2 * self.workers:
+                    item = next(remaining, _END)
+                    if item is _END:
+                        break
+                    pending.append(self._pool.submit(run, item))
+                if not pending:
+                    return
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+            futures.wait(pending)
 
 
 def to_tensor_images(images: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:

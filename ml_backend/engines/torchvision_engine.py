@@ -17,8 +17,9 @@ threads that split the intra-op threads between them (`CpuWorkers`).
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +58,8 @@ DETECTOR_OPTIONS = (
 )
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Side-by-side CPU forwards when there are intra-op threads to split: the app hands the CPU engine 2 images at
-# a time, and on 2 cores 2 forwards of 1 thread beat 1 forward of 2 threads (benchmarks/backend.py).
+# Side-by-side CPU forwards when there are intra-op threads to split: on 2 cores 2 forwards of 1 thread beat
+# 1 forward of 2 threads (benchmarks/backend.py).
 CPU_WORKERS = 2
 
 
@@ -191,19 +192,40 @@ class TorchvisionEngine(Engine):
                 self.cpu_pool = CpuWorkers(workers, max(1, threads // workers))
 
     def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
+        self._check_mode(mode)
+        if self.device.type == "cpu":
+            return list(self._predict_on_cpu(images, mode))
+        return split_on_oom(lambda chunk: self._predict(chunk, mode), images)
+
+    def predict_each(
+        self, images: Iterable[np.ndarray], mode: str, batch_size: int
+    ) -> Iterator[list[Segment]]:
+        if self.device.type != "cpu":
+            yield from super().predict_each(images, mode, batch_size)
+            return
+        self._check_mode(mode)
+        yield from self._predict_on_cpu(images, mode)
+
+    def _check_mode(self, mode: str) -> None:
         if mode not in self.modes:
             raise SegassistError(
                 f"the torchvision engine ({self.model_version}) cannot do {mode}; it does {self.modes}"
             )
-        if self.device.type != "cpu":
-            return split_on_oom(lambda chunk: self._predict(chunk, mode), images)
+
+    def _predict_on_cpu(self, images: Iterable[np.ndarray], mode: str) -> Iterator[list[Segment]]:
+        """A forward per image, side by side in the CPU workers when there are two images or more: the whole
+        request is one queue, so a worker never waits for a slower neighbour. A single image runs in the
+        calling thread, on every intra-op thread."""
 
         def predict_one(image: np.ndarray) -> list[Segment]:
             return self._predict([image], mode)[0]
 
-        if self.cpu_pool is not None and len(images) > 1:
-            return self.cpu_pool.map(predict_one, images)
-        return [predict_one(image) for image in images]
+        remaining = iter(images)
+        first = list(itertools.islice(remaining, 2))
+        images = itertools.chain(first, remaining)
+        if self.cpu_pool is None or len(first) < 2:
+            return map(predict_one, images)
+        return self.cpu_pool.imap(predict_one, images)
 
     def _predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
         with inference(self.device):

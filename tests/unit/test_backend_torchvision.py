@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -107,19 +109,78 @@ def test_cpu_workers_give_the_segments_of_one_image_at_a_time_in_order(weights, 
         assert _described(side_by_side.predict(images, mode)) == _described(one_at_a_time)
 
 
+def test_a_single_image_runs_in_the_calling_thread_and_several_in_the_workers(weights, monkeypatch) -> None:
+    side_by_side = load_test_engine(*weights, cpu_workers=2)
+    threads: list[str] = []
+    predict = side_by_side._predict
+
+    def recording(images, mode):
+        threads.append(threading.current_thread().name)
+        return predict(images, mode)
+
+    monkeypatch.setattr(side_by_side, "_predict", recording)
+    [segments] = side_by_side.predict_each(iter(IMAGES[:1]), "instance", 2)
+    # Alone, the image keeps every intra-op thread of the request's thread.
+    assert threads == [threading.current_thread().name]
+    threads.clear()
+    assert len(list(side_by_side.predict_each(iter(IMAGES * 2), "instance", 2))) == 2 * len(IMAGES)
+    assert threads and all(name.startswith("cpu-forward") for name in threads)
+
+
 def test_cpu_workers_split_the_threads_and_leave_the_callers_count() -> None:
     torch.set_num_threads(2)
     try:
         workers = CpuWorkers(2, 1)
-        assert workers.map(lambda _: torch.get_num_threads(), range(4)) == [1, 1, 1, 1]
+        assert list(workers.imap(lambda _: torch.get_num_threads(), range(4))) == [1, 1, 1, 1]
         assert torch.get_num_threads() == 2
         with ThreadPoolExecutor(1) as later:  # threads started later (requests) keep the full count
             assert later.submit(torch.get_num_threads).result() == 2
     finally:
         torch.set_num_threads(1)
-    assert workers.map(lambda item: item * 10, [3, 1, 2]) == [30, 10, 20]
+    assert list(workers.imap(lambda item: item * 10, [3, 1, 2])) == [30, 10, 20]
     with pytest.raises(ZeroDivisionError):
-        workers.map(lambda item: 1 // item, [1, 0])
+        list(workers.imap(lambda item: 1 // item, [1, 0]))
+
+
+def test_cpu_workers_read_ahead_a_bounded_amount_and_finish_what_started_when_closed() -> None:
+    workers = CpuWorkers(2, 1)
+    read: list[int] = []
+    finished: list[int] = []
+
+    def items():
+        for item in range(100):
+            read.append(item)
+            yield item
+
+    def run(item: int) -> int:
+        time.sleep(0.05 if item == 0 else 0.4)
+        finished.append(item)
+        return item
+
+    results = workers.imap(run, items())
+    assert next(results) == 0
+    # Two items per worker were taken ahead of the one waited for: never the whole request.
+    assert read == [0, 1, 2, 3]
+    results.close()
+    # Closing returned only after the forwards already running ended (item 1 at least); the queued ones
+    # never ran, then or later.
+    at_close = list(finished)
+    time.sleep(1)
+    assert finished == at_close and 1 in finished and 3 not in finished
+
+
+def test_cpu_workers_let_a_fast_item_overtake_a_slow_one_but_yield_in_order() -> None:
+    workers = CpuWorkers(2, 1)
+    order: list[int] = []
+
+    def run(seconds: float) -> float:
+        time.sleep(seconds)
+        order.append(seconds)
+        return seconds
+
+    assert list(workers.imap(run, [0.6, 0.1, 0.1, 0.1])) == [0.6, 0.1, 0.1, 0.1]
+    # The second worker went on to the next items while the first was busy with the slow one.
+    assert order[:3] == [0.1, 0.1, 0.1]
 
 
 def engine_category(engine, category_id: int):

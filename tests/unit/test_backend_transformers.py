@@ -1,16 +1,23 @@
-"""The transformers engine on a tiny Mask2Former config saved with save_pretrained and loaded back through
-`load`; transformers' own processor run on the same model is the oracle."""
+"""The transformers engine on tiny Mask2Former and OneFormer configs saved with save_pretrained and loaded
+back through `load`; transformers' own processors run on the same models are the oracle."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 import torch
 from label_studio_sdk.label_interface import LabelInterface
 from transformers import (
+    CLIPTokenizer,
     Mask2FormerConfig,
     Mask2FormerForUniversalSegmentation,
     Mask2FormerImageProcessor,
+    OneFormerConfig,
+    OneFormerForUniversalSegmentation,
+    OneFormerImageProcessor,
+    OneFormerProcessor,
     SwinConfig,
 )
 
@@ -24,11 +31,12 @@ CPU = torch.device("cpu")
 NAMES = {0: "cat", 1: "dog", 2: "sky", 3: "grass"}
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    backbone = SwinConfig(
+THINGS = {0, 1}  # cat, dog; sky and grass are stuff
+TASK_TOKENS = 24  # "the task is panoptic" letter by letter, with start and end tokens: 21
+
+
+def _tiny_swin() -> SwinConfig:
+    return SwinConfig(
         embed_dim=16,
         depths=[1, 1, 1, 1],
         num_heads=[1, 1, 2, 2],
@@ -36,8 +44,14 @@ def model_dir(tmp_path_factory):
         image_size=64,
         out_features=["stage1", "stage2", "stage3", "stage4"],
     )
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
     config = Mask2FormerConfig(
-        backbone_config=backbone,
+        backbone_config=_tiny_swin(),
         feature_size=32,
         mask_feature_size=32,
         hidden_dim=32,
@@ -124,9 +138,178 @@ def test_panoptic_segments_are_exclusive_and_pass_label_studio_validation(model_
         server.close()
 
 
+def test_predict_each_reads_images_one_batch_ahead_and_equals_predict(model_dir) -> None:
+    engine = transformers_engine.load(str(model_dir), CPU, threshold=0.0)
+    read: list[int] = []
+
+    def images():
+        for index, image in enumerate(IMAGES * 2):
+            read.append(index)
+            yield image
+
+    results = engine.predict_each(images(), "instance", batch_size=2)
+    first = next(results)
+    assert read == [0, 1]  # one batch, not the whole request
+    predicted = [first, *results]
+    assert read == [0, 1, 2, 3]
+    expected = engine.predict(IMAGES, "instance") * 2
+    described = [[(s.category_id, s.score, s.mask.dense().tobytes()) for s in found] for found in predicted]
+    assert described == [
+        [(s.category_id, s.score, s.mask.dense().tobytes()) for s in found] for found in expected
+    ]
+
+
 def test_missing_or_foreign_models_are_named_errors(tmp_path) -> None:
     with pytest.raises(SegassistError, match="segassist weights download nobody/no-such-model"):
         transformers_engine.load("nobody/no-such-model", CPU)
     SwinConfig().save_pretrained(tmp_path)
     with pytest.raises(SegassistError, match="is a swin model"):
+        transformers_engine.load(str(tmp_path), CPU)
+
+
+# -- OneFormer -----------------------------------------------------------------------------------------------
+
+
+def _write_char_level_clip_tokenizer(folder) -> CLIPTokenizer:
+    """A real CLIP tokenizer with a character vocabulary and no merges: enough for OneFormer's task
+    sentence, which it spells out letter by letter (TASK_TOKENS covers the longest)."""
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in sorted(set("the task is semantic instance panoptic") - {" "}):
+        vocab.setdefault(char, len(vocab))
+        vocab.setdefault(char + "</w>", len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+
+
+def _oneformer_processor(folder, class_info_file: str | None) -> OneFormerProcessor:
+    image_processor = OneFormerImageProcessor(
+        size={"shortest_edge": 64, "longest_edge": 96},
+        repo_path=str(folder),
+        class_info_file=class_info_file,
+        num_text=4,
+    )
+    tokenizer = _write_char_level_clip_tokenizer(folder)
+    return OneFormerProcessor(image_processor, tokenizer, max_seq_length=8, task_seq_length=TASK_TOKENS)
+
+
+@pytest.fixture(scope="module")
+def oneformer_dir(tmp_path_factory):
+    torch.manual_seed(1)
+    folder = tmp_path_factory.mktemp("oneformer")
+    classes = {str(i): {"name": name, "isthing": int(i in THINGS)} for i, name in NAMES.items()}
+    (folder / "classes.json").write_text(json.dumps(classes))
+    processor = _oneformer_processor(folder, "classes.json")
+    config = OneFormerConfig(
+        backbone_config=_tiny_swin(),
+        num_queries=12,
+        task_seq_len=TASK_TOKENS,
+        text_encoder_width=32,
+        text_encoder_context_length=8,
+        text_encoder_num_layers=1,
+        text_encoder_vocab_size=len(processor.tokenizer.get_vocab()),
+        text_encoder_n_ctx=4,
+        conv_dim=32,
+        mask_dim=32,
+        hidden_dim=32,
+        encoder_feedforward_dim=64,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_attention_heads=2,
+        dim_feedforward=64,
+        query_dec_layers=1,
+        id2label=NAMES,
+        label2id={name: index for index, name in NAMES.items()},
+    )
+    model = OneFormerForUniversalSegmentation(config)
+    with torch.no_grad():
+        # Confident class scores, as for Mask2Former above: no query falls under the 0.5 mask weighting.
+        model.model.transformer_module.decoder.class_embed.weight *= 100
+        model.model.transformer_module.decoder.class_embed.bias[-1] = -100
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def _oneformer_oracle(folder, task: str):
+    model = OneFormerForUniversalSegmentation.from_pretrained(folder).eval()
+    processor = OneFormerProcessor.from_pretrained(folder)
+    with torch.inference_mode():
+        inputs = processor(images=IMAGES, task_inputs=[task] * len(IMAGES), return_tensors="pt")
+        outputs = model(**inputs)
+    return processor, outputs, [image.shape[:2] for image in IMAGES]
+
+
+def _painted(segments, shape) -> np.ndarray:
+    painted = np.full(shape, -1)
+    for segment in segments:
+        segment.mask.paste_into(painted, segment.category_id)
+    return painted
+
+
+def test_oneformer_loads_with_its_tokenizer_and_marks_things_from_its_class_info(oneformer_dir) -> None:
+    engine = transformers_engine.load(str(oneformer_dir), CPU)
+    assert engine.modes == ("panoptic", "instance", "semantic")
+    assert [(c.id, c.name, c.isthing) for c in engine.categories] == [
+        (i, name, i in THINGS) for i, name in sorted(NAMES.items())
+    ]
+
+
+def test_oneformer_outputs_equal_transformers_post_processing_for_the_modes_task(oneformer_dir) -> None:
+    engine = transformers_engine.load(str(oneformer_dir), CPU, threshold=0.0)
+    processor, outputs, sizes = _oneformer_oracle(oneformer_dir, "semantic")
+    expected = processor.post_process_semantic_segmentation(outputs, target_sizes=sizes)
+    predicted = engine.predict(IMAGES, "semantic")
+    for segments, label_map in zip(predicted, expected, strict=True):
+        assert (_painted(segments, label_map.shape) == label_map.numpy()).mean() > 0.999
+    # The task sentence conditions the model: told "panoptic", it paints a different semantic map, so the
+    # equality above shows the engine sent "semantic".
+    processor, other, _ = _oneformer_oracle(oneformer_dir, "panoptic")
+    assert not torch.equal(outputs.class_queries_logits, other.class_queries_logits)
+
+    processor, outputs, sizes = _oneformer_oracle(oneformer_dir, "instance")
+    instances = processor.post_process_instance_segmentation(
+        outputs, threshold=0.0, target_sizes=sizes, task_type="instance"
+    )
+    for segments, result in zip(engine.predict(IMAGES, "instance"), instances, strict=True):
+        shown = [info for info in result["segments_info"] if (result["segmentation"] == info["id"]).any()]
+        assert len(segments) == len(shown) > 0
+        for segment, info in zip(segments, shown, strict=True):
+            assert segment.category_id == info["label_id"] and segment.score == pytest.approx(info["score"])
+            overlap = (segment.mask.dense() == (result["segmentation"] == info["id"]).numpy()).mean()
+            assert overlap > 0.999
+
+
+def test_oneformer_panoptic_merges_each_stuff_class_and_never_overlaps(oneformer_dir) -> None:
+    engine = transformers_engine.load(str(oneformer_dir), CPU, threshold=0.0, overlap_threshold=0.0)
+    processor, outputs, sizes = _oneformer_oracle(oneformer_dir, "panoptic")
+    # The oracle without fusion: every query its own segment id (transformers' fusion can reuse ids).
+    expected = processor.post_process_panoptic_segmentation(
+        outputs, threshold=0.0, overlap_mask_area_threshold=0.0, label_ids_to_fuse=set(), target_sizes=sizes
+    )
+    merged_some = False
+    for segments, result, image in zip(engine.predict(IMAGES, "panoptic"), expected, IMAGES, strict=True):
+        taken = np.zeros(image.shape[:2], dtype=bool)
+        for segment in segments:
+            assert not (taken & segment.mask.dense()).any()
+            taken |= segment.mask.dense()
+        ids = result["segmentation"].numpy()
+        shown = [info for info in result["segments_info"] if (ids == info["id"]).any()]
+        things = [info for info in shown if info["label_id"] in THINGS]
+        stuff = {info["label_id"] for info in shown} - THINGS
+        # Things one to one; each stuff class once, covering all of that class's query segments.
+        assert [s.category_id for s in segments if s.category_id in THINGS] == [i["label_id"] for i in things]
+        for label in stuff:
+            [segment] = [s for s in segments if s.category_id == label]
+            members = [info["id"] for info in shown if info["label_id"] == label]
+            assert (segment.mask.dense() == np.isin(ids, members)).all()
+            merged_some |= len(members) > 1
+    assert merged_some, "no stuff class had two query segments: the merge went untested"
+
+
+def test_oneformer_without_class_info_is_a_named_error(tmp_path, oneformer_dir) -> None:
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_bytes((oneformer_dir / name).read_bytes())
+    _oneformer_processor(tmp_path, None).save_pretrained(tmp_path)
+    with pytest.raises(SegassistError, match="class_info_file"):
         transformers_engine.load(str(tmp_path), CPU)
