@@ -4,6 +4,7 @@ back through `load`; transformers' own processors run on the same models are the
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -35,8 +36,9 @@ THINGS = {0, 1}  # cat, dog; sky and grass are stuff
 TASK_TOKENS = 24  # "the task is panoptic" letter by letter, with start and end tokens: 21
 
 
-def _tiny_swin() -> SwinConfig:
-    return SwinConfig(
+def _tiny_universal_segmentation() -> dict:
+    """The config keywords Mask2Former and OneFormer share, at test size."""
+    backbone = SwinConfig(
         embed_dim=16,
         depths=[1, 1, 1, 1],
         num_heads=[1, 1, 2, 2],
@@ -44,26 +46,25 @@ def _tiny_swin() -> SwinConfig:
         image_size=64,
         out_features=["stage1", "stage2", "stage3", "stage4"],
     )
+    return {
+        "backbone_config": backbone,
+        "hidden_dim": 32,
+        "encoder_feedforward_dim": 64,
+        "encoder_layers": 1,
+        "decoder_layers": 2,
+        "num_attention_heads": 2,
+        "dim_feedforward": 64,
+        "num_queries": 12,
+        "id2label": NAMES,
+        "label2id": {name: index for index, name in NAMES.items()},
+    }
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    config = Mask2FormerConfig(
-        backbone_config=_tiny_swin(),
-        feature_size=32,
-        mask_feature_size=32,
-        hidden_dim=32,
-        encoder_feedforward_dim=64,
-        encoder_layers=1,
-        decoder_layers=2,
-        num_attention_heads=2,
-        dim_feedforward=64,
-        num_queries=12,
-        id2label=NAMES,
-        label2id={name: index for index, name in NAMES.items()},
-    )
+    config = Mask2FormerConfig(**_tiny_universal_segmentation(), feature_size=32, mask_feature_size=32)
     folder = tmp_path_factory.mktemp("mask2former")
     model = Mask2FormerForUniversalSegmentation(config)
     with torch.no_grad():
@@ -98,18 +99,27 @@ def test_semantic_and_instance_outputs_equal_transformers_post_processing(model_
     engine = transformers_engine.load(str(model_dir), CPU, threshold=0.0)
     processor, outputs, sizes = _oracle(model_dir)
     semantic = processor.post_process_semantic_segmentation(outputs, target_sizes=sizes)
-    for segments, expected in zip(engine.predict(IMAGES, "semantic"), semantic, strict=True):
-        painted = np.full(expected.shape, -1)
+    _assert_semantic_equal(engine.predict(IMAGES, "semantic"), semantic)
+    instances = processor.post_process_instance_segmentation(outputs, threshold=0.0, target_sizes=sizes)
+    _assert_instances_equal(engine.predict(IMAGES, "instance"), instances)
+
+
+def _assert_semantic_equal(predicted: list, label_maps: list) -> None:
+    for segments, label_map in zip(predicted, label_maps, strict=True):
+        painted = np.full(label_map.shape, -1)
         for segment in segments:
             segment.mask.paste_into(painted, segment.category_id)
-        assert (painted == expected.numpy()).mean() > 0.999
-    instances = processor.post_process_instance_segmentation(outputs, threshold=0.0, target_sizes=sizes)
-    for segments, expected in zip(engine.predict(IMAGES, "instance"), instances, strict=True):
-        shown = [info for info in expected["segments_info"] if (expected["segmentation"] == info["id"]).any()]
+        assert (painted == label_map.numpy()).mean() > 0.999
+
+
+def _assert_instances_equal(predicted: list, results: list) -> None:
+    """Segments equal transformers' instance results: those with pixels, in order, same labels and scores."""
+    for segments, result in zip(predicted, results, strict=True):
+        shown = [info for info in result["segments_info"] if (result["segmentation"] == info["id"]).any()]
         assert len(segments) == len(shown) > 0
         for segment, info in zip(segments, shown, strict=True):
             assert segment.category_id == info["label_id"] and segment.score == pytest.approx(info["score"])
-            overlap = (segment.mask.dense() == (expected["segmentation"] == info["id"]).numpy()).mean()
+            overlap = (segment.mask.dense() == (result["segmentation"] == info["id"]).numpy()).mean()
             assert overlap > 0.999
 
 
@@ -153,10 +163,11 @@ def test_predict_each_reads_images_one_batch_ahead_and_equals_predict(model_dir)
     predicted = [first, *results]
     assert read == [0, 1, 2, 3]
     expected = engine.predict(IMAGES, "instance") * 2
-    described = [[(s.category_id, s.score, s.mask.dense().tobytes()) for s in found] for found in predicted]
-    assert described == [
-        [(s.category_id, s.score, s.mask.dense().tobytes()) for s in found] for found in expected
-    ]
+
+    def described(found: list) -> list[tuple]:
+        return [(s.category_id, s.score, s.mask.dense().tobytes()) for s in found]
+
+    assert list(map(described, predicted)) == list(map(described, expected))
 
 
 def test_missing_or_foreign_models_are_named_errors(tmp_path) -> None:
@@ -201,8 +212,7 @@ def oneformer_dir(tmp_path_factory):
     (folder / "classes.json").write_text(json.dumps(classes))
     processor = _oneformer_processor(folder, "classes.json")
     config = OneFormerConfig(
-        backbone_config=_tiny_swin(),
-        num_queries=12,
+        **_tiny_universal_segmentation(),
         task_seq_len=TASK_TOKENS,
         text_encoder_width=32,
         text_encoder_context_length=8,
@@ -211,15 +221,7 @@ def oneformer_dir(tmp_path_factory):
         text_encoder_n_ctx=4,
         conv_dim=32,
         mask_dim=32,
-        hidden_dim=32,
-        encoder_feedforward_dim=64,
-        encoder_layers=1,
-        decoder_layers=2,
-        num_attention_heads=2,
-        dim_feedforward=64,
         query_dec_layers=1,
-        id2label=NAMES,
-        label2id={name: index for index, name in NAMES.items()},
     )
     model = OneFormerForUniversalSegmentation(config)
     with torch.no_grad():
@@ -240,13 +242,6 @@ def _oneformer_oracle(folder, task: str):
     return processor, outputs, [image.shape[:2] for image in IMAGES]
 
 
-def _painted(segments, shape) -> np.ndarray:
-    painted = np.full(shape, -1)
-    for segment in segments:
-        segment.mask.paste_into(painted, segment.category_id)
-    return painted
-
-
 def test_oneformer_loads_with_its_tokenizer_and_marks_things_from_its_class_info(oneformer_dir) -> None:
     engine = transformers_engine.load(str(oneformer_dir), CPU)
     assert engine.modes == ("panoptic", "instance", "semantic")
@@ -259,9 +254,7 @@ def test_oneformer_outputs_equal_transformers_post_processing_for_the_modes_task
     engine = transformers_engine.load(str(oneformer_dir), CPU, threshold=0.0)
     processor, outputs, sizes = _oneformer_oracle(oneformer_dir, "semantic")
     expected = processor.post_process_semantic_segmentation(outputs, target_sizes=sizes)
-    predicted = engine.predict(IMAGES, "semantic")
-    for segments, label_map in zip(predicted, expected, strict=True):
-        assert (_painted(segments, label_map.shape) == label_map.numpy()).mean() > 0.999
+    _assert_semantic_equal(engine.predict(IMAGES, "semantic"), expected)
     # The task sentence conditions the model: told "panoptic", it paints a different semantic map, so the
     # equality above shows the engine sent "semantic".
     processor, other, _ = _oneformer_oracle(oneformer_dir, "panoptic")
@@ -271,13 +264,7 @@ def test_oneformer_outputs_equal_transformers_post_processing_for_the_modes_task
     instances = processor.post_process_instance_segmentation(
         outputs, threshold=0.0, target_sizes=sizes, task_type="instance"
     )
-    for segments, result in zip(engine.predict(IMAGES, "instance"), instances, strict=True):
-        shown = [info for info in result["segments_info"] if (result["segmentation"] == info["id"]).any()]
-        assert len(segments) == len(shown) > 0
-        for segment, info in zip(segments, shown, strict=True):
-            assert segment.category_id == info["label_id"] and segment.score == pytest.approx(info["score"])
-            overlap = (segment.mask.dense() == (result["segmentation"] == info["id"]).numpy()).mean()
-            assert overlap > 0.999
+    _assert_instances_equal(engine.predict(IMAGES, "instance"), instances)
 
 
 def test_oneformer_panoptic_merges_each_stuff_class_and_never_overlaps(oneformer_dir) -> None:
@@ -305,6 +292,31 @@ def test_oneformer_panoptic_merges_each_stuff_class_and_never_overlaps(oneformer
             assert (segment.mask.dense() == np.isin(ids, members)).all()
             merged_some |= len(members) > 1
     assert merged_some, "no stuff class had two query segments: the merge went untested"
+
+
+def test_oneformer_reads_a_hub_class_info_file_from_the_hugging_face_cache_offline(
+    tmp_path, oneformer_dir, monkeypatch
+) -> None:
+    """Real OneFormer processors name their class info file in another hub repo (shi-labs/oneformer_demo);
+    `segassist weights download` caches it, and serving then reads it from the cache without the network."""
+    from huggingface_hub import constants
+
+    model = tmp_path / "model"
+    shutil.copytree(oneformer_dir, model)
+    (model / "classes.json").unlink()
+    config = json.loads((model / "processor_config.json").read_text())
+    config["image_processor"] |= {"repo_path": "shi-labs/oneformer_demo", "class_info_file": "tiny.json"}
+    (model / "processor_config.json").write_text(json.dumps(config))
+    repo = tmp_path / "hub" / "datasets--shi-labs--oneformer_demo"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    classes = {str(i): {"name": name, "isthing": int(i == 2)} for i, name in NAMES.items()}
+    (repo / "snapshots" / ("0" * 40) / "tiny.json").write_text(json.dumps(classes))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    engine = transformers_engine.load(str(model), CPU)
+    assert [c.name for c in engine.categories if c.isthing] == ["sky"]
 
 
 def test_oneformer_without_class_info_is_a_named_error(tmp_path, oneformer_dir) -> None:
