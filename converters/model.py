@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,18 @@ class Segment:
     origin: Origin = field(default_factory=Origin)
     # An id the source gave the segment (COCO annotation id, panoptic segment id); writers may renumber.
     id: int | None = None
+
+    @staticmethod
+    def union(parts: Sequence[Segment]) -> Segment:
+        """Disjoint segments as one, with the first part's category: the union of their masks, scored with
+        the area-weighted mean of the parts' scores (None when no part has one)."""
+        scored = [(part.score, part.mask.area) for part in parts if part.score is not None]
+        weight = sum(area for _, area in scored)
+        return Segment(
+            mask=functools.reduce(Mask.union, (part.mask for part in parts)),
+            category_id=parts[0].category_id,
+            score=sum(score * area for score, area in scored) / weight if weight else None,
+        )
 
 
 @dataclass

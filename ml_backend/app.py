@@ -10,21 +10,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import itertools
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from flask import Flask
 
 from converters.errors import SegassistError
 from ml_backend import postprocess
-from ml_backend.engines.base import Engine, InteractiveEngine
+from ml_backend.concurrency import submit_ahead
+from ml_backend.engines.base import Engine
 from ml_backend.engines.torch_utils import resolve_device
 from ml_backend.labeling import LabelConfigInfo, load_label_map, parse_label_config
 from ml_backend.media import MediaFetcher
@@ -124,25 +124,19 @@ class Backend:
 
         def images() -> Iterator[np.ndarray]:
             # Decoding runs two batches ahead, so a huge request never holds every image at once.
-            ahead = 2 * self.batch_size
-            unsubmitted = enumerate(tasks)
-            pending: deque[tuple[int, Future]] = deque()
-            while True:
-                for index, task in itertools.islice(unsubmitted, ahead - len(pending)):
-                    pending.append((index, self._pool.submit(self.load_task_image, task, info)))
-                if not pending:
-                    return
-                index, future = pending.popleft()
-                started = time.perf_counter()
-                try:
-                    image = future.result()
-                except SegassistError as error:
-                    log.warning("task skipped: %s", error)
-                    continue
-                finally:
-                    timings["media"] += time.perf_counter() - started
-                decoded.append(index)
-                yield image
+            loads = submit_ahead(self._pool, info.load_image, tasks, 2 * self.batch_size)
+            with contextlib.closing(loads):
+                for index, future in enumerate(loads):
+                    started = time.perf_counter()
+                    try:
+                        image = future.result()
+                    except SegassistError as error:
+                        log.warning("task skipped: %s", error)
+                        continue
+                    finally:
+                        timings["media"] += time.perf_counter() - started
+                    decoded.append(index)
+                    yield image
 
         predictions: dict[int, str] = {}
         with (
@@ -184,11 +178,6 @@ class Backend:
         """THE place interactive requests leave the backend: the SAM engineer's handler answers them."""
         from ml_backend.interactive import handle
 
-        if not isinstance(self.engine, InteractiveEngine):
-            raise SegassistError(
-                f"this engine ({self.engine.model_version}) does not answer interactive prompts; "
-                "serve --engine sam for smart tools"
-            )
         # No model lock here: an annotator's click must not wait behind a long batch prediction, and
         # inference-mode forwards may run concurrently.
         prediction = handle(self.engine, task, context, info)

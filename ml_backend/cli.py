@@ -108,7 +108,9 @@ def _weights(args: argparse.Namespace) -> int:
 def _download_torchvision(url: str) -> None:
     import torch
 
-    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    from ml_backend.engines.torch_utils import hub_checkpoint_path
+
+    target = hub_checkpoint_path(url)
     if target.is_file():
         print(f"already cached: {target}")
         return

@@ -31,7 +31,7 @@ import numpy as np
 
 from converters import Segment
 from converters.errors import SegassistError
-from converters.formats.ls_regions import segment_to_result
+from converters.formats.ls_regions import result_label, segment_to_result
 from converters.polygons import rectangle_to_mask
 from ml_backend.engines.base import Engine, InteractiveEngine, Prompt
 from ml_backend.labeling import ControlInfo, LabelConfigInfo
@@ -119,11 +119,7 @@ def _mask_control(info: LabelConfigInfo) -> ControlInfo:
 def _prompt_label(regions: list[dict[str, Any]], control: ControlInfo) -> str:
     """The label of the prompt, which the mask control must offer too."""
     region = regions[-1]
-    value = region["value"]
-    labels = value.get(region["type"]) or value.get("labels")
-    if not isinstance(labels, list) or not labels or not isinstance(labels[0], str):
-        raise SegassistError("the prompt region has no label", region_id=region.get("id"))
-    label = labels[0]
+    label = result_label(region)
     if label not in control.labels:
         raise SegassistError(
             f"label {label!r} is not a label of the {control.type} control {control.name!r} "

@@ -53,12 +53,8 @@ def shape(
         )
         if report.changes:
             log.debug("panoptic output: %s", report.summary())
-        # resolve() returns the surviving segments in input order.
-        dropped = {change.index for change in report.dropped}
-        kept = [index for index in range(len(labeled)) if index not in dropped]
         labeled = [
-            LabeledSegment(segment, labeled[index].label)
-            for index, segment in zip(kept, exclusive, strict=True)
+            LabeledSegment(segment, info.label_for_category[segment.category_id]) for segment in exclusive
         ]
     labeled.sort(key=lambda item: -(item.segment.score or 0.0))
     return labeled[:max_regions]
@@ -69,16 +65,7 @@ def _one_per_label(labeled: list[LabeledSegment]) -> list[LabeledSegment]:
     merged: dict[str, list[Segment]] = {}
     for item in labeled:
         merged.setdefault(item.label, []).append(item.segment)
-    out = []
-    for label, parts in merged.items():
-        mask = parts[0].mask
-        for part in parts[1:]:
-            mask = mask.union(part.mask)
-        scored = [(part.score, part.mask.area) for part in parts if part.score is not None]
-        weight = sum(area for _, area in scored)
-        score = sum(s * area for s, area in scored) / weight if weight else None
-        out.append(LabeledSegment(Segment(mask=mask, category_id=parts[0].category_id, score=score), label))
-    return out
+    return [LabeledSegment(Segment.union(parts), label) for label, parts in merged.items()]
 
 
 def encode(labeled: Sequence[LabeledSegment], info: LabelConfigInfo, model_version: str) -> dict:

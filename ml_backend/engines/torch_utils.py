@@ -7,10 +7,8 @@ import contextlib
 import hashlib
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,12 +17,12 @@ import torch
 
 from converters import Mask
 from converters.errors import SegassistError
+from ml_backend.concurrency import submit_ahead
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-_END = object()
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -102,27 +100,13 @@ class CpuWorkers:
     def imap(self, run: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """`run` on each item in the workers, results in order as they are ready; the first error is raised.
 
-        Items are read only as workers need them: at most two per worker are taken ahead of the result being
-        waited for, so a worker that finishes early starts the next item instead of waiting for a slower
-        neighbour. Closing the iterator early cancels what has not started and waits for what has, so a caller
-        holding a lock around it never leaves a forward running after it lets go.
+        Two items per worker are taken ahead of the result being waited for, so a worker that finishes early
+        starts the next item instead of waiting for a slower neighbour. Closing the iterator early cancels
+        what has not started and waits for what has (`submit_ahead`).
         """
-        pending: deque[Future[R]] = deque()
-        remaining = iter(items)
-        try:
-            while True:
-                while len(pending) < 2 * self.workers:
-                    item = next(remaining, _END)
-                    if item is _END:
-                        break
-                    pending.append(self._pool.submit(run, item))
-                if not pending:
-                    return
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
-            futures.wait(pending)
+        with contextlib.closing(submit_ahead(self._pool, run, items, 2 * self.workers)) as submitted:
+            for future in submitted:
+                yield future.result()
 
 
 def to_tensor_images(images: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
@@ -150,9 +134,14 @@ def crops_to_masks(
     return masks
 
 
+def hub_checkpoint_path(url: str) -> Path:
+    """Where torch's hub cache keeps the checkpoint downloaded from `url`."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
 def weights_path(given: str | None, url: str) -> Path:
     """The weight file: `given` when set, else the framework cache's copy of `url` (torch hub checkpoints)."""
-    path = Path(given) if given else Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    path = Path(given) if given else hub_checkpoint_path(url)
     if not path.is_file():
         hint = (
             "check the path"

@@ -12,13 +12,12 @@ Pre-processing, the forward and post-processing run on the device; only the fina
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from converters import Category, Mask, Segment
+from converters import Category, Segment
 from converters.errors import SegassistError
 from converters.formats.label_map import masks_from_label_map
 from ml_backend.engines.base import Engine
@@ -114,7 +113,7 @@ class TransformersEngine(Engine):
             if parts is None:
                 merged.append(segment)
             elif parts[0] is segment:
-                merged.append(_union(parts))
+                merged.append(Segment.union(parts))
         return merged
 
     @staticmethod
@@ -126,16 +125,6 @@ class TransformersEngine(Engine):
             for info in result["segments_info"]
             if info["id"] in masks
         ]
-
-
-def _union(parts: list[Segment]) -> Segment:
-    """Segments of one class (disjoint) as one; its score is their area-weighted mean."""
-    areas = [part.mask.area for part in parts]
-    return Segment(
-        mask=functools.reduce(Mask.union, (part.mask for part in parts)),
-        category_id=parts[0].category_id,
-        score=sum(part.score * area for part, area in zip(parts, areas, strict=True)) / sum(areas),
-    )
 
 
 def load_default(device: torch.device) -> TransformersEngine:

@@ -18,8 +18,8 @@ from torchvision.transforms._presets import SemanticSegmentation
 
 from converters.errors import SegassistError
 from ml_backend.engines import torchvision_engine
-from ml_backend.engines.registry import load_engine, resolve_device
-from ml_backend.engines.torch_utils import CpuWorkers, split_on_oom
+from ml_backend.engines.registry import load_engine
+from ml_backend.engines.torch_utils import CpuWorkers, resolve_device, split_on_oom
 from ml_backend.engines.torchvision_engine import PanopticFusion
 from tests.backend_support import FAST_OPTIONS, load_test_engine, sample_image, save_random_weights
 
