@@ -229,14 +229,15 @@ def decode(rle: object, width: int, height: int) -> np.ndarray:
     return alpha.reshape(int(height), int(width))
 
 
-def _check_threshold(threshold: int) -> None:
+def check_threshold(threshold: int) -> None:
+    """An alpha threshold must be 1..255 (0 would count every pixel of the image)."""
     if not 1 <= threshold <= 255:
         raise SegassistError(f"alpha threshold must be within 1..255, got {threshold}")
 
 
 def to_mask(alpha: np.ndarray, threshold: int = DEFAULT_THRESHOLD) -> Mask:
     """The binary mask alpha >= `threshold` (1..255; 1 means any visible pixel, the editor's rule)."""
-    _check_threshold(threshold)
+    check_threshold(threshold)
     return Mask.from_dense(alpha >= threshold)
 
 
@@ -246,7 +247,7 @@ def decode_mask(rle: object, width: int, height: int, threshold: int = DEFAULT_T
     Each run has one alpha value, so thresholding runs is exact; no full-image array is made.
     """
     starts, values = _alpha_runs(rle, width, height)
-    _check_threshold(threshold)
+    check_threshold(threshold)
     width, height = int(width), int(height)
     inside = values >= threshold
     top, bottom, left, right, area = _runs_box(starts, inside, width, width * height)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except SegassistError as error:
         print(f"segassist {args.command}: error: {error}", file=sys.stderr)
-        return getattr(error, "exit_code", 1)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from converters.brush import check_threshold
 from converters.errors import SegassistError
 from converters.formats.coco import CocoSink, CocoSource
 from converters.formats.coco_panoptic import CocoPanopticSink, CocoPanopticSource
@@ -31,9 +32,8 @@ from converters.formats.common import (
     Renderer,
     Sink,
     Source,
-    move_into_place,
     read_categories_file,
-    temp_path_beside,
+    write_text_atomically,
 )
 from converters.formats.labelstudio import ANNOTATION_CHOICES, LabelStudioSink, LabelStudioSource
 from converters.formats.semantic import SemanticSink, SemanticSource
@@ -148,7 +148,7 @@ def convert(
                 result.not_labeled.append(source.where(item))
                 continue
             if kind == "error":
-                error = SegassistError(value["reason"], **{**source.where(item), **value["where"]})
+                error = value.at(**source.where(item))
                 if on_error == "fail":
                     raise error
                 result.skipped.append({**_present(source.where(item)), "error": str(error)})
@@ -168,7 +168,7 @@ def convert(
     finally:
         bar.close()
     if report is not None:
-        _write_json(Path(report), result.to_dict())
+        write_text_atomically(Path(report), json.dumps(result.to_dict(), indent=1) + "\n")
     return result
 
 
@@ -205,8 +205,7 @@ def _options(options: dict[str, Any]) -> Options:
     settings = Options(**options)
     if settings.overlap not in POLICIES:
         raise SegassistError(f"overlap policy must be one of {', '.join(POLICIES)}, got {settings.overlap!r}")
-    if not 1 <= settings.alpha_threshold <= 255:
-        raise SegassistError(f"alpha threshold must be within 1..255, got {settings.alpha_threshold}")
+    check_threshold(settings.alpha_threshold)  # before any file is read
     return settings
 
 
@@ -221,19 +220,14 @@ def _init_worker(source: Source, renderer: Renderer) -> None:
 
 
 def _process_one(item: Any, source: Source, renderer: Renderer) -> tuple[str, Any]:
-    """("ok", Rendered) | ("not_labeled", None) | ("error", {reason, where}); errors travel as plain data."""
+    """("ok", Rendered) | ("not_labeled", None) | ("error", SegassistError), which pickles with its fields."""
     try:
         image = source.load(item)
         if image is None:
             return "not_labeled", None
         return "ok", renderer.render(image)
     except SegassistError as error:
-        where = {
-            key: getattr(error, key)
-            for key in ("file", "task_id", "annotation_id", "region_id", "image_id")
-            if getattr(error, key) is not None
-        }
-        return "error", {"reason": error.reason, "where": where}
+        return "error", error
 
 
 def _process_in_worker(item: Any) -> tuple[str, Any]:
@@ -262,12 +256,6 @@ def _process_all(source: Source, renderer: Renderer, workers: int) -> Iterator[t
 
 def _present(where: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in where.items() if value is not None}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    temp = temp_path_beside(path)
-    temp.write_text(json.dumps(data, indent=1) + "\n")
-    move_into_place(temp, path)
 
 
 # -- command line --------------------------------------------------------------------------------------------

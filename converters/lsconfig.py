@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import ImageColor
 
 from converters.errors import SegassistError
-from converters.formats.common import move_into_place, read_categories_file, temp_path_beside
+from converters.formats.common import read_categories_file, write_text_atomically
 from converters.model import Category
 
 DEFAULT_FROM_NAME = "tag"
@@ -121,7 +121,5 @@ def _run(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(xml)
         return 0
-    temp = temp_path_beside(args.output)
-    temp.write_text(xml)
-    move_into_place(temp, args.output)
+    write_text_atomically(args.output, xml)
     return 0

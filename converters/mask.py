@@ -6,6 +6,7 @@ operation works on the crops; `dense()` builds a full-size array only when asked
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 
 import numpy as np
@@ -220,3 +221,25 @@ def raster_runs(
         else:
             values, lengths = np.append(values, np.uint8(0)), np.append(lengths, tail)
     return values, lengths
+
+
+def overlapping_pairs(masks: Sequence[Mask]) -> list[tuple[int, int, int]]:
+    """(index a, index b, shared pixels) for every pair a < b of masks that share pixels, in index order.
+    Boxes are compared first, all pairs at once; only pairs whose boxes meet have their pixels compared."""
+    if len(masks) < 2:
+        return []
+    top, left, bottom, right = np.array(
+        [(m.top, m.left, m.top + m.bits.shape[0], m.left + m.bits.shape[1]) for m in masks], dtype=np.int64
+    ).T
+    meet = (
+        (top[:, None] < bottom[None, :])
+        & (top[None, :] < bottom[:, None])
+        & (left[:, None] < right[None, :])
+        & (left[None, :] < right[:, None])
+    )
+    pairs = []
+    for a, b in zip(*np.nonzero(np.triu(meet, k=1)), strict=True):
+        shared = masks[a].intersection_area(masks[b])
+        if shared:
+            pairs.append((int(a), int(b), shared))
+    return pairs

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from converters.errors import SegassistError
-from converters.mask import Mask
+from converters.mask import Mask, overlapping_pairs
 from converters.model import Category, Origin, Segment
 
 POLICIES = ("error", "order", "score", "area")
@@ -181,20 +181,10 @@ def _priority(
 
 def _raise_on_overlap(segments: Sequence[Segment]) -> None:
     """Refuse overlapping segments, naming every overlapping pair with its pixel count and origins."""
-    boxes = np.array([_box(segment.mask) for segment in segments], dtype=np.int64)
-    top, left, bottom, right = boxes.T
-    # Candidate pairs: boxes that intersect (upper triangle only).
-    candidates = (
-        (top[:, None] < bottom[None, :])
-        & (top[None, :] < bottom[:, None])
-        & (left[:, None] < right[None, :])
-        & (left[None, :] < right[:, None])
-    )
-    pairs = []
-    for a, b in zip(*np.nonzero(np.triu(candidates, k=1)), strict=True):
-        pixels = segments[a].mask.intersection_area(segments[b].mask)
-        if pixels:
-            pairs.append(f"{_describe(segments[a], a)} and {_describe(segments[b], b)}: {pixels} px")
+    pairs = [
+        f"{_describe(segments[a], a)} and {_describe(segments[b], b)}: {pixels} px"
+        for a, b, pixels in overlapping_pairs([segment.mask for segment in segments])
+    ]
     if pairs:
         first = segments[0].origin
         raise SegassistError(
@@ -203,11 +193,6 @@ def _raise_on_overlap(segments: Sequence[Segment]) -> None:
             file=first.file,
             task_id=first.task_id,
         )
-
-
-def _box(mask: Mask) -> tuple[int, int, int, int]:
-    rows, cols = mask.bits.shape
-    return mask.top, mask.left, mask.top + rows, mask.left + cols
 
 
 def _describe(segment: Segment, index: int) -> str:

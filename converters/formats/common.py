@@ -215,6 +215,16 @@ def move_into_place(temp: Path, target: Path) -> None:
         os.replace(temp, target)
 
 
+def write_text_atomically(target: Path, text: str) -> None:
+    """Write `target` through a temporary file beside it, renamed into place: never half-written."""
+    temp = temp_path_beside(target)
+    try:
+        temp.write_text(text)
+        move_into_place(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def remove_path(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)

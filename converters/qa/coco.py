@@ -11,7 +11,7 @@ import numpy as np
 
 from converters import coco_rle, polygons
 from converters.errors import SegassistError
-from converters.mask import Mask
+from converters.mask import Mask, overlapping_pairs
 from converters.polygons import is_finite_number
 from converters.qa.common import (
     EXCLUSIVE_TARGETS,
@@ -23,7 +23,6 @@ from converters.qa.common import (
     check_size_of_segment,
     duplicates,
     is_int,
-    overlapping_pairs,
     top_level_lists,
 )
 from converters.qa.findings import Finding

@@ -13,7 +13,7 @@ import ijson
 import numpy as np
 
 from converters.errors import SegassistError
-from converters.formats.common import image_file_size, move_into_place, temp_path_beside
+from converters.formats.common import image_file_size
 from converters.mask import Mask
 from converters.polygons import is_finite_number
 from converters.qa.findings import Finding
@@ -51,16 +51,6 @@ def load_json(path: Path) -> Any:
     """The whole JSON document."""
     with reading_json(path), path.open("rb") as handle:
         return json.load(handle)
-
-
-def write_text_atomically(target: Path, text: str) -> None:
-    """Write `target` through a temporary file beside it, renamed into place: never half-written."""
-    temp = temp_path_beside(target)
-    try:
-        temp.write_text(text)
-        move_into_place(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def is_int(value: Any) -> bool:
@@ -259,18 +249,3 @@ def first_self_intersection(xy: np.ndarray) -> tuple[int, int] | None:
     adjacent = (i == 0) & (j == n - 1)
     hits = np.flatnonzero(crosses[i, j] & ~adjacent)
     return (int(i[hits[0]]), int(j[hits[0]])) if hits.size else None
-
-
-def overlapping_pairs(masks: list[Mask]) -> list[tuple[int, int, int]]:
-    """(index a, index b, shared pixels) for every pair of masks that overlap; boxes are compared first."""
-    pairs = []
-    boxes = [(m.left, m.top, m.left + m.bits.shape[1], m.top + m.bits.shape[0]) for m in masks]
-    for a in range(len(masks)):
-        for b in range(a + 1, len(masks)):
-            (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = boxes[a], boxes[b]
-            if ax0 >= bx1 or bx0 >= ax1 or ay0 >= by1 or by0 >= ay1:
-                continue
-            shared = masks[a].intersection_area(masks[b])
-            if shared:
-                pairs.append((a, b, shared))
-    return pairs

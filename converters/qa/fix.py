@@ -19,11 +19,11 @@ from typing import Any
 
 from converters import coco_rle, overlap
 from converters.errors import SegassistError
-from converters.formats.common import move_into_place, remove_path, temp_path_beside
+from converters.formats.common import move_into_place, remove_path, temp_path_beside, write_text_atomically
 from converters.mask import Mask
 from converters.model import Category, Origin, Segment
 from converters.qa import coco, panoptic
-from converters.qa.common import load_json, write_text_atomically
+from converters.qa.common import load_json
 from converters.qa.findings import Finding
 from converters.qa.run import QAOptions, detect_format, instance_options, panoptic_options, parallel_map
 

@@ -19,11 +19,12 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from converters.errors import SegassistError
+from converters.formats.common import write_text_atomically
 from converters.formats.label_map import masks_from_label_map, paint_label_map
 from converters.formats.semantic import MAPPING_FILE
 from converters.mask import Mask
 from converters.qa import coco, labelstudio, panoptic, semantic
-from converters.qa.common import find_image, load_json, write_text_atomically
+from converters.qa.common import find_image, load_json
 from converters.qa.findings import CHECKS, Finding, Severity
 from converters.qa.report import summary, worst_images
 from converters.qa.run import QAOptions, QAResult, instance_options, labelstudio_options, panoptic_options

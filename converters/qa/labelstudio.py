@@ -20,7 +20,7 @@ from label_studio_sdk.label_interface import LabelInterface
 from converters import bitmask, brush
 from converters.errors import SegassistError
 from converters.formats import ls_regions
-from converters.mask import Mask
+from converters.mask import Mask, overlapping_pairs
 from converters.qa.common import (
     EXCLUSIVE_TARGETS,
     Recorder,
@@ -28,7 +28,6 @@ from converters.qa.common import (
     check_polygon_part,
     check_size_of_segment,
     duplicates,
-    overlapping_pairs,
     reading_json,
 )
 from converters.qa.findings import Finding

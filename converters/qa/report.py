@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from converters.qa.common import write_text_atomically
+from converters.formats.common import write_text_atomically
 from converters.qa.findings import CHECKS, Finding, Severity
 from converters.qa.run import QAResult
 

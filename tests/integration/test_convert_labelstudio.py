@@ -200,6 +200,9 @@ def test_unknown_label_and_corrupt_region_name_task_and_region_and_leave_nothing
         and "region bad-region" in message
     )
     assert not out.exists() or list(out.iterdir()) == []
+    with pytest.raises(SegassistError) as in_worker:
+        convert("labelstudio", "coco-panoptic", tmp_path / "in.json", out / "pan.json", workers=2)
+    assert str(in_worker.value) == message  # from a worker process, with every location field
 
     report = convert("labelstudio", "coco-panoptic", tmp_path / "in.json", out / "pan.json", on_error="skip")
     assert report.images == 1 and [s["task_id"] for s in report.skipped] == [2]
