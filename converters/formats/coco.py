@@ -63,17 +63,32 @@ def image_entry(data: dict[str, Any], file: str) -> tuple[int, str, int, int]:
         ) from None
 
 
+def read_categories(data: dict[str, Any], path: Path) -> list[Category]:
+    """The `categories` of a COCO (instance or panoptic) file, checked."""
+    try:
+        categories = [category_from_dict(entry) for entry in data.get("categories") or []]
+    except (KeyError, TypeError, ValueError) as error:
+        raise SegassistError(f"invalid category entry: {error!r}", file=str(path)) from None
+    check_categories(categories, str(path))
+    return categories
+
+
+def finish_coco_json(json_file: JsonArrayWriter, categories: list[Category]) -> None:
+    """Close a COCO (instance or panoptic) file: its info and categories around the streamed arrays."""
+    fields = {
+        "info": {"description": "written by segassist"},
+        "categories": [category_to_dict(category) for category in categories],
+    }
+    json_file.finish(fields, ("info", "images", "annotations", "categories"))
+
+
 class CocoSource:
     """A COCO instance file; items are (image entry, [(position, annotation)])."""
 
     def __init__(self, path: Path, options: Options) -> None:
         self.path = Path(path)
         data = load_json(self.path)
-        try:
-            self.categories = [category_from_dict(entry) for entry in data.get("categories") or []]
-        except (KeyError, TypeError, ValueError) as error:
-            raise SegassistError(f"invalid category entry: {error!r}", file=str(self.path)) from None
-        check_categories(self.categories, str(self.path))
+        self.categories = read_categories(data, self.path)
         self._images = data.get("images") or []
         if not self._images:
             raise SegassistError("the file has no `images`", file=str(self.path))
@@ -158,11 +173,7 @@ class CocoSink:
             self._next_id += 1
 
     def commit(self) -> None:
-        fields = {
-            "info": {"description": "written by segassist"},
-            "categories": [category_to_dict(category) for category in self.categories],
-        }
-        self._json.finish(fields, ("info", "images", "annotations", "categories"))
+        finish_coco_json(self._json, self.categories)
         move_into_place(self._json.temp, self.output)
 
     def abort(self) -> None:

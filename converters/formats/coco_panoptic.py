@@ -18,14 +18,11 @@ import numpy as np
 from PIL import Image
 
 from converters.errors import SegassistError
-from converters.formats.coco import image_entry, load_json, parse_iscrowd
+from converters.formats.coco import finish_coco_json, image_entry, load_json, parse_iscrowd, read_categories
 from converters.formats.common import (
     JsonArrayWriter,
     Options,
     Rendered,
-    category_from_dict,
-    category_to_dict,
-    check_categories,
     exclusive_segments,
     move_into_place,
     remove_path,
@@ -58,11 +55,7 @@ class CocoPanopticSource:
         self.path = Path(path)
         self.png_dir = png_folder(self.path, options.png_dir)
         data = load_json(self.path)
-        try:
-            self.categories = [category_from_dict(entry) for entry in data.get("categories") or []]
-        except (KeyError, TypeError, ValueError) as error:
-            raise SegassistError(f"invalid category entry: {error!r}", file=str(self.path)) from None
-        check_categories(self.categories, str(self.path))
+        self.categories = read_categories(data, self.path)
         self._images = {entry.get("id"): entry for entry in data.get("images") or []}
         self._annotations = data.get("annotations") or []
         if self._annotations and "segments_info" not in self._annotations[0]:
@@ -169,11 +162,7 @@ class CocoPanopticSink:
         self._json.append("annotations", annotation)
 
     def commit(self) -> None:
-        fields = {
-            "info": {"description": "written by segassist"},
-            "categories": [category_to_dict(category) for category in self.categories],
-        }
-        self._json.finish(fields, ("info", "images", "annotations", "categories"))
+        finish_coco_json(self._json, self.categories)
         move_into_place(self._png_temp, self.png_dir)
         move_into_place(self._json.temp, self.output)
 

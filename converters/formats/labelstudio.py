@@ -81,7 +81,7 @@ class LabelStudioSource:
         sources = self._selected(task)
         if sources is None:
             return None
-        file_name = _file_name(self._image_reference(task))
+        file_name = reference_file_name(self._image_reference(task))
         image_size = None
         segments = []
         order = 0
@@ -402,7 +402,7 @@ class _RleLifter:
                 node[key] = list(self.lifted.pop(value))
 
 
-def _file_name(reference: str) -> str:
+def reference_file_name(reference: str) -> str:
     """The image's file name from a task's data URL (/data/upload/..., local-files ?d=..., http URLs)."""
     parts = urlsplit(reference)
     local = parse_qs(parts.query).get("d")

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import ijson
 import numpy as np
@@ -20,6 +19,7 @@ from label_studio_sdk.label_interface import LabelInterface
 from converters import bitmask, brush
 from converters.errors import SegassistError
 from converters.formats import ls_regions
+from converters.formats.labelstudio import reference_file_name
 from converters.mask import Mask, overlapping_pairs
 from converters.qa.common import (
     EXCLUSIVE_TARGETS,
@@ -135,14 +135,9 @@ def _list(value: Any) -> list[Any]:
 
 
 def image_file_name(task: dict[str, Any]) -> str:
-    """The file name of the task's image: the last path part of its first data value that looks like one."""
-    for value in (task.get("data") or {}).values():
-        if isinstance(value, str) and value:
-            parsed = urlparse(value)
-            # Local-files URLs carry the path in the `d` query parameter.
-            path = parsed.query.split("d=", 1)[1] if "d=" in parsed.query else parsed.path
-            return Path(unquote(path)).name
-    return ""
+    """The file name of the task's image, as the converter reads it, from its first non-empty string value."""
+    reference = next((v for v in (task.get("data") or {}).values() if isinstance(v, str) and v), None)
+    return reference_file_name(reference) if reference else ""
 
 
 def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = False) -> TaskResult:
