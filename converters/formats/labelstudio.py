@@ -68,7 +68,10 @@ class LabelStudioSource:
 
     def items(self) -> Iterator[tuple[int, dict[str, Any]]]:
         with self.path.open("rb") as handle:
-            yield from enumerate(_iter_tasks(handle, str(self.path)))
+            for position, task in enumerate(iter_tasks(handle, str(self.path))):
+                if not isinstance(task, dict):
+                    raise SegassistError(f"task #{position} is not a JSON object", file=str(self.path))
+                yield position, task
 
     def where(self, item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
         position, task = item
@@ -204,8 +207,9 @@ def _task_ref(position: int, task: dict[str, Any]) -> Any:
     return task.get("id", f"#{position + 1}")
 
 
-def _iter_tasks(handle: BinaryIO, file: str) -> Iterator[dict[str, Any]]:
-    """Tasks from a JSON list, or the one task of a cloud-storage `<task_id>.json` file."""
+def iter_tasks(handle: BinaryIO, file: str) -> Iterator[Any]:
+    """Tasks from a JSON list, or the one task of a cloud-storage `<task_id>.json` file, as ijson.items would
+    give them (an element that is not an object included), but with brush RLE lists parsed fast."""
     head = handle.read(4096).lstrip()
     handle.seek(0)
     prefix = "item" if head.startswith(b"[") else ""
@@ -226,9 +230,8 @@ def _iter_tasks(handle: BinaryIO, file: str) -> Iterator[dict[str, Any]]:
             error = caught
         # The tasks completed before an error still come first, as they would from ijson.items.
         for task in tasks:
-            if not isinstance(task, dict):
-                raise SegassistError(f"task #{count} is not a JSON object", file=file)
-            lifter.restore(task)
+            if isinstance(task, dict | list):  # a scalar holds no RLE
+                lifter.restore(task)
             count += 1
             yield task
         del tasks[:]

@@ -12,13 +12,13 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-import ijson
 import numpy as np
 from label_studio_sdk.label_interface import LabelInterface
 
 from converters import bitmask, brush
 from converters.errors import SegassistError
 from converters.formats import ls_regions
+from converters.formats.labelstudio import iter_tasks as read_tasks
 from converters.formats.labelstudio import reference_file_name
 from converters.mask import Mask, overlapping_pairs
 from converters.qa.common import (
@@ -75,18 +75,15 @@ def read_label_config(path: Path) -> dict[str, Control]:
 
 
 def iter_tasks(path: Path) -> Iterator[dict[str, Any]]:
-    """The tasks of an export (a list of tasks, or one task object), streamed."""
+    """The tasks of an export (a list of tasks, or one task object), streamed by the converter's reader."""
     with reading_json(path), path.open("rb") as handle:
         first = handle.read(64).lstrip()[:1]
         handle.seek(0)
-        if first == b"{":
-            yield next(ijson.items(handle, "", use_float=True))
-            return
-        if first != b"[":
+        if first not in (b"{", b"["):
             raise SegassistError(
                 "a Label Studio export is a JSON list of tasks (or one task object)", file=str(path)
             )
-        yield from ijson.items(handle, "item", use_float=True)
+        yield from read_tasks(handle, str(path))
 
 
 @dataclass
