@@ -27,3 +27,22 @@ def litemedsam():
 
     torch.set_num_threads(1)
     return load_default(torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def random_torchvision_weights(tmp_path_factory):
+    """Mask R-CNN v2 and DeepLabV3 weight files with seeded random weights, written once per session."""
+    import torch
+
+    from tests.backend_support import save_random_weights
+
+    torch.set_num_threads(1)
+    return save_random_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="session")
+def random_torchvision_engine(random_torchvision_weights):
+    """The torchvision engine on those weights, loaded once for the tests that only predict with it."""
+    from tests.backend_support import load_test_engine
+
+    return load_test_engine(*random_torchvision_weights)

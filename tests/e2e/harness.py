@@ -63,10 +63,6 @@ class ManagedProcess:
             start_new_session=True,
         )
 
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
     def running(self) -> bool:
         return self._process.poll() is None
 
@@ -75,8 +71,8 @@ class ManagedProcess:
         text = self.log_path.read_text(errors="replace")
         return text[-chars:]
 
-    def wait_healthy(self, url: str, timeout_s: float, ok: tuple[int, ...] = (200,)) -> None:
-        """Poll `url` until it answers one of `ok`; fail with the log tail if the process dies or hangs."""
+    def wait_healthy(self, url: str, timeout_s: float) -> None:
+        """Poll `url` until it answers 200; fail with the log tail if the process dies or hangs."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.running():
@@ -85,7 +81,7 @@ class ManagedProcess:
                     f"{self.log_tail()}"
                 )
             try:
-                if requests.get(url, timeout=2).status_code in ok:
+                if requests.get(url, timeout=2).status_code == 200:
                     return
             except requests.RequestException:
                 pass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +21,11 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from converters import brush
-from tests.e2e.conftest import Backend, LabelStudio, MediaImages
+from tests.e2e.conftest import SEGASSIST, Backend, LabelStudio, MediaImages
 from tests.e2e.harness import LabelStudioAPI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 
-SEGASSIST = Path(sys.executable).with_name("segassist")
 
 # The embedded default model proposes class-agnostic objects under the label "object".
 BRUSH_CONFIG = """<View>

@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pytest
 import requests
-import torch
 from label_studio_sdk.converter.brush import decode_rle
 from label_studio_sdk.label_interface import LabelInterface
 from werkzeug.serving import make_server
@@ -22,21 +21,18 @@ from ml_backend.settings import Settings
 from tests.backend_support import (
     MediaServer,
     label_config,
-    load_test_engine,
     ls_task,
     png_bytes,
     predict_body,
     sample_image,
-    save_random_weights,
 )
 
 IMAGES = {f"/data/upload/1/{n}.png": sample_image(64 + 8 * n, 80, seed=n) for n in range(3)}
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    torch.set_num_threads(1)
-    return load_test_engine(*save_random_weights(tmp_path_factory.mktemp("weights")))
+def engine(random_torchvision_engine):
+    return random_torchvision_engine
 
 
 @pytest.fixture(scope="module")

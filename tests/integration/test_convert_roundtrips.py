@@ -17,6 +17,12 @@ from converters import SegassistError
 from converters.convert import convert, read
 
 
+def _panoptic_ids(png: Path) -> np.ndarray:
+    """A panoptic PNG's segment ids (R + 256 G + 256² B), read with Pillow and numpy only."""
+    rgb = np.asarray(Image.open(png).convert("RGB")).astype(np.uint32)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+
+
 def pixel_key(indices: np.ndarray) -> str:
     return hashlib.sha1(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()
 
@@ -28,8 +34,7 @@ def panoptic_segments(json_path: Path, png_dir: Path | None = None) -> dict[str,
     png_dir = png_dir or json_path.with_suffix("")
     out = {}
     for annotation in data["annotations"]:
-        rgb = np.asarray(Image.open(png_dir / annotation["file_name"]).convert("RGB")).astype(np.uint32)
-        ids = (rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]).ravel()
+        ids = _panoptic_ids(png_dir / annotation["file_name"]).ravel()
         out[annotation["file_name"]] = sorted(
             (info["category_id"], info["iscrowd"], pixel_key(np.flatnonzero(ids == info["id"])))
             for info in annotation["segments_info"]
@@ -48,8 +53,7 @@ def assert_pq_compute_preconditions(json_path: Path) -> None:
         image = images[annotation["image_id"]]
         with Image.open(json_path.with_suffix("") / annotation["file_name"]) as png:
             assert png.mode == "RGB" and png.size == (image["width"], image["height"])
-            rgb = np.asarray(png).astype(np.uint32)
-        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        ids = _panoptic_ids(json_path.with_suffix("") / annotation["file_name"])
         present, counts = np.unique(ids, return_counts=True)
         pixels = dict(zip(present.tolist(), counts.tolist(), strict=True))
         pixels.pop(0, None)
@@ -277,8 +281,7 @@ def test_semantic_output_paints_each_pixel_with_its_class(panopticapi, tmp_path)
     value_of = {c["id"]: c["value"] for c in mapping["classes"]}
     data = json.loads(source.read_text())
     for annotation in data["annotations"]:
-        rgb = np.asarray(Image.open(source.with_suffix("") / annotation["file_name"])).astype(np.uint32)
-        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        ids = _panoptic_ids(source.with_suffix("") / annotation["file_name"])
         expected = np.zeros(ids.shape, dtype=np.uint8)
         for info in annotation["segments_info"]:
             expected[ids == info["id"]] = value_of[info["category_id"]]
@@ -328,8 +331,7 @@ def test_labelstudio_polygon_output_reports_what_polygons_lose(panopticapi, tmp_
     original = json.loads(source.read_text())
     expected = []  # (region id, pixels) in the order the tasks and their results were written
     for annotation in original["annotations"]:
-        rgb = np.asarray(Image.open(source.with_suffix("") / annotation["file_name"])).astype(np.uint32)
-        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        ids = _panoptic_ids(source.with_suffix("") / annotation["file_name"])
         image_id = annotation["image_id"]
         expected += [((image_id, str(info["id"])), ids == info["id"]) for info in annotation["segments_info"]]
     for annotation, (key, pixels) in zip(back.loadAnns(back.getAnnIds()), expected, strict=True):

@@ -13,6 +13,7 @@ from converters import brush
 from ml_backend.app import create_app
 from ml_backend.engines.sam import SamEngine
 from ml_backend.settings import Settings
+from tests.backend_support import predict_body
 from tests.unit.sam_references import (
     ASTRONAUT_SIZE,
     COFFEE_SIZE,
@@ -52,15 +53,7 @@ def _task(task_id: int, name: str) -> dict[str, Any]:
 
 
 def _predict(client: FlaskClient, task: dict, regions: list[dict]) -> Any:
-    return client.post(
-        "/predict",
-        json={
-            "tasks": [task],
-            "project": "1.1700000000",
-            "label_config": CONFIG,
-            "params": {"login": None, "password": None, "context": {"result": regions}},
-        },
-    )
+    return client.post("/predict", json=predict_body([task], CONFIG, {"result": regions}))
 
 
 def _only_region(response: Any) -> dict:

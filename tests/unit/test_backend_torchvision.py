@@ -21,20 +21,19 @@ from ml_backend.engines import torchvision_engine
 from ml_backend.engines.registry import load_engine
 from ml_backend.engines.torch_utils import CpuWorkers, resolve_device, split_on_oom
 from ml_backend.engines.torchvision_engine import PanopticFusion
-from tests.backend_support import FAST_OPTIONS, load_test_engine, sample_image, save_random_weights
+from tests.backend_support import FAST_OPTIONS, load_test_engine, sample_image
 
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.set_num_threads(1)
-    return save_random_weights(tmp_path_factory.mktemp("weights"))
+@pytest.fixture
+def weights(random_torchvision_weights):
+    return random_torchvision_weights
 
 
-@pytest.fixture(scope="module")
-def engine(weights):
-    return load_test_engine(*weights)
+@pytest.fixture
+def engine(random_torchvision_engine):
+    return random_torchvision_engine
 
 
 IMAGES = [sample_image(72, 96, seed=1), sample_image(80, 64, seed=2)]
