@@ -105,8 +105,8 @@ class Backend:
 
     # -- batch prediction ------------------------------------------------------------------------------------
 
-    def predict_batch(self, tasks: list, info: LabelConfigInfo, timings: dict[str, float]) -> list[str]:
-        """One prediction per task, in order, as JSON text. A task that fails (bad image, bad data) gets an
+    def predict_batch(self, tasks: list, info: LabelConfigInfo, timings: dict[str, float]) -> list[bytes]:
+        """One prediction per task, in order, as JSON (bytes). A task that fails (bad image, bad data) gets an
         empty prediction and a logged reason; the others are unaffected.
 
         The request is one stream: images are decoded a few tasks ahead of the model, and each task is
@@ -138,7 +138,7 @@ class Backend:
                     decoded.append(index)
                     yield image
 
-        predictions: dict[int, str] = {}
+        predictions: dict[int, bytes] = {}
         with (
             self._model_lock,
             contextlib.closing(self.engine.predict_each(images(), self.mode, self.batch_size)) as predicted,
@@ -153,7 +153,7 @@ class Backend:
                 predictions[decoded.popleft()] = self._prediction_text(segments, info, timings)
         return [predictions.get(index, empty) for index in range(len(tasks))]
 
-    def _prediction_text(self, segments: list, info: LabelConfigInfo, timings: dict[str, float]) -> str:
+    def _prediction_text(self, segments: list, info: LabelConfigInfo, timings: dict[str, float]) -> bytes:
         started = time.perf_counter()
         shaped = postprocess.shape(
             segments,

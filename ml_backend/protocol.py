@@ -112,7 +112,7 @@ def predict() -> Response:
     else:
         results = backend.predict_batch(tasks, info, timings)
     json_started = time.perf_counter()
-    payload = '{"results":[' + ",".join(results) + "]}"
+    payload = b'{"results":[' + b",".join(results) + b"]}"
     timings["json"] += time.perf_counter() - json_started
     response = Response(payload, mimetype="application/json")
     # Stage times for clients and the benchmark: the standard Server-Timing header, in milliseconds.

@@ -48,6 +48,10 @@ def test_loaded_engine_describes_itself(engine) -> None:
     assert (91 + 15, "person", False) in found
     assert not any(name in ("__background__", "N/A") for _, name, _ in found)
     assert len(found) == 80 + 20
+    for model in (engine._instance.module, engine._semantic.module):
+        convolutions = [layer for layer in model.modules() if isinstance(layer, torch.nn.Conv2d)]
+        assert convolutions
+        assert all(layer.weight.is_contiguous(memory_format=torch.channels_last) for layer in convolutions)
 
 
 def test_instances_equal_torchvision_pasted_masks(engine) -> None:
