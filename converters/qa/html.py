@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from converters.errors import SegassistError
+from converters.formats.coco_panoptic import read_id_map
 from converters.formats.common import write_text_atomically
 from converters.formats.label_map import masks_from_label_map, paint_label_map
 from converters.formats.semantic import MAPPING_FILE
@@ -81,7 +82,7 @@ def _panoptic_overlays(
         key = ("image", str(job.annotation.get("image_id")))
         if key not in keys:
             continue
-        id_map = panoptic.read_id_map(pan_options.png_dir / job.annotation["file_name"]).id_map
+        id_map = read_id_map(pan_options.png_dir / job.annotation["file_name"]).id_map
         if id_map is None:
             continue
         ids, labels = np.unique(id_map, return_inverse=True)

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from converters.formats.coco_panoptic import read_id_map
 from converters.qa.common import (
     Recorder,
     check_area_and_bbox,
@@ -68,42 +67,6 @@ def id_stats(id_map: np.ndarray) -> IdStats:
     np.maximum.at(right, inverse, last_col)
     boxes = np.stack([left, top, right - left + 1, bottom - top + 1], axis=1)
     return IdStats(ids=ids, areas=areas, boxes=boxes)
-
-
-@dataclass
-class PngRead:
-    """An id map, or why there is none."""
-
-    id_map: np.ndarray | None
-    mode: str | None = None
-    alpha_pixels: int = 0
-    missing: bool = False
-    error: str | None = None
-
-
-def read_id_map(path: Path) -> PngRead:
-    """A panoptic PNG as uint32 ids; palette, grey and 16-bit PNGs give none (panopticapi fails on them).
-
-    Pillow reads the header (the mode); OpenCV decodes the pixels, about twice as fast as Pillow on big PNGs,
-    and its 4-byte RGBA layout read as little-endian uint32 is R + 256·G + 256²·B + 256³·A in one step.
-    """
-    if not path.is_file():
-        return PngRead(None, missing=True)
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-    except (OSError, UnidentifiedImageError) as error:
-        return PngRead(None, error=str(error))
-    if mode not in ("RGB", "RGBA"):
-        return PngRead(None, mode=mode)
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if pixels is None or pixels.dtype != np.uint8:
-        return PngRead(None, mode=mode, error="OpenCV cannot decode it as 8-bit colour")
-    rgba = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGBA)
-    alpha = int(np.count_nonzero(rgba[..., 3] != 255)) if mode == "RGBA" else 0
-    ids = rgba.view("<u4")[..., 0]
-    ids &= 0xFFFFFF
-    return PngRead(ids, mode=mode, alpha_pixels=alpha)
 
 
 @dataclass(frozen=True)

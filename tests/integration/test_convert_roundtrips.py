@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from label_studio_sdk.converter import brush as sdk_brush
@@ -245,6 +247,40 @@ def test_inconsistent_panoptic_input_names_file_and_image_and_can_be_skipped(rea
     assert report.images == 0 and report.skipped[0]["image_id"] == 5
     assert "10x5" in report.skipped[0]["error"]
     assert json.loads((tmp_path / "out.json").read_text())["images"] == []
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("grey", "must be 8-bit RGB, got mode L"),
+        ("16-bit", "cannot read the panoptic PNG: OpenCV cannot decode it as 8-bit colour"),
+        ("not a PNG", "cannot read the panoptic PNG"),
+        ("missing", "the panoptic PNG does not exist"),
+    ],
+)
+def test_unusable_panoptic_pngs_are_named_and_nothing_is_written(panopticapi, tmp_path, damage, message):
+    source = tmp_path / "in" / "panoptic_examples.json"
+    shutil.copytree(panopticapi / "panoptic_examples", source.with_suffix(""))
+    shutil.copy(panopticapi / "panoptic_examples.json", source)
+    name = json.loads(source.read_text())["annotations"][0]["file_name"]
+    png = source.with_suffix("") / name
+    rgb = np.asarray(Image.open(png).convert("RGB"))
+    if damage == "grey":
+        Image.fromarray(rgb[..., 0]).save(png)
+    elif damage == "16-bit":
+        # Pillow calls a 16-bit RGB PNG "RGB" but would silently keep only the high byte of each id channel.
+        assert cv2.imwrite(str(png), rgb[..., ::-1].astype(np.uint16) * 257)
+        assert Image.open(png).mode == "RGB"
+    elif damage == "not a PNG":
+        png.write_bytes(b"not a PNG")
+    else:
+        png.unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(SegassistError) as caught:
+        convert("coco-panoptic", "coco", source, out / "instances.json")
+    assert message in str(caught.value) and name in str(caught.value)
+    assert list(out.iterdir()) == []
 
 
 def test_tolerant_coco_reading_of_uncompressed_rle_and_extra_fields(realdata, tmp_path):
