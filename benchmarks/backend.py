@@ -33,7 +33,7 @@ from ml_backend.settings import Settings
 
 SIZE = 1024
 TASKS = 8
-ROUNDS = 2
+ROUNDS = 3
 CONFIG_LABELS = detection.MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.meta["categories"]
 
 
@@ -143,8 +143,8 @@ def run() -> str:
         done.set()
         prober.join()
         one_wall, one_stages, one_regions = predict(paths[:1])
-        # Singles before and after each batch, so a change in machine load affects both sides alike; two
-        # rounds, as the load on a shared machine moves a single round's ratio by ±10 %.
+        # Singles before and after each batch, so a change in machine load affects both sides alike;
+        # several rounds, as the load on a shared machine moves a single round's ratio by ±10 %.
         half = TASKS // 2
         rounds = []
         for _ in range(ROUNDS):
