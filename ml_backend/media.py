@@ -50,6 +50,7 @@ class LabelStudioAuth:
     def __init__(self, base_url: str, api_key: str | None, timeout_s: float) -> None:
         self._base_url = base_url
         self._api_key = api_key
+        self._is_personal_access_token = bool(api_key) and _jwt_payload(api_key) is not None
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
         self._access: str | None = None
@@ -58,7 +59,7 @@ class LabelStudioAuth:
     def header(self) -> dict[str, str]:
         if not self._api_key:
             return {}
-        if _jwt_payload(self._api_key) is None:
+        if not self._is_personal_access_token:
             return {"Authorization": f"Token {self._api_key}"}
         with self._lock:
             if self._access is None or time.time() > self._expires_at:
