@@ -54,13 +54,8 @@ def test_loaded_engine_describes_itself(engine) -> None:
         assert all(layer.weight.is_contiguous(memory_format=torch.channels_last) for layer in convolutions)
 
 
-def test_instances_equal_torchvision_pasted_masks(engine) -> None:
-    predicted = engine.predict(IMAGES, "instance")
-    module = engine._instance.module
-    with torch.inference_mode():
-        # On the CPU each image has a forward of its own (no padding to a shared batch size).
-        reference = [module([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0] for image in IMAGES]
-    for segments, expected, image in zip(predicted, reference, IMAGES, strict=True):
+def _assert_instances_equal_torchvision_pasted_masks(predicted: list, expected_outputs: list[dict]) -> None:
+    for segments, expected, image in zip(predicted, expected_outputs, IMAGES, strict=True):
         dense = [(mask[0] > 0.5).numpy() for mask in expected["masks"]]
         keep = [index for index, mask in enumerate(dense) if mask.any()]
         assert len(segments) == len(keep) > 0
@@ -69,6 +64,28 @@ def test_instances_equal_torchvision_pasted_masks(engine) -> None:
             assert np.array_equal(segment.mask.dense(), dense[index])
             assert segment.category_id == int(expected["labels"][index])
             assert segment.score == pytest.approx(float(expected["scores"][index]))
+
+
+def _as_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 255
+
+
+def test_instances_equal_torchvision_pasted_masks(engine) -> None:
+    predicted = engine.predict(IMAGES, "instance")
+    with torch.inference_mode():
+        # On the CPU each image has a forward of its own (no padding to a shared batch size).
+        reference = [engine._instance.module([_as_tensor(image)])[0] for image in IMAGES]
+    _assert_instances_equal_torchvision_pasted_masks(predicted, reference)
+
+
+def test_the_gpu_paths_batched_forward_equals_torchvisions_batched_forward(engine) -> None:
+    # On a GPU the images of a call share one padded forward; `_predict` is that path, run here on the CPU.
+    predicted = engine._predict(IMAGES, "instance")
+    with torch.inference_mode():
+        reference = engine._instance.module([_as_tensor(image) for image in IMAGES])
+    _assert_instances_equal_torchvision_pasted_masks(predicted, reference)
+    for segments, image in zip(engine._predict(IMAGES, "panoptic"), IMAGES, strict=True):
+        assert_no_overlap(segments, image)
 
 
 def test_semantic_map_equals_torchvision_preset_and_argmax(engine) -> None:
@@ -91,12 +108,16 @@ def test_semantic_map_equals_torchvision_preset_and_argmax(engine) -> None:
     assert sum(segment.mask.area for segment in segments) == np.count_nonzero(expected)
 
 
+def assert_no_overlap(segments: list, image: np.ndarray) -> None:
+    canvas = np.zeros(image.shape[:2], dtype=np.int32)
+    for segment in segments:
+        assert not canvas[segment.mask.dense()].any(), "a pixel belongs to two segments"
+        segment.mask.paste_into(canvas, 1)
+
+
 def test_panoptic_segments_never_overlap(engine) -> None:
     for segments, image in zip(engine.predict(IMAGES, "panoptic"), IMAGES, strict=True):
-        canvas = np.zeros(image.shape[:2], dtype=np.int32)
-        for segment in segments:
-            assert not canvas[segment.mask.dense()].any(), "a pixel belongs to two segments"
-            segment.mask.paste_into(canvas, 1)
+        assert_no_overlap(segments, image)
         assert any(not engine_category(engine, s.category_id).isthing for s in segments)
 
 
