@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from converters import Category, Mask, Segment
 from ml_backend.labeling import parse_label_config
-from ml_backend.postprocess import encode, shape
+from ml_backend.postprocess import encode, prediction_json, shape
 
 CATEGORIES = [
     Category(1, "car"),
@@ -82,3 +84,16 @@ def test_encode_writes_one_result_per_region_and_the_mean_score(info) -> None:
     assert prediction["score"] == pytest.approx((0.9 + 0.7 + 0.6) / 3)
     assert info.interface.validate_prediction(prediction, return_errors=True) == []
     assert encode([], info, "v1") == {"result": [], "score": 0.0, "model_version": "v1"}
+
+
+def test_prediction_json_writes_numpy_scalars_and_brush_lists_as_json_numbers() -> None:
+    prediction = {
+        "result": [{"value": {"rle": [0, 255, 3]}, "score": np.float32(0.25)}],
+        "score": np.float64(0.5),
+        "model_version": "m",
+    }
+    assert json.loads(prediction_json(prediction)) == {
+        "result": [{"value": {"rle": [0, 255, 3]}, "score": 0.25}],
+        "score": 0.5,
+        "model_version": "m",
+    }
