@@ -184,7 +184,7 @@ def run() -> str:
             f"{SIZE}×{SIZE} PNG tasks fetched over local HTTP (media cache off), instance mode, "
             f"BrushLabels output; {torch.get_num_threads()} torch threads: a 1-task request runs one forward "
             f"on all of them, a batch queues its images for forwards {forwards}, and each task is encoded "
-            "and serialized while the next forwards run. "
+            "and serialized (orjson) while the next forwards run; the model is stored channels-last. "
             "Random weights give 100 detections per image (the most Mask R-CNN returns), the heaviest case "
             "for post-processing and encoding. Stage seconds come from the Server-Timing header; `model` "
             "is the time /predict waited for the engine (forward, mask pasting into boxes, thresholding); "
