@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import os
 import threading
 import time
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 CONFIG_CACHE_SIZE = 32
 STAGES = ("media", "model", "postprocess", "encoding", "json")
+# A task's result that holds no prediction at all: Label Studio saves nothing for it and asks again later.
+NO_PREDICTION = b"[]"
 
 
 class Backend:
@@ -111,7 +114,13 @@ class Backend:
 
         The request is one stream: images are decoded a few tasks ahead of the model, and each task is
         shaped, encoded and serialized as soon as its segments are ready, while the model works on the next.
+
+        Label Studio sends a whole selection in one request and gives up after ML_TIMEOUT_PREDICT (100 s).
+        Once the predict budget is spent (after at least one task), the tasks not yet predicted get no
+        prediction (`[]`): Label Studio saves none for them, so the next Retrieve Predictions sends only them.
         """
+        budget = self.settings.predict_budget_s
+        deadline = time.perf_counter() + budget if budget else math.inf
         empty = postprocess.prediction_json(postprocess.empty_prediction(self.model_version))
         if self.mode is None or info.output is None:
             reason = "no automatic mode for this engine" if self.mode is None else "no mask or box control"
@@ -132,6 +141,7 @@ class Backend:
                         image = future.result()
                     except SegassistError as error:
                         log.warning("task skipped: %s", error)
+                        failed.add(index)
                         continue
                     finally:
                         timings["media"] += time.perf_counter() - started
@@ -139,19 +149,32 @@ class Backend:
                     yield image
 
         predictions: dict[int, bytes] = {}
+        failed: set[int] = set()
         with (
             self._model_lock,
             contextlib.closing(self.engine.predict_each(images(), self.mode, self.batch_size)) as predicted,
         ):
-            while True:
-                started, media_before = time.perf_counter(), timings["media"]
+            while not (predictions and time.perf_counter() >= deadline):
+                waited_from, media_before = time.perf_counter(), timings["media"]
                 segments = next(predicted, None)
                 # Waiting for images happens inside the engine's reads; it is media time, not model time.
-                timings["model"] += time.perf_counter() - started - (timings["media"] - media_before)
+                timings["model"] += time.perf_counter() - waited_from - (timings["media"] - media_before)
                 if segments is None:
                     break
                 predictions[decoded.popleft()] = self._prediction_text(segments, info, timings)
-        return [predictions.get(index, empty) for index in range(len(tasks))]
+        left = len(tasks) - len(predictions) - len(failed)
+        if left:
+            log.warning(
+                "the %g s predict budget (SEGASSIST_PREDICT_BUDGET) ran out after %d of %d tasks; the "
+                "other %d get no prediction now: Retrieve Predictions again to continue",
+                budget,
+                len(predictions) + len(failed),
+                len(tasks),
+                left,
+            )
+        return [
+            predictions.get(index, empty if index in failed else NO_PREDICTION) for index in range(len(tasks))
+        ]
 
     def _prediction_text(self, segments: list, info: LabelConfigInfo, timings: dict[str, float]) -> bytes:
         started = time.perf_counter()

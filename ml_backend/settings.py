@@ -44,6 +44,9 @@ class Settings:
     max_request_bytes: int = 64 * 1024 * 1024
     media_timeout_s: float = 30.0
     media_cache_bytes: int = 512 * 1024 * 1024
+    # Seconds a batch /predict spends before it answers with what it has (0: no limit); below Label Studio's
+    # ML_TIMEOUT_PREDICT (100 s) by the time of a forward or two.
+    predict_budget_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -54,6 +57,8 @@ class Settings:
             raise SegassistError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
         if self.threads < 1 or self.batch_size < 0:
             raise SegassistError("threads must be at least 1 and the batch size at least 0 (automatic)")
+        if self.predict_budget_s < 0:
+            raise SegassistError("the predict budget must be at least 0 seconds (0: no limit)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -94,6 +99,7 @@ ENV_VARS: dict[str, str] = {
     "max_request_bytes": "SEGASSIST_MAX_REQUEST_BYTES",
     "media_timeout_s": "SEGASSIST_MEDIA_TIMEOUT",
     "media_cache_bytes": "SEGASSIST_MEDIA_CACHE_BYTES",
+    "predict_budget_s": "SEGASSIST_PREDICT_BUDGET",
 }
 
 

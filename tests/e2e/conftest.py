@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,9 +190,15 @@ class Backend:
 
 
 def start_backend(
-    request: pytest.FixtureRequest, workdir: Path, label_studio: LabelStudio, api_key: str, name: str
+    request: pytest.FixtureRequest,
+    workdir: Path,
+    label_studio: LabelStudio,
+    api_key: str,
+    name: str,
+    settings: Mapping[str, str] | None = None,
 ) -> Backend:
-    """`segassist serve` as a real process on the embedded default model, using `api_key` for Label Studio."""
+    """`segassist serve` as a real process on the embedded default model, using `api_key` for Label Studio;
+    `settings`: more environment variables."""
     if not SEGASSIST.exists():
         pytest.fail(f"{SEGASSIST} is missing: install the project (make setup)")
     port = free_port()
@@ -204,6 +210,7 @@ def start_backend(
             "SEGASSIST_ALLOWED_HOSTS": "localhost",
             "SEGASSIST_DEVICE": "cpu",
             "SEGASSIST_THREADS": "2",
+            **(settings or {}),
         }
     )
     argv = [str(SEGASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -223,6 +230,24 @@ def backend_with_pat(
 ) -> Backend:
     return start_backend(
         request, tmp_path_factory.mktemp("backend-pat"), label_studio, personal_access_token, "backend-pat"
+    )
+
+
+@pytest.fixture(scope="session")
+def backend_with_tiny_budget(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    label_studio: LabelStudio,
+    personal_access_token: str,
+) -> Backend:
+    """A backend whose /predict answers after its first task, as a long selection does after 60 s."""
+    return start_backend(
+        request,
+        tmp_path_factory.mktemp("backend-budget"),
+        label_studio,
+        personal_access_token,
+        "backend-budget",
+        settings={"SEGASSIST_PREDICT_BUDGET": "0.001"},
     )
 
 

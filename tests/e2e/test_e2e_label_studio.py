@@ -90,11 +90,13 @@ def projects(label_studio: LabelStudio, media: MediaImages) -> dict[str, Project
         "brush": create_project(api, "e2e brush", BRUSH_CONFIG),
         "polygon": create_project(api, "e2e polygon", POLYGON_CONFIG),
         "smart": create_project(api, "e2e smart", SMART_CONFIG),
+        "budget": create_project(api, "e2e budget", BRUSH_CONFIG),
     }
     # Few tasks: the default model's automatic mode takes 10 to 20 s per image on a small CPU.
     import_tasks(api, made["brush"], media, by_url=["astronaut.png"], uploads=["chelsea.png"])
     import_tasks(api, made["polygon"], media, by_url=[], uploads=["coffee.png"])
     import_tasks(api, made["smart"], media, by_url=[], uploads=["astronaut.png"])
+    import_tasks(api, made["budget"], media, by_url=[], uploads=["coffee.png", "chelsea.png"])
     return made
 
 
@@ -233,6 +235,21 @@ def test_retrieving_again_adds_no_duplicate_predictions(label_studio: LabelStudi
     assert {task: [p["id"] for p in stored] for task, stored in again.items()} == {
         task: [p["id"] for p in stored] for task, stored in first.items()
     }
+
+
+def test_tasks_a_spent_budget_left_out_are_predicted_by_the_next_retrieve(
+    label_studio: LabelStudio, backend_with_tiny_budget: Backend, projects: dict[str, Project], media
+):
+    api, project = label_studio.api(), projects["budget"]
+    ml = connect_backend(api, project, backend_with_tiny_budget, interactive=False)
+    first = retrieve_predictions(api, project)
+    # The budget runs out after the first task: Label Studio stores nothing for the other (no error either).
+    assert sorted(len(stored) for stored in first.values()) == [0, 1]
+    second = retrieve_predictions(api, project)
+    assert check_predictions(second, project, ml["model_version"], "brushlabels", media) > 0
+    for task, stored in first.items():
+        if stored:
+            assert [p["id"] for p in second[task]] == [stored[0]["id"]]
 
 
 def _smart_region(kind: str, value: dict, width: int, height: int, **extra: object) -> dict:
@@ -422,9 +439,11 @@ def test_export_converts_to_coco_and_panoptic_that_pass_qa(exported: Exported, t
     qa_errors(panoptic_path, "--target", "panoptic", "--images", images, report=tmp_path / "pan-qa.json")
 
 
-def test_backends_logged_no_errors(backend_with_pat: Backend, backend_with_legacy_token: Backend):
+def test_backends_logged_no_errors(
+    backend_with_pat: Backend, backend_with_legacy_token: Backend, backend_with_tiny_budget: Backend
+):
     """Everything above was answered without a server-side error (the backends run to the session's end)."""
-    for backend in (backend_with_pat, backend_with_legacy_token):
+    for backend in (backend_with_pat, backend_with_legacy_token, backend_with_tiny_budget):
         assert backend.process.running()
         log = backend.process.log_tail(chars=1_000_000)
         assert "Traceback" not in log and "ERROR" not in log, log

@@ -178,6 +178,40 @@ def test_a_failing_task_gets_an_empty_prediction_and_the_others_are_predicted(
     assert "169.254" not in "".join(path for path, _ in media.requests[before:])
 
 
+def test_a_spent_predict_budget_leaves_the_remaining_tasks_without_a_prediction(make_client, media, caplog):
+    image = png_bytes(next(iter(IMAGES.values())))
+
+    def slow_image(headers: dict) -> tuple[int, dict, bytes]:
+        time.sleep(0.3)
+        return 200, {"Content-Type": "image/png"}, image
+
+    paths = [f"/data/upload/1/budget-{i}.png" for i in range(8)]
+    media.routes.update(dict.fromkeys(paths, slow_image))
+    tasks = [ls_task(0, "/data/upload/1/missing.png"), *(ls_task(i, path) for i, path in enumerate(paths, 1))]
+    config = label_config()
+    started = time.perf_counter()
+    response = make_client(mode="instance", predict_budget_s=0.5, batch_size=1).post(
+        "/predict", json=predict_body(tasks, config)
+    )
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200
+    results = response.json["results"]
+    assert len(results) == len(tasks)
+    # A failed task keeps its empty prediction; a task the budget did not reach gets none (an empty list), so
+    # Label Studio saves nothing for it and sends it again with the next Retrieve Predictions.
+    assert results[0]["result"] == []
+    done = [index for index, result in enumerate(results[1:], start=1) if isinstance(result, dict)]
+    assert done == list(range(1, len(done) + 1)) and 1 <= len(done) < len(paths)
+    assert all(result == [] for result in results[len(done) + 1 :])
+    for result in results[1 : len(done) + 1]:
+        _validate(config, result)
+    assert elapsed < 0.5 + 8 * 0.3
+    assert f"ran out after {len(done) + 1} of {len(tasks)} tasks" in caplog.text
+    rest = [task for task, result in zip(tasks, results, strict=True) if result == []]
+    again = make_client(mode="instance", predict_budget_s=0).post("/predict", json=predict_body(rest, config))
+    assert all(isinstance(result, dict) for result in again.json["results"])
+
+
 def test_unmapped_labels_give_empty_predictions(make_client) -> None:
     client = make_client(mode="instance")
     config = label_config(labels=["Nothing", "Matches"])

@@ -32,6 +32,7 @@ def test_settings_read_every_variable_and_options_override_them() -> None:
         "BASIC_AUTH_USER": "u",
         "BASIC_AUTH_PASS": "s3cr3t-pass",
         "SEGASSIST_MODE": "",  # empty means unset
+        "SEGASSIST_PREDICT_BUDGET": "75.5",
     }
     settings = Settings.from_env(environ, port=9292, model=None)
     assert settings.engine == "torchvision"
@@ -39,6 +40,7 @@ def test_settings_read_every_variable_and_options_override_them() -> None:
     assert settings.score_threshold == 0.25
     assert settings.allowed_hosts == ("a.example.com", "*.s3.amazonaws.com")
     assert settings.mode == "auto"
+    assert settings.predict_budget_s == 75.5
     assert "s3cr3t" not in repr(settings)  # secrets never reach logs
     assert set(ENV_VARS) == {f for f in Settings.__dataclass_fields__}
 
@@ -50,6 +52,7 @@ def test_settings_read_every_variable_and_options_override_them() -> None:
         ({"SEGASSIST_ENGINE": "yolo"}, "unknown engine"),
         ({"SEGASSIST_MODE": "everything"}, "unknown mode"),
         ({"BASIC_AUTH_USER": "only-user"}, "BASIC_AUTH_PASS"),
+        ({"SEGASSIST_PREDICT_BUDGET": "-1"}, "predict budget must be at least 0"),
     ],
 )
 def test_bad_settings_raise_a_named_error(environ: dict, message: str) -> None:
