@@ -54,6 +54,19 @@ def make_client(engine, media):
     return make
 
 
+def add_slow_images(media, name: str, count: int, seconds: float) -> list[str]:
+    """`count` image paths on the media server that each take `seconds` to download."""
+    image = png_bytes(next(iter(IMAGES.values())))
+
+    def slow_image(headers: dict) -> tuple[int, dict, bytes]:
+        time.sleep(seconds)
+        return 200, {"Content-Type": "image/png"}, image
+
+    paths = [f"/data/upload/1/{name}-{index}.png" for index in range(count)]
+    media.routes.update(dict.fromkeys(paths, slow_image))
+    return paths
+
+
 def _validate(config: str, prediction: dict) -> None:
     assert LabelInterface(config).validate_prediction(prediction, return_errors=True) == []
 
@@ -179,14 +192,7 @@ def test_a_failing_task_gets_an_empty_prediction_and_the_others_are_predicted(
 
 
 def test_a_spent_predict_budget_leaves_the_remaining_tasks_without_a_prediction(make_client, media, caplog):
-    image = png_bytes(next(iter(IMAGES.values())))
-
-    def slow_image(headers: dict) -> tuple[int, dict, bytes]:
-        time.sleep(0.3)
-        return 200, {"Content-Type": "image/png"}, image
-
-    paths = [f"/data/upload/1/budget-{i}.png" for i in range(8)]
-    media.routes.update(dict.fromkeys(paths, slow_image))
+    paths = add_slow_images(media, "budget", count=8, seconds=0.3)
     tasks = [ls_task(0, "/data/upload/1/missing.png"), *(ls_task(i, path) for i, path in enumerate(paths, 1))]
     config = label_config()
     started = time.perf_counter()
@@ -320,14 +326,7 @@ def test_health_answers_fast_while_a_long_predict_runs(make_client, engine, medi
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         # Images that take 0.25 s each to download keep the predict busy past the 20 probes on any machine.
-        image = png_bytes(next(iter(IMAGES.values())))
-
-        def slow_image(headers: dict) -> tuple[int, dict, bytes]:
-            time.sleep(0.25)
-            return 200, {"Content-Type": "image/png"}, image
-
-        paths = [f"/data/upload/1/slow-{i}.png" for i in range(24)]
-        media.routes.update(dict.fromkeys(paths, slow_image))
+        paths = add_slow_images(media, "slow", count=24, seconds=0.25)
         tasks = [ls_task(i, path) for i, path in enumerate(paths)]
         outcome: dict = {}
 
