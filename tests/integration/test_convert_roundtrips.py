@@ -17,12 +17,12 @@ from pycocotools.coco import COCO
 
 from converters import SegassistError
 from converters.convert import convert, read
+from converters.formats.label_map import rgb_to_ids
 
 
 def _panoptic_ids(png: Path) -> np.ndarray:
-    """A panoptic PNG's segment ids (R + 256 G + 256² B), read with Pillow and numpy only."""
-    rgb = np.asarray(Image.open(png).convert("RGB")).astype(np.uint32)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+    """A panoptic PNG's segment ids (R + 256 G + 256² B), decoded with Pillow, not the reader's OpenCV."""
+    return rgb_to_ids(np.asarray(Image.open(png).convert("RGB")))
 
 
 def pixel_key(indices: np.ndarray) -> str:
