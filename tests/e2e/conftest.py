@@ -191,14 +191,14 @@ class Backend:
 
 def start_backend(
     request: pytest.FixtureRequest,
-    workdir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     label_studio: LabelStudio,
     api_key: str,
     name: str,
     settings: Mapping[str, str] | None = None,
 ) -> Backend:
     """`segassist serve` as a real process on the embedded default model, using `api_key` for Label Studio;
-    `settings`: more environment variables."""
+    `settings`: more environment variables. It runs and logs in a temporary folder named after it."""
     if not SEGASSIST.exists():
         pytest.fail(f"{SEGASSIST} is missing: install the project (make setup)")
     port = free_port()
@@ -214,6 +214,7 @@ def start_backend(
         }
     )
     argv = [str(SEGASSIST), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    workdir = tmp_path_factory.mktemp(name)
     process = ManagedProcess(name, argv, env, workdir / f"{name}.log", cwd=workdir)
     request.addfinalizer(process.stop)
     url = f"http://127.0.0.1:{port}"
@@ -228,9 +229,7 @@ def backend_with_pat(
     label_studio: LabelStudio,
     personal_access_token: str,
 ) -> Backend:
-    return start_backend(
-        request, tmp_path_factory.mktemp("backend-pat"), label_studio, personal_access_token, "backend-pat"
-    )
+    return start_backend(request, tmp_path_factory, label_studio, personal_access_token, "backend-pat")
 
 
 @pytest.fixture(scope="session")
@@ -243,7 +242,7 @@ def backend_with_tiny_budget(
     """A backend whose /predict answers after its first task, as a long selection does after 60 s."""
     return start_backend(
         request,
-        tmp_path_factory.mktemp("backend-budget"),
+        tmp_path_factory,
         label_studio,
         personal_access_token,
         "backend-budget",
@@ -257,7 +256,7 @@ def backend_with_legacy_token(
 ) -> Backend:
     return start_backend(
         request,
-        tmp_path_factory.mktemp("backend-legacy"),
+        tmp_path_factory,
         label_studio,
         label_studio.legacy_token,
         "backend-legacy",
