@@ -1,17 +1,18 @@
 """Run the benchmarks in this folder and write their sections of BENCHMARKS.md from the fresh run.
 
-Each benchmark module has `run() -> str`, returning its Markdown section (a table of medians and ratios
-against a peer measured in the same run). `python benchmarks/run_all.py codecs` reruns one section and
-keeps the others as they were.
+Each benchmark module prints its Markdown section (a table of medians and ratios against a peer measured in
+the same run) when run as a script; each runs in a process of its own, as a server or a command would, so no
+benchmark inherits another's threads, heap or caches. `python benchmarks/run_all.py codecs` reruns one
+section and keeps the others as they were.
 """
 
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import os
 import platform
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,14 +31,6 @@ def _section_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
 
 
-def _load(name: str):
-    # Load by path: a benchmark named like a standard module ("codecs") must not resolve to the stdlib one.
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(argv: list[str]) -> int:
     wanted = argv or list(MODULES)
     unknown = set(wanted) - set(MODULES)
@@ -54,7 +47,9 @@ def main(argv: list[str]) -> int:
             f"_Run {datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}._\n\n"
         )
-        body = _load(name).run()
+        body = subprocess.run(
+            [sys.executable, str(HERE / f"{name}.py")], stdout=subprocess.PIPE, text=True, check=True
+        ).stdout
         sections[name] = f"<!-- bench:{name} -->\n{stamp}{body.strip()}\n<!-- /bench:{name} -->"
     text = HEADER + "".join(f"\n{sections[name]}\n" for name in MODULES if sections[name])
     TARGET.write_text(text)

@@ -23,6 +23,7 @@ from PIL import Image
 from skimage import data
 from timing import median_seconds
 
+from ml_backend.allocator import keep_freed_memory
 from ml_backend.app import create_app
 from ml_backend.engines.sam import load_default
 from ml_backend.settings import Settings
@@ -70,6 +71,7 @@ def _timed_post(client, body: dict) -> float:
 
 
 def run() -> str:
+    keep_freed_memory()  # as `segassist serve` does, before the engine's threads exist
     load = os.getloadavg()[0]
     image = cv2.resize(data.astronaut(), (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
     box = _region("rectanglelabels", BOX)

@@ -24,6 +24,7 @@ from flask import Flask
 
 from converters.errors import SegassistError
 from ml_backend import postprocess
+from ml_backend.allocator import keep_freed_memory
 from ml_backend.concurrency import submit_ahead
 from ml_backend.engines.base import Engine
 from ml_backend.engines.torch_utils import resolve_device
@@ -218,10 +219,11 @@ def configure_logging() -> None:
 
 def create_app(settings: Settings, engine: Engine | None = None) -> Flask:
     """The WSGI app. `engine` is loaded from the settings when not given (tests pass one they built through
-    the same loaders)."""
+    the same loaders); a process that loads its engine here also keeps freed tensor memory for reuse."""
     if engine is None:
         from ml_backend.engines.registry import load_engine
 
+        keep_freed_memory()  # before the engine's threads exist: each keeps the heap it first gets
         started = time.perf_counter()
         engine = load_engine(settings.engine, settings.model, resolve_device(settings.device))
         log.info("loaded %s in %.1f s", engine.model_version, time.perf_counter() - started)

@@ -69,9 +69,10 @@ def split_on_oom(run: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> l
 class CpuWorkers:
     """Runs independent CPU forwards side by side: `workers` threads of `threads_each` intra-op threads.
 
-    Why: a detector forward scales poorly over intra-op threads (RoI heads, NMS, mask pasting and the Python
-    between ops are largely serial), so on 2 cores two images at one thread each finish sooner than one after
-    the other at two threads each (benchmarks/backend.py). One model copy serves every worker.
+    Why: forwards side by side win back what one forward loses by splitting its ops over intra-op threads
+    (serial parts: NMS, mask pasting, the Python between ops). On 2 idle cores that is little, as a forward
+    runs 1.9x faster on 2 threads than on 1; on a busy shared machine it was up to 1.3x
+    (benchmarks/backend.py). One model copy serves every worker.
 
     torch's intra-op thread count belongs to the calling thread, but `torch.set_num_threads` also sets the
     count that threads started later take on their first parallel op. So each worker sets its count once,

@@ -58,8 +58,7 @@ DETECTOR_OPTIONS = (
 )
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Side-by-side CPU forwards when there are intra-op threads to split: on 2 cores 2 forwards of 1 thread beat
-# 1 forward of 2 threads (benchmarks/backend.py).
+# Side-by-side CPU forwards when there are intra-op threads to split (why: CpuWorkers).
 CPU_WORKERS = 2
 
 
