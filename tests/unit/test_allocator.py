@@ -57,7 +57,7 @@ FORWARD_LOOP = textwrap.dedent(
 
 pytestmark = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-    reason="the malloc settings are glibc's; page faults per thread are counted on Linux",
+    reason="the malloc settings are glibc's, and the page faults are counted with Linux's getrusage",
 )
 
 
