@@ -11,6 +11,12 @@ from converters.errors import SegassistError
 from ml_backend.settings import ENGINES, ENV_VARS, MODES, Settings
 
 
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """The backend's commands, added to the `segassist` parser (the `segassist.commands` entry point)."""
+    register_serve(subparsers)
+    register_weights(subparsers)
+
+
 def register_serve(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
