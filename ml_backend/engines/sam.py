@@ -6,9 +6,11 @@ Two kinds of model sit behind one `SamEngine`:
   load strictly into segment-anything's `Sam` with the package's vendored TinyViT encoder (256-px input,
   pixel_mean 0 and pixel_std 255, which stands in for the min-max scaling it was trained with). It was trained
   with box prompts only: a click alone gives an empty mask, and SamAutomaticMaskGenerator's point grid gives
-  nothing. So clicks become candidate boxes around the positive clicks at several scales, decoded as one batch
-  and chosen by agreement with the clicks, then by whether the mask fits inside its box, then by predicted
-  IoU; automatic mode decodes a multi-scale grid of boxes instead of points.
+  nothing. Its 256-px input also gives a small object only a few dozen pixels. So each prompt is answered by
+  zooming in: a box is decoded on a square window around it (the box plus a margin), encoded on its own and
+  cached like a whole image, and the mask is pasted back; clicks become candidate boxes around the positive
+  clicks at several scales, each zoomed in the same way, and the candidate that honours the clicks, fits
+  inside its box and scores best wins. Automatic mode decodes a multi-scale grid of boxes on the whole image.
 - **SAM vit_b / vit_l / vit_h** checkpoints from a path: clicks and boxes go straight to the decoder,
   automatic mode is SamAutomaticMaskGenerator.
 
@@ -50,16 +52,21 @@ with warnings.catch_warnings():
 DEFAULT_MODEL = "litemedsam"
 CHECKPOINT_TYPES = ("vit_b", "vit_l", "vit_h")
 
-# Candidate boxes around the positive clicks: margins in fractions of the image's longest side, from a
-# button-sized object to one filling much of the image.
-CLICK_BOX_SCALES = (0.04, 0.1, 0.25)
+# Zoom: a box is decoded on a square window that adds this fraction of the box's longest side on each side,
+# so the box fills two thirds of what the model sees and the rest is context.
+ZOOM_MARGIN = 0.25
+# Candidate boxes around the positive clicks: sides in fractions of the image's longest side, a factor of
+# two apart, from a 500-px COCO object in a 640-px image (1/16) to the whole image.
+CLICK_BOX_SIDES = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1)
 # Automatic mode with a box-only model: grids of square boxes, sides in fractions of the longest image side.
 GRID_BOX_SIDES = (0.8, 0.5, 0.3)
-# Rounds of moving out the sides of candidate boxes that cut their mask.
-GROW_ROUNDS = 2
 # A mask whose box comes within this many low-res pixels of its prompt box's side runs into the box: the
 # object is probably cut by it.
 EDGE_TOLERANCE = 2.0
+
+
+# A window of an image in pixels: x0, y0, x1, y1 (exclusive ends).
+Window = tuple[int, int, int, int]
 
 
 @dataclass
@@ -86,6 +93,7 @@ class SamEngine(SamFamilyEngine):
         min_proposal_iou: float = 0.88,
         min_proposal_stability: float = 0.95,
         proposal_nms_iou: float = 0.7,
+        proposal_points_per_side: int = 32,
     ) -> None:
         """`box_only` marks models trained on boxes alone (LiteMedSAM): clicks and automatic mode use boxes.
 
@@ -98,12 +106,13 @@ class SamEngine(SamFamilyEngine):
             proposal_label=proposal_label,
             non_overlapping=non_overlapping,
             cache=cache,
+            min_proposal_iou=min_proposal_iou,
+            min_proposal_stability=min_proposal_stability,
+            proposal_nms_iou=proposal_nms_iou,
+            proposal_points_per_side=proposal_points_per_side,
         )
         self.sam = sam.to(device).eval()
         self.box_only = box_only
-        self.min_proposal_iou = min_proposal_iou
-        self.min_proposal_stability = min_proposal_stability
-        self.proposal_nms_iou = proposal_nms_iou
         self._transform = ResizeLongestSide(sam.image_encoder.img_size)
         # The decoder's positional encoding of the embedding grid depends on the weights alone: computing it
         # once saves ~2 ms of every prompt on CPU (SamPredictor recomputes it per call).
@@ -159,10 +168,19 @@ class SamEngine(SamFamilyEngine):
             )
         return Decoded(logits.float().flatten(0, 1)[:, None], iou.float().flatten())
 
-    def _to_mask(self, embedding: Embedding, logits: torch.Tensor) -> Mask:
-        """Upsample one low-res logit map (1, 1, h, w) to the original image and threshold it."""
+    def _to_mask(
+        self,
+        embedding: Embedding,
+        logits: torch.Tensor,
+        image_size: tuple[int, int],
+        window: Window | None = None,
+    ) -> Mask:
+        """Upsample one low-res logit map (1, 1, h, w) to the encoded image (or window), threshold it, and
+        place it on the image of `image_size` (h, w)."""
         full = self.sam.postprocess_masks(logits, embedding.input_size, embedding.original_size)
-        return Mask.from_dense((full[0, 0] > self.sam.mask_threshold).cpu().numpy())
+        left, top = (window[0], window[1]) if window is not None else (0, 0)
+        crop = (full[0, 0] > self.sam.mask_threshold).cpu().numpy()
+        return Mask.from_crop(*image_size, top, left, crop)
 
     def _low_res_scale(self, embedding: Embedding) -> float:
         """Factor from image pixels to the decoder's low-res mask grid."""
@@ -176,12 +194,26 @@ class SamEngine(SamFamilyEngine):
 
     # -- interactive -----------------------------------------------------------------------------------------
 
-    def _segment(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
-        if self.box_only:
-            return self._segment_by_boxes(embedding, prompt)
-        return self._segment_by_sam_prompt(embedding, prompt)
+    def window_embedding(self, image: np.ndarray, image_key: str, window: Window) -> Embedding:
+        """The embedding of a window (x0, y0, x1, y1) of the image, cached like a whole image's (the whole
+        image as a window is the whole image's embedding)."""
+        x0, y0, x1, y1 = window
+        height, width = image.shape[:2]
+        if window == (0, 0, width, height):
+            return self.embedding(image, image_key)
+        return self.cache.get(
+            (f"{image_key}#window={x0},{y0},{x1},{y1}", self.model_version),
+            lambda: self._embed(np.ascontiguousarray(image[y0:y1, x0:x1])),
+        )
 
-    def _segment_by_sam_prompt(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
+    def _segment(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
+        if self.box_only:
+            return self._segment_by_zoomed_boxes(image, image_key, prompt)
+        return self._segment_by_sam_prompt(image, self.embedding(image, image_key), prompt)
+
+    def _segment_by_sam_prompt(
+        self, image: np.ndarray, embedding: Embedding, prompt: Prompt
+    ) -> tuple[Mask, float]:
         points = labels = None
         if prompt.points:
             points = np.asarray([prompt.points], dtype=np.float64)
@@ -191,55 +223,52 @@ class SamEngine(SamFamilyEngine):
         multimask = prompt.box is None and len(prompt.points) == 1
         decoded = self.decode(embedding, points=points, point_labels=labels, boxes=boxes, multimask=multimask)
         best = int(torch.argmax(decoded.iou))
-        return self._to_mask(embedding, decoded.logits[best : best + 1]), float(decoded.iou[best])
+        mask = self._to_mask(embedding, decoded.logits[best : best + 1], image.shape[:2])
+        return mask, float(decoded.iou[best])
 
-    def _segment_by_boxes(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
-        """Box-only models: clicks become candidate boxes; the one that agrees best with the clicks wins.
+    def _segment_by_zoomed_boxes(
+        self, image: np.ndarray, image_key: str, prompt: Prompt
+    ) -> tuple[Mask, float]:
+        """Box-only models: candidate boxes are decoded on zoom windows around them, and the best one wins.
 
-        Candidates start as squares around the positive clicks. A mask that runs into a side of its box is an
-        object the box cut, so that side moves out and the candidate is decoded again (GROW_ROUNDS times).
-        Ranking is lexicographic: clicks honoured, then the mask fits its box, then predicted IoU.
+        The candidates are the user's box and boxes around the positive clicks (`_candidate_boxes`), kept
+        inside the user's box. Ranking is lexicographic: clicks honoured (positives inside, negatives
+        outside), then the mask fits its box (one that runs into a side, other than the image border or the
+        user's box, is an object the box cut), then the model's predicted IoU plus the mask's stability.
         """
-        height, width = embedding.original_size
+        height, width = image.shape[:2]
         bound = np.asarray(prompt.box if prompt.box is not None else (0, 0, width, height), dtype=np.float64)
-        boxes = _click_boxes(prompt, bound, max(height, width))
-        scale = self._low_res_scale(embedding)
-        best_rank, best_logits, best_iou = -1.0, None, 0.0
-        for round_index in range(GROW_ROUNDS + 1):
-            decoded = self.decode(embedding, boxes=boxes)
-            foreground = decoded.logits[:, 0] > self.sam.mask_threshold
-            cut = _cut_sides(foreground, boxes * scale, bound * scale)
-            rank = (
-                _click_agreement(foreground, prompt, scale) * 4
-                + (~cut.any(dim=1)) * 2
-                + decoded.iou.clamp(0, 1)
-            )
+        best: tuple[float, Embedding, torch.Tensor, Window, float] | None = None
+        for square, boxes in _candidate_boxes(prompt, bound, (height, width)):
+            window = zoom_window(square, (height, width), self.sam.image_encoder.img_size)
+            embedding = self.window_embedding(image, image_key, window)
+            origin = np.asarray(window[:2] * 2, dtype=np.float64)
+            decoded = self.decode(embedding, boxes=boxes - origin)
+            logits = decoded.logits[:, 0]
+            foreground = logits > self.sam.mask_threshold
+            scale = self._low_res_scale(embedding)
+            agreement = _click_agreement(foreground, prompt, origin[:2], scale)
+            fits = ~_cut_sides(foreground, (boxes - origin) * scale, (bound - origin) * scale).any(dim=1)
+            stability = calculate_stability_score(logits, self.sam.mask_threshold, 1.0)
+            rank = agreement * 4 + fits * 2 + (decoded.iou.clamp(0, 1) + stability) / 2
             top = int(torch.argmax(rank))
-            if float(rank[top]) > best_rank:
-                best_rank, best_logits, best_iou = (
+            if best is None or float(rank[top]) > best[0]:
+                best = (
                     float(rank[top]),
+                    embedding,
                     decoded.logits[top : top + 1],
+                    window,
                     float(decoded.iou[top]),
                 )
-            growing = cut.any(dim=1).cpu().numpy()
-            if round_index == GROW_ROUNDS or not growing.any():
-                break
-            boxes = _grow(boxes[growing], cut[growing].cpu().numpy(), bound)
-        return self._to_mask(embedding, best_logits), best_iou
+        _, embedding, logits, window, iou = best
+        return self._to_mask(embedding, logits, (height, width), window), iou
 
     # -- automatic -------------------------------------------------------------------------------------------
 
     def _proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
         if self.box_only:
             return self._box_grid_proposals(image)
-        generator = SamAutomaticMaskGenerator(
-            self.sam,
-            pred_iou_thresh=self.min_proposal_iou,
-            stability_score_thresh=self.min_proposal_stability,
-            box_nms_thresh=self.proposal_nms_iou,
-            output_mode="binary_mask",
-        )
-        return self._generated_masks(generator, image)
+        return self._generated_masks(SamAutomaticMaskGenerator, self.sam, image)
 
     def _box_grid_proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
         """Decode a multi-scale grid of boxes; keep confident, stable masks that fit inside their box; NMS."""
@@ -267,46 +296,67 @@ class SamEngine(SamFamilyEngine):
         )
         chosen = index[survivors]
         return [
-            (self._to_mask(embedding, logits[i][None, None]), float(decoded.iou[i])) for i in chosen.tolist()
+            (self._to_mask(embedding, logits[i][None, None], embedding.original_size), float(decoded.iou[i]))
+            for i in chosen.tolist()
         ]
 
 
 # -- prompts as boxes ----------------------------------------------------------------------------------------
 
 
-def _click_boxes(prompt: Prompt, bound: np.ndarray, side: float) -> np.ndarray:
-    """Candidate boxes (x0, y0, x1, y1) for a box-only model, inside `bound` (the user's box or the image).
+def _candidate_boxes(
+    prompt: Prompt, bound: np.ndarray, size: tuple[int, int]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Candidate boxes (x0, y0, x1, y1) for a box-only model, inside `bound` (the user's box or the image of
+    `size`), in groups that share a zoom window: (the square the window is made around, boxes (B, 4)).
 
-    The user's box is itself a candidate; positive clicks add squares around them at CLICK_BOX_SCALES.
+    The user's box is itself a candidate. Positive clicks add, at each side in CLICK_BOX_SIDES (times the
+    image's longest side), a square around them and a tall and a wide box of the same longest side (half as
+    wide, or half as high), as a detector's anchors do: a click says where an object is, not its shape.
+    Several positive clicks widen each box by their extent.
     """
     positives = np.asarray(
         [point for point, label in zip(prompt.points, prompt.point_labels, strict=True) if label == 1],
         dtype=np.float64,
     ).reshape(-1, 2)
-    candidates = [bound] if prompt.box is not None else []
+    groups = [(bound, bound[None])] if prompt.box is not None else []
     if len(positives):
         low, high = positives.min(axis=0), positives.max(axis=0)
-        for fraction in CLICK_BOX_SCALES:
-            box = np.concatenate([low - fraction * side, high + fraction * side])
-            box[:2] = np.maximum(box[:2], bound[:2])
-            box[2:] = np.minimum(box[2:], bound[2:])
-            if (box[2:] > box[:2]).all():
-                candidates.append(box)
-    if not candidates:
+        for fraction in CLICK_BOX_SIDES:
+            half = fraction * max(size) / 2
+            shapes = [(half, half), (half / 2, half), (half, half / 2)]  # square, tall, wide
+            boxes = np.asarray([[*(low - (dx, dy)), *(high + (dx, dy))] for dx, dy in shapes])
+            boxes[:, :2] = np.maximum(boxes[:, :2], bound[:2])
+            boxes[:, 2:] = np.minimum(boxes[:, 2:], bound[2:])
+            boxes = boxes[(boxes[:, 2:] > boxes[:, :2]).all(axis=1)]
+            if len(boxes):
+                groups.append((_extent(boxes), boxes))  # the square, unless a side left the bound
+    if not groups:
         raise SegassistError(
             "the prompt has no positive click inside the box, so there is no object to segment"
         )
-    return np.stack(candidates)
+    return groups
 
 
-def _grow(boxes: np.ndarray, cut: np.ndarray, bound: np.ndarray) -> np.ndarray:
-    """Move each cut side of each box (B, 4) outwards by half the box's size, staying inside `bound`."""
-    half = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1) / 2
-    direction = np.asarray([-1.0, -1.0, 1.0, 1.0])
-    grown = boxes + cut * direction * half
-    grown[:, :2] = np.maximum(grown[:, :2], bound[:2])
-    grown[:, 2:] = np.minimum(grown[:, 2:], bound[2:])
-    return grown
+def _extent(boxes: np.ndarray) -> np.ndarray:
+    """The box (x0, y0, x1, y1) around boxes (B, 4)."""
+    return np.concatenate([boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)])
+
+
+def zoom_window(box: np.ndarray, size: tuple[int, int], input_side: int) -> Window:
+    """The window (x0, y0, x1, y1) a box is decoded on: a square centred on the box, ZOOM_MARGIN of its
+    longest side wider on each side, at least a quarter of the model's `input_side` (so nothing is enlarged
+    more than four times, beyond which enlarging adds only blur), cut to the image of `size` (h, w) and
+    shifted inwards where it would leave it."""
+    height, width = size
+    side = max(float(np.max(box[2:] - box[:2])) * (1 + 2 * ZOOM_MARGIN), input_side / 4)
+    spans = []
+    for low, high, length in ((box[0], box[2], width), (box[1], box[3], height)):
+        extent = min(side, length)
+        start = min(max((low + high - extent) / 2, 0.0), length - extent)
+        spans.append((int(np.floor(start)), int(np.ceil(start + extent))))
+    (x0, x1), (y0, y1) = spans
+    return x0, y0, x1, y1
 
 
 def _grid_boxes(size: tuple[int, int]) -> np.ndarray:
@@ -329,14 +379,19 @@ def _grid_starts(length: float, box_side: float) -> np.ndarray:
     return np.linspace(0, length - box_side, count)
 
 
-def _click_agreement(foreground: torch.Tensor, prompt: Prompt, scale: float) -> torch.Tensor:
-    """Per candidate mask (B, h, w): the fraction of clicks it honours (positives in, negatives out)."""
+def _click_agreement(
+    foreground: torch.Tensor, prompt: Prompt, origin: np.ndarray, scale: float
+) -> torch.Tensor:
+    """Per candidate mask (B, h, w) of a window at `origin` (x, y in image pixels), scaled by `scale` to the
+    low-res grid: the fraction of clicks it honours (positives in, negatives out). A click outside the window
+    is outside every mask."""
     if not prompt.points:
         return torch.ones(foreground.shape[0], device=foreground.device)
     _, rows, cols = foreground.shape
-    xs = [min(int(x * scale), cols - 1) for x, _ in prompt.points]
-    ys = [min(int(y * scale), rows - 1) for _, y in prompt.points]
-    inside = foreground[:, ys, xs]
+    grid = np.floor((np.asarray(prompt.points, dtype=np.float64) - origin) * scale).astype(np.int64)
+    seen = (grid[:, 0] >= 0) & (grid[:, 0] < cols) & (grid[:, 1] >= 0) & (grid[:, 1] < rows)
+    inside = torch.zeros((foreground.shape[0], len(grid)), dtype=torch.bool, device=foreground.device)
+    inside[:, seen] = foreground[:, grid[seen, 1], grid[seen, 0]]
     wanted = torch.as_tensor(prompt.point_labels, device=foreground.device) == 1
     return (inside == wanted).float().mean(dim=1)
 
