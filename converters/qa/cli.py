@@ -11,10 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-from converters import overlap
+from converters import naming, overlap, registry
 from converters.errors import SegassistError
 from converters.qa.findings import Severity
-from converters.qa.run import FORMATS, TARGETS, QAOptions, check
+from converters.qa.run import TARGETS, FixRequest, QAOptions, check
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_UNREADABLE = 0, 1, 2
 
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "input", type=Path, help="LS export JSON, COCO JSON, COCO panoptic JSON, or semantic folder"
     )
-    parser.add_argument("--format", default="auto", choices=("auto", *FORMATS))
+    parser.add_argument("--format", default="auto", choices=("auto", *registry.FORMATS))
     parser.add_argument(
         "--images", type=Path, help="folder of the image files (enables the image-size checks)"
     )
@@ -77,8 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here so that `segassist --help` does not pay for the report and fix modules.
-    from converters.qa.fix import fix
+    # Imported here so that `segassist --help` does not pay for the report modules.
     from converters.qa.html import write_html
     from converters.qa.report import terminal_summary, write_json
 
@@ -95,35 +94,27 @@ def run(args: argparse.Namespace) -> int:
         bbox_tolerance=args.bbox_tolerance,
         workers=max(1, args.workers),
     )
+    fix = None
+    if args.fix:
+        fix = FixRequest(args.fix, args.overlap, args.things_over_stuff, args.min_kept_fraction)
     try:
-        result = check(args.input, options)
+        # One read of the input: the findings, the HTML pictures and the fixed copy all come from it.
+        result = check(args.input, options, pictures=args.html is not None, fix=fix)
     except SegassistError as error:
         print(f"segassist qa: error: {error}", file=sys.stderr)
         return EXIT_UNREADABLE
     print(terminal_summary(result))
     changes = None
-    if args.fix:
-        try:
-            fixed = fix(
-                args.input,
-                args.fix,
-                options,
-                overlap_policy=args.overlap,
-                things_over_stuff=args.things_over_stuff,
-                min_kept_fraction=args.min_kept_fraction,
-            )
-        except SegassistError as error:
-            print(f"segassist qa --fix: error: {error}", file=sys.stderr)
-            return EXIT_UNREADABLE
-        changes = fixed.changes
-        print(f"fixed copy: {fixed.output} ({len(changes)} change(s))")
+    if result.fix is not None:
+        changes = result.fix.changes
+        print(f"fixed copy: {result.fix.output} ({naming.plural(len(changes), 'change')})")
         for change in changes:
             print("  " + json.dumps(change, default=str))
     if args.report:
         write_json(result, args.report, fix_changes=changes)
         print(f"JSON report: {args.report}")
     if args.html:
-        write_html(result, options, args.html)
+        write_html(result, args.html)
         print(f"HTML report: {args.html}")
     if args.fail_on == "never":
         return EXIT_CLEAN
