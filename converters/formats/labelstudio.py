@@ -28,9 +28,7 @@ from converters.formats.common import (
     Rendered,
     check_categories,
     image_file_size,
-    move_into_place,
     read_categories_file,
-    temp_path_beside,
 )
 from converters.formats.ls_regions import (
     is_region,
@@ -39,6 +37,7 @@ from converters.formats.ls_regions import (
     result_to_segment,
     segment_to_result,
 )
+from converters.io import Outputs
 from converters.lsconfig import DEFAULT_FROM_NAME, DEFAULT_IMAGE_KEY, DEFAULT_TO_NAME, read_label_config
 from converters.model import Category, ImageRecord, Origin
 
@@ -414,13 +413,12 @@ def reference_file_name(reference: str) -> str:
 
 
 class LabelStudioSink:
-    """Streams an importable task list to a temporary file, renamed on commit."""
+    """Streams an importable task list into its reserved temporary file."""
 
-    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+    def __init__(self, output: Path, categories: list[Category], options: Options, outputs: Outputs) -> None:
         self.output = Path(output)
         self.renderer = LabelStudioRenderer.create(categories, options)
-        self.temp = temp_path_beside(self.output)
-        self._handle = self.temp.open("w")
+        self._handle = outputs.open(outputs.file(self.output), "w")
         self._handle.write("[")
         self._count = 0
 
@@ -429,14 +427,9 @@ class LabelStudioSink:
         self._handle.write(rendered.payload)
         self._count += 1
 
-    def commit(self) -> None:
+    def finish(self) -> None:
         self._handle.write("\n]\n")
         self._handle.close()
-        move_into_place(self.temp, self.output)
-
-    def abort(self) -> None:
-        self._handle.close()
-        self.temp.unlink(missing_ok=True)
 
 
 class LabelStudioRenderer:

@@ -20,7 +20,6 @@ from PIL import Image, ImageOps
 
 from converters.errors import SegassistError
 from converters.formats.coco_panoptic import read_id_map
-from converters.formats.common import write_text_atomically
 from converters.formats.label_map import masks_from_label_map, paint_label_map
 from converters.formats.semantic import MAPPING_FILE
 from converters.mask import Mask
@@ -47,11 +46,11 @@ class Overlay:
 
 
 def write_html(result: QAResult, options: QAOptions, target: Path) -> None:
-    """Write the report atomically."""
+    """Write the report into `target` (a path reserved in the command's `Outputs`)."""
     groups = [item for item in worst_images(result.findings) if item[0][0] != "dataset"]
     shown = groups[:MAX_IMAGES]
     overlays = dict(_overlays(result, options, {key for key, _ in shown}))
-    write_text_atomically(target, _document(result, groups, shown, overlays))
+    target.write_text(_document(result, groups, shown, overlays))
 
 
 # -- overlays per format ---------------------------------------------------------------------------
