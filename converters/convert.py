@@ -25,6 +25,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from converters import naming
 from converters.brush import check_threshold
 from converters.errors import SegassistError
 from converters.formats.coco import CocoSink, CocoSource
@@ -96,10 +97,12 @@ class ConversionReport:
         }
 
     def summary(self) -> str:
+        plural = naming.plural
         return (
-            f"{self.images} images, {self.segments} segments written to {self.output}; "
-            f"{self.pixels_moved} overlapping pixels moved, {self.segments_dropped} segments dropped, "
-            f"{len(self.skipped)} items skipped on error, {len(self.not_labeled)} not labeled"
+            f"{plural(self.images, 'image')}, {plural(self.segments, 'segment')} written to {self.output}; "
+            f"{plural(self.pixels_moved, 'overlapping pixel')} moved, "
+            f"{plural(self.segments_dropped, 'segment')} dropped, "
+            f"{plural(len(self.skipped), 'item')} skipped on error, {len(self.not_labeled)} not labeled"
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from converters import naming
+
 
 class SegassistError(Exception):
     """A user-caused error (bad file, undecodable region, unknown label ...).
@@ -31,18 +33,13 @@ class SegassistError(Exception):
         super().__init__(self._render())
 
     def location(self) -> str:
-        parts = [
-            f"{label} {value}"
-            for label, value in (
-                ("file", self.file),
-                ("image", self.image_id),
-                ("task", self.task_id),
-                ("annotation", self.annotation_id),
-                ("region", self.region_id),
-            )
-            if value is not None
-        ]
-        return ", ".join(parts)
+        return naming.describe(
+            file=self.file,
+            image_id=self.image_id,
+            task_id=self.task_id,
+            annotation_id=self.annotation_id,
+            region_id=self.region_id,
+        )
 
     def _render(self) -> str:
         where = self.location()

@@ -46,6 +46,8 @@ class QAResult:
     findings: list[Finding] = field(default_factory=list)
     # Items (images, tasks, label maps) looked at.
     checked: int = 0
+    # The image file name of each image key, where the findings name another file (a panoptic PNG).
+    image_names: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def count(self, at_least: Severity) -> int:
         return sum(1 for finding in self.findings if finding.severity >= at_least)
@@ -89,6 +91,10 @@ def check(path: Path | str, options: QAOptions | None = None) -> QAResult:
         raise SegassistError("input does not exist", file=str(path))
     if options.target not in TARGETS:
         raise SegassistError(f"unknown target {options.target!r}; choose one of {', '.join(TARGETS)}")
+    for option, folder in (("--images", options.images_dir), ("--png-dir", options.png_dir)):
+        if folder is not None and not Path(folder).is_dir():
+            what = "is not a folder" if Path(folder).exists() else "does not exist"
+            raise SegassistError(f"the {option} folder {what}", file=str(folder))
     fmt = detect_format(path) if options.format == "auto" else options.format
     if fmt not in FORMATS:
         raise SegassistError(f"unknown format {fmt!r}; choose one of auto, {', '.join(FORMATS)}")
@@ -97,6 +103,11 @@ def check(path: Path | str, options: QAOptions | None = None) -> QAResult:
         pan_options = panoptic_options(path, options)
         findings, jobs = panoptic.check_dataset(path, load_json(path), pan_options)
         result.findings += findings
+        result.image_names.update(
+            (("image", str(job.image.get("id"))), str(job.image.get("file_name")))
+            for job in jobs
+            if job.image is not None and job.image.get("file_name")
+        )
         checked = process_map(partial(panoptic.check_image, options=pan_options), jobs, options.workers)
         _add_per_item((found for found, _measured in checked), len(jobs), "panoptic images", result)
     elif fmt == "coco":
