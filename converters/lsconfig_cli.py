@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from converters.formats.common import read_categories_file, write_text_atomically
+from converters.formats.common import read_categories_file
+from converters.io import write_text
 from converters.lsconfig import DEFAULT_FROM_NAME, DEFAULT_TO_NAME, WRITABLE_TYPES, label_config_xml
 
 
@@ -39,5 +40,5 @@ def _run(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(xml)
         return 0
-    write_text_atomically(args.output, xml)
+    write_text(args.output, xml)
     return 0
