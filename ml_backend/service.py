@@ -36,9 +36,9 @@ import numpy as np
 
 from converters.errors import SegassistError
 from converters.overlap import OverlapReport
+from converters.parallel import submit_ahead
 from ml_backend import postprocess
 from ml_backend.allocator import keep_freed_memory
-from ml_backend.concurrency import submit_ahead
 from ml_backend.engines.base import Engine
 from ml_backend.engines.torch_utils import resolve_device
 from ml_backend.interactive import handle

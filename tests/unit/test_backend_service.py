@@ -1,6 +1,6 @@
-"""The prediction service without HTTP, as the batch command drives it: items in, one result per item in
-order, segments and Label Studio predictions, failures kept to their item. Real torchvision architectures (random
-weights); label-studio-sdk's validator and RLE decoder are the oracles."""
+"""The prediction service without HTTP, as the batch command drives it: items in, one result per
+item in order, segments and Label Studio predictions, failures kept to their item. Real torchvision
+architectures (random weights); label-studio-sdk's validator and RLE decoder are the oracles."""
 
 from __future__ import annotations
 
