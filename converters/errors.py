@@ -9,8 +9,10 @@ class SegassistError(Exception):
     """A user-caused error (bad file, undecodable region, unknown label ...).
 
     The message names where the problem is: file, task, annotation and region when known, so a person can
-    find and fix it. The CLI prints `str(error)` without a traceback and exits non-zero.
+    find and fix it. The CLI prints `str(error)` without a traceback and exits with `exit_code`.
     """
+
+    exit_code = 1
 
     def __init__(
         self,
@@ -53,3 +55,9 @@ class SegassistError(Exception):
 
     def __str__(self) -> str:
         return self._render()
+
+
+class OutputError(SegassistError):
+    """An output that cannot be written ("cannot write PATH: reason"): the command is unusable as given."""
+
+    exit_code = 2

@@ -20,6 +20,7 @@ from converters.formats.coco_panoptic import CocoPanopticSink, CocoPanopticSourc
 from converters.formats.common import Options, Sink, Source
 from converters.formats.labelstudio import LabelStudioSink, LabelStudioSource
 from converters.formats.semantic import SemanticSink, SemanticSource
+from converters.io import Outputs
 from converters.model import Category, Dataset, ImageRecord
 from converters.overlap import POLICIES
 from converters.qa import coco as coco_checks
@@ -32,7 +33,7 @@ from converters.qa.core import QAOptions, Run
 @dataclass(frozen=True)
 class Format:
     reader: Callable[[Path, Options], Source]
-    writer: Callable[[Path, list[Category], Options], Sink]
+    writer: Callable[[Path, list[Category], Options, Outputs], Sink]
     # start(path, options) -> Run: QA's checks of the format, reading the input through `reader`'s module.
     checks: Callable[[Path, QAOptions], Run]
 

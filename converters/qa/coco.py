@@ -302,7 +302,9 @@ class CocoFixer:
                 )
         self.categories = coco_format.read_categories(document)
         # RLE for the masks the overlap policy changes: exact, as the input's area and bbox then are.
-        self.sink = coco_format.CocoSink(request.output, self.categories, Options(segmentation="rle"))
+        self.sink = coco_format.CocoSink(
+            request.output, self.categories, Options(segmentation="rle"), request.outputs
+        )
 
     def take(self, report: ItemReport) -> None:
         repair: CocoRepair = report.repair
@@ -374,9 +376,6 @@ class CocoFixer:
                 }
             )
 
-    def commit(self) -> FixResult:
-        self.sink.commit()
+    def finish(self) -> FixResult:
+        self.sink.finish()
         return self.result
-
-    def abort(self) -> None:
-        self.sink.abort()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from converters.io import Outputs
 from converters.qa.findings import Finding, Severity
 from converters.qa.overlay import Pictures
 
@@ -39,9 +40,11 @@ class QAOptions:
 
 @dataclass(frozen=True)
 class FixRequest:
-    """`--fix OUTPUT`: where the repaired copy goes, and the overlap policy that makes COCO exclusive."""
+    """`--fix OUTPUT`: where the repaired copy goes (reserved in the command's `outputs`, which commits it
+    with the command's other outputs), and the overlap policy that makes COCO exclusive."""
 
     output: Path
+    outputs: Outputs
     overlap_policy: str | None = None
     things_over_stuff: bool = False
     min_kept_fraction: float = 0.0
@@ -69,9 +72,7 @@ class Fixer(Protocol):
 
     def take(self, report: ItemReport) -> None: ...
 
-    def commit(self) -> FixResult: ...
-
-    def abort(self) -> None: ...
+    def finish(self) -> FixResult: ...
 
 
 @dataclass

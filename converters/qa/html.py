@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from converters import naming
-from converters.formats.common import write_text_atomically
 from converters.qa.findings import CHECKS, Finding, Severity
 from converters.qa.report import group_title, summary, worst_images
 from converters.qa.run import MAX_PICTURES, QAResult
 
 
 def write_html(result: QAResult, target: Path) -> None:
-    """Write the report of a run made with `pictures=True`, atomically."""
+    """Write the report of a run made with `pictures=True` into `target` (a path reserved in the command's
+    `Outputs`)."""
     groups = [item for item in worst_images(result.findings) if item[0][0] != "dataset"]
-    write_text_atomically(target, _document(result, groups, groups[:MAX_PICTURES]))
+    target.write_text(_document(result, groups, groups[:MAX_PICTURES]))
 
 
 # -- document --------------------------------------------------------------------------------------

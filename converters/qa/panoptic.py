@@ -349,7 +349,8 @@ class PanopticFixer:
                 self.result.changes.append(
                     {"image_id": image.get("id"), "action": "dropped", "reason": "no panoptic annotation"}
                 )
-        self.sink = CocoPanopticSink(request.output, coco_format.read_categories(document), Options())
+        categories = coco_format.read_categories(document)
+        self.sink = CocoPanopticSink(request.output, categories, Options(), request.outputs)
 
     def take(self, report: ItemReport) -> None:
         repair: PanopticRepair = report.repair
@@ -384,9 +385,6 @@ class PanopticFixer:
         png = (self.png_dir / job.annotation["file_name"]).read_bytes()
         self.sink.write(Rendered(image_id, (job.image, annotation, png), segments=len(kept)))
 
-    def commit(self) -> FixResult:
-        self.sink.commit()
+    def finish(self) -> FixResult:
+        self.sink.finish()
         return self.result
-
-    def abort(self) -> None:
-        self.sink.abort()

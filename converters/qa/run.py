@@ -7,9 +7,9 @@ The same run draws the HTML report's pictures of the worst flagged images (`pict
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from converters import registry
 from converters.errors import SegassistError
+from converters.parallel import process_map
 from converters.qa.common import reading_json
 from converters.qa.core import TARGETS, Fixer, FixRequest, ItemReport, QAOptions, QAResult
 from converters.qa.findings import badness
@@ -72,7 +73,7 @@ def check(
     """Run every check for the input's format. Raises SegassistError when the input cannot be read at all.
 
     `pictures` keeps the overlay pictures of the worst flagged images (the HTML report); `fix` writes the
-    repaired copy as the items are checked (nothing is written when the run fails).
+    repaired copy into `fix.outputs` as the items are checked (the caller commits it).
     """
     options = options or QAOptions()
     path = Path(path)
@@ -97,21 +98,17 @@ def check(
         fixer = run.fixer(fix)
     result = QAResult(path, fmt, list(run.findings))
     ranks: dict[tuple[str, str], tuple[tuple[int, ...], int]] = {}
-    try:
-        check_one = partial(run.check, draw=pictures, repair=fixer is not None)
-        reports = parallel_map(check_one, run.items, options.workers)
+    check_one = partial(run.check, draw=pictures, repair=fixer is not None)
+    # Closed on an error too, so that the workers stop before the error goes up.
+    with contextlib.closing(process_map(check_one, run.items, options.workers)) as reports:
         for index, report in enumerate(progress(reports, run.total, run.unit)):
             _add(result, report, index, ranks)
             if fixer is not None:
                 fixer.take(report)
-        # The export-wide checks (Label Studio's ids) are complete only once the stream has been read.
-        result.findings += run.late_findings
-        if fixer is not None:
-            result.fix = fixer.commit()
-    except BaseException:
-        if fixer is not None:
-            fixer.abort()
-        raise
+    # The export-wide checks (Label Studio's ids) are complete only once the stream has been read.
+    result.findings += run.late_findings
+    if fixer is not None:
+        result.fix = fixer.finish()
     return result
 
 
@@ -133,21 +130,6 @@ def _add(
     if len(ranks) > MAX_PICTURES:
         least = max(ranks, key=ranks.__getitem__)
         del ranks[least], result.pictures[least]
-
-
-def parallel_map(function: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """`map` in input order, over `workers` processes; at most 2 items per worker are in flight at a time."""
-    if workers <= 1:
-        yield from map(function, items)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: list[Future[R]] = []
-        for item in items:
-            pending.append(pool.submit(function, item))
-            if len(pending) >= 2 * workers:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
 
 
 def progress(items: Iterable[Any], total: int | None, unit: str) -> Iterable[Any]:
