@@ -15,7 +15,7 @@ from converters import overlap
 from converters.errors import SegassistError
 from converters.eval.inputs import COCO_RESULTS, FITS
 from converters.eval.run import METRICS, WORST_IMAGES, EvalOptions, evaluate
-from converters.formats.common import write_text_atomically
+from converters.io import Outputs
 
 EXIT_OK, EXIT_UNUSABLE = 0, 2
 
@@ -77,12 +77,15 @@ def run(args: argparse.Namespace) -> int:
     from converters.eval.report import text_report, to_json
 
     try:
-        result = evaluate(args.gt, args.pred, options)
+        with Outputs() as outputs:  # reserved (so checked) before the work, committed together at the end
+            json_path = outputs.file(args.json) if args.json else None
+            result = evaluate(args.gt, args.pred, options)
+            scores = result.to_dict()
+            print(text_report(scores), end="")
+            if json_path is not None:
+                json_path.write_text(to_json(scores))
+            outputs.commit()
     except SegassistError as error:
         print(f"segassist eval: error: {error}", file=sys.stderr)
         return EXIT_UNUSABLE
-    scores = result.to_dict()
-    print(text_report(scores), end="")
-    if args.json:
-        write_text_atomically(args.json, to_json(scores))
     return EXIT_OK

@@ -8,9 +8,9 @@ flight, so memory stays flat however many images there are. The metrics then tak
 from __future__ import annotations
 
 import sys
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from converters.eval.pq import PQEvaluator
 from converters.eval.semantic import SemanticEvaluator
 from converters.formats.common import Options
 from converters.overlap import POLICIES
+from converters.parallel import AHEAD_PER_WORKER, submit_ahead
 
 METRICS = ("pq", "ap", "miou")
 WORST_IMAGES = 20
@@ -163,13 +164,8 @@ def load_pairs(
 
     workers = max(1, workers)
     with ThreadPoolExecutor(workers) as pool:
-        pending: deque[Future[ImagePair]] = deque()
-        for pair in pairs:
-            pending.append(pool.submit(load, pair))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        for future in submit_ahead(pool, load, pairs, AHEAD_PER_WORKER * workers):
+            yield future.result()
 
 
 def _with_results(gt: Side, pred: Side, unpaired: Unpaired) -> Iterator[tuple[Any, Entry, None]]:
