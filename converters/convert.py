@@ -306,6 +306,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--from-name", help="Label Studio output: labels control name (default: tag)")
     parser.add_argument("--to-name", help="Label Studio output: image tag name (default: image)")
+    parser.add_argument(
+        "--image-root",
+        metavar="URL_OR_PREFIX",
+        help="Label Studio output from file names: prefix of each task's image URL, e.g. "
+        "/data/local-files/?d=dataset/images/ or https://bucket/images/ (default: the bare file name)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument(
         "--on-error",

@@ -46,6 +46,7 @@ class Options:
     model_version: str = "segassist"
     from_name: str | None = None
     to_name: str | None = None
+    image_root: str | None = None  # Label Studio output: URL or prefix joined to file names in task data
 
 
 @dataclass

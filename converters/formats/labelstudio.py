@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import ijson
 import numba
@@ -54,7 +54,8 @@ class LabelStudioSource:
             raise SegassistError(f"--annotations must be one of {', '.join(ANNOTATION_CHOICES)}")
         if options.predictions and options.annotations == "ground-truth":
             raise SegassistError("predictions have no ground truth: use --annotations all or latest")
-        config = read_label_config(options.label_config) if options.label_config else None
+        self.config = read_label_config(options.label_config) if options.label_config else None
+        config = self.config
         self.image_key = config.image_key if config else None
         if options.categories_file:
             self.categories = read_categories_file(options.categories_file)
@@ -99,6 +100,12 @@ class LabelStudioSource:
                 )
                 try:
                     label = result_label(result)
+                    if self.config is not None:
+                        # The control the result names must have its label (when the config has that
+                        # control: QA reports a result from an unknown control).
+                        for mismatch in self.config.mismatches(result, [label]):
+                            if mismatch.kind == "label":
+                                raise SegassistError(mismatch.message)
                     if label not in self._category_ids:
                         raise SegassistError(f"label {label!r} is not among the categories")
                     if image_size is None:
@@ -414,6 +421,25 @@ def reference_file_name(reference: str) -> str:
     return PurePosixPath(path).name or reference
 
 
+def image_reference(root: str, file_name: str) -> str:
+    """A task's image URL for `file_name` under `root`: a URL or path prefix (quoted into it), or Label
+    Studio's local-files URL `/data/local-files/?d=DIR/` (appended to DIR), as LS's own COCO importer joins
+    them (label_studio_sdk.converter.utils.join_input_url, which takes seconds to import)."""
+    relative = file_name.replace("\\", "/").strip("/")
+    parts = urlsplit(root)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.path.rstrip("/").endswith("/data/local-files") and any(key == "d" for key, _ in query):
+        query = [
+            (key, (f"{value.rstrip('/')}/{relative}" if value else relative) if key == "d" else value)
+            for key, value in query
+        ]
+        return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote, safe="/")))
+    path = quote(relative, safe="/")
+    if parts.scheme or parts.netloc:
+        return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{path}"))
+    return f"{root.rstrip('/')}/{path}"
+
+
 class LabelStudioSink:
     """Streams an importable task list into its reserved temporary file."""
 
@@ -438,28 +464,45 @@ class LabelStudioRenderer:
     """Turns one image into one task's JSON text (picklable; runs in worker processes)."""
 
     def __init__(
-        self, labels: dict[int, str], control_type: str, from_name: str, to_name: str, options: Options
+        self,
+        labels: dict[int, str],
+        control_type: str,
+        from_name: str,
+        to_name: str,
+        image_key: str,
+        options: Options,
     ) -> None:
         self.labels = labels
         self.control_type = control_type
         self.from_name = from_name
         self.to_name = to_name
+        self.image_key = image_key
         self.options = options
 
     @classmethod
     def create(cls, categories: list[Category], options: Options) -> LabelStudioRenderer:
-        config = read_label_config(options.label_config) if options.label_config else None
-        if options.segmentation == "polygon":
-            control_type = "polygonlabels"
-        elif config and config.control_type in ("brushlabels", "bitmasklabels", "polygonlabels"):
-            control_type = config.control_type
+        """Masks go to BrushLabels (PolygonLabels with `segmentation="polygon"`); with a labeling config,
+        to its control of a type that fits (BrushLabels before BitmaskLabels before PolygonLabels, or the
+        one `from_name` names), on the Image it labels; an error when the config has none."""
+        wanted = "polygonlabels" if options.segmentation == "polygon" else None
+        if options.label_config:
+            config = read_label_config(options.label_config)
+            try:
+                control = config.output_control(wanted, options.from_name)
+            except SegassistError as error:
+                raise error.at(file=str(options.label_config)) from None
+            image = config.target_image(control)
+            control_type, from_name = control.tag, control.name
+            to_name, image_key = image.name, image.value_key
         else:
-            control_type = "brushlabels"
+            control_type, from_name = wanted or "brushlabels", options.from_name or DEFAULT_FROM_NAME
+            to_name, image_key = DEFAULT_TO_NAME, DEFAULT_IMAGE_KEY
         return cls(
             labels={category.id: category.name for category in categories},
             control_type=control_type,
-            from_name=options.from_name or (config.from_name if config else DEFAULT_FROM_NAME),
-            to_name=options.to_name or (config.to_name if config else DEFAULT_TO_NAME),
+            from_name=from_name,
+            to_name=options.to_name or to_name,
+            image_key=image_key,
             options=options,
         )
 
@@ -489,7 +532,11 @@ class LabelStudioRenderer:
             body = {"predictions": [entry]}
         else:
             body = {"annotations": [{"result": results, "ground_truth": False}]}
-        data = image.extra.get("data") or {DEFAULT_IMAGE_KEY: image.file_name}
+        data = image.extra.get("data") or {self.image_key: self._image_url(image.file_name)}
         task = {"data": data, **body}
         report = {"polygon_loss": polygon_loss} if polygon_loss else {}
         return Rendered(image_id=image.id, payload=json.dumps(task), segments=len(results), report=report)
+
+    def _image_url(self, file_name: str) -> str:
+        root = self.options.image_root
+        return image_reference(root, file_name) if root else file_name

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from label_studio_sdk.label_interface import LabelInterface
 
 from converters import bitmask, brush, naming
 from converters.errors import SegassistError
 from converters.formats import ls_regions
 from converters.formats.labelstudio import iter_tasks as read_tasks
 from converters.formats.labelstudio import reference_file_name
+from converters.lsconfig import LabelConfig, region_geometry
 from converters.mask import Mask, overlapping_pairs
 from converters.qa.common import (
     EXCLUSIVE_TARGETS,
@@ -34,44 +34,15 @@ from converters.qa.findings import Finding
 
 
 @dataclass(frozen=True)
-class Control:
-    """One labels control of the labeling config."""
-
-    tag: str  # lower case, e.g. "brushlabels", "labels"
-    to_names: frozenset[str]
-    labels: frozenset[str]
-
-
-@dataclass(frozen=True)
 class LabelStudioOptions:
     images_dir: Path | None = None
-    # name -> Control; None when no labeling config was given (label and control checks are skipped).
-    controls: dict[str, Control] | None = None
+    # None when no labeling config was given (label and control checks are skipped).
+    label_config: LabelConfig | None = None
     min_area: int = 0
     alpha_threshold: int = 128
     # Two annotations of one task whose masks of a label match below this IoU are reported for review.
     agreement: float = 0.5
     target: str = "instance"
-
-
-def read_label_config(path: Path) -> dict[str, Control]:
-    """The labels controls of a labeling config, by name."""
-    try:
-        interface = LabelInterface(Path(path).read_text())
-    except OSError as error:
-        raise SegassistError(
-            f"cannot read the labeling config: {error.strerror or error}", file=str(path)
-        ) from None
-    except Exception as error:  # the SDK raises assorted XML/validation errors
-        raise SegassistError(f"the labeling config does not parse: {error}", file=str(path)) from None
-    return {
-        control.name: Control(
-            tag=control.tag.lower(),
-            to_names=frozenset(control.to_name or ()),
-            labels=frozenset(getattr(control, "labels", None) or ()),
-        )
-        for control in interface.controls
-    }
 
 
 def iter_tasks(path: Path) -> Iterator[dict[str, Any]]:
@@ -217,7 +188,7 @@ def _check_overlaps(at: Recorder, masks: list[tuple[Any, str, Mask]], target: st
 
 def _is_labelled_region(result: dict[str, Any]) -> bool:
     kind = result.get("type")
-    return isinstance(kind, str) and (kind in ls_regions.REGION_TYPES or kind.endswith("labels"))
+    return isinstance(kind, str) and (region_geometry(kind) is not None or kind.endswith("labels"))
 
 
 def _check_region(
@@ -232,14 +203,18 @@ def _check_region(
     label = labels[0] if isinstance(labels, list) and labels and isinstance(labels[0], str) else ""
     if not label:
         rec.add("LS_REGION_NO_LABEL", f"{kind} region has no label")
-    if options.controls is not None:
-        _check_against_config(rec, region, kind, labels if isinstance(labels, list) else [], options.controls)
+    if options.label_config is not None:
+        for mismatch in options.label_config.mismatches(region, labels if isinstance(labels, list) else []):
+            code = "LS_LABEL_NOT_IN_CONFIG" if mismatch.kind == "label" else "LS_CONTROL_MISMATCH"
+            extra = {"label": mismatch.label} if mismatch.label is not None else {}
+            rec.add(code, mismatch.message, **extra)
     rotation = region.get("image_rotation") or 0
     if rotation:
         rec.add("LS_IMAGE_ROTATION", f"image_rotation is {rotation} degrees", image_rotation=rotation)
-    if kind not in ls_regions.REGION_TYPES:
+    geometry = region_geometry(kind)
+    if geometry is None:
         return label, None  # key points and other labelled results carry no area
-    if kind in ls_regions.POLYGON_TYPES:
+    if geometry == "polygon":
         points = np.asarray(value.get("points") or [], dtype=np.float64).reshape(-1, 2)
         # In percent of the image: crossings and out-of-range points do not depend on the size in pixels.
         check_polygon_part(rec, points, 100, 100, 0)
@@ -256,24 +231,6 @@ def _check_region(
     return label, mask
 
 
-def _check_against_config(
-    rec: Recorder, region: dict[str, Any], kind: str, labels: list[Any], controls: dict[str, Control]
-) -> None:
-    from_name, to_name = region.get("from_name"), region.get("to_name")
-    control = controls.get(from_name)
-    if control is None:
-        rec.add("LS_CONTROL_MISMATCH", f"from_name {from_name!r} is not a control of the labeling config")
-        return
-    if to_name not in control.to_names:
-        rec.add("LS_CONTROL_MISMATCH", f"to_name {to_name!r} is not what control {from_name!r} labels")
-    # A generic <Labels> control labels any region type; a specific one only its own.
-    if control.tag != "labels" and control.tag != kind:
-        rec.add("LS_CONTROL_MISMATCH", f"a {kind} result from the {control.tag} control {from_name!r}")
-    for label in labels:
-        if label not in control.labels:
-            rec.add("LS_LABEL_NOT_IN_CONFIG", f"label {label!r} is not in control {from_name!r}", label=label)
-
-
 def _decode(
     rec: Recorder,
     region: dict[str, Any],
@@ -284,7 +241,8 @@ def _decode(
     threshold: int,
 ) -> Mask | None:
     try:
-        if kind in ls_regions.BRUSH_TYPES:
+        geometry = region_geometry(kind)
+        if geometry == "brush":
             rle = value.get("rle")
             if isinstance(rle, list) and len(rle) >= 4 and all(isinstance(b, int) for b in rle[:4]):
                 declared = int.from_bytes(bytes(b & 0xFF for b in rle[:4]), "big")
@@ -296,7 +254,7 @@ def _decode(
                     )
                     return None
             return _alpha_mask(rec, brush.decode(rle, width, height), threshold)
-        if kind in ls_regions.BITMASK_TYPES:
+        if geometry == "bitmask":
             alpha = bitmask.decode(value.get("imageDataURL"))
             if alpha.shape != (height, width):
                 rec.add(

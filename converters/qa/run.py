@@ -13,6 +13,7 @@ import ijson
 from tqdm import tqdm
 
 from converters.errors import SegassistError
+from converters.lsconfig import read_label_config
 from converters.parallel import process_map
 from converters.qa import coco, labelstudio, panoptic, semantic
 from converters.qa.common import load_json, reading_json
@@ -159,10 +160,9 @@ def instance_options(options: QAOptions) -> coco.CocoOptions:
 
 
 def labelstudio_options(options: QAOptions) -> labelstudio.LabelStudioOptions:
-    controls = labelstudio.read_label_config(options.label_config) if options.label_config else None
     return labelstudio.LabelStudioOptions(
         images_dir=options.images_dir,
-        controls=controls,
+        label_config=read_label_config(options.label_config) if options.label_config else None,
         min_area=options.min_area,
         alpha_threshold=options.alpha_threshold,
         agreement=options.agreement,
