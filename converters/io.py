@@ -147,10 +147,11 @@ def write_text(target: Path | str, text: str) -> None:
         outputs.commit()
 
 
-def check_writable(target: Path | str, *, folder: bool = False) -> None:
-    """Raise OutputError now if `target` could not be written later (a reservation made and dropped)."""
+def check_writable(target: Path | str) -> None:
+    """Raise OutputError now if the file output `target` could not be written later, for a command that
+    reserves it only once the work has begun (a reservation made and dropped)."""
     with Outputs() as outputs:
-        outputs._reserve(target, folder=folder)
+        outputs.file(target)
 
 
 # -- JSON ------------------------------------------------------------------------------------------------
@@ -204,22 +205,24 @@ def _inspect(target: Path, *, folder: bool) -> tuple[Path, bool, int]:
         if folder:
             raise OutputError("cannot write a folder to standard output ('-')")
         return target, True, 0
-    final = Path(os.path.realpath(target)) if target.is_symlink() else target
+    # Links followed to the end: a rename must replace the file the link names, never the link.
+    final = Path(os.path.realpath(target))
     try:
-        info = final.stat()
-    except FileNotFoundError:
+        kind = target.stat().st_mode
+    except FileNotFoundError:  # a new output (or a link to one): made where the links lead
         return final, False, (0o777 if folder else 0o666) & ~_umask()
     except OSError as error:
         raise OutputError(f"cannot write {target}: {_reason(error)}") from None
-    kind = info.st_mode
     if folder:
         if not stat.S_ISDIR(kind):
             raise OutputError(f"cannot write {target}: it exists and is not a folder")
-    elif stat.S_ISDIR(kind):
+        return final, False, stat.S_IMODE(kind)
+    if stat.S_ISDIR(kind):
         raise OutputError(f"cannot write {target}: it is a folder")
-    elif stat.S_ISCHR(kind) or stat.S_ISFIFO(kind):
-        return final, True, 0
-    elif not stat.S_ISREG(kind):
+    # /dev/stdout and /proc/self/fd/N lead through /proc, where nothing can be renamed: written directly.
+    if stat.S_ISCHR(kind) or stat.S_ISFIFO(kind) or (stat.S_ISREG(kind) and final.parts[1:2] == ("proc",)):
+        return target, True, 0
+    if not stat.S_ISREG(kind):
         raise OutputError(f"cannot write {target}: it is neither a regular file, a device nor a FIFO")
     return final, False, stat.S_IMODE(kind)
 
@@ -228,8 +231,6 @@ def _make_parents(target: Path, folder: Path) -> None:
     """Make the missing folders above the output `target`; a file on the way is named in the error."""
     existing = folder
     while not existing.exists():
-        if existing.is_symlink():
-            raise OutputError(f"cannot write {target}: {existing} is a link to nothing")
         existing = existing.parent
     if not existing.is_dir():
         raise OutputError(f"cannot write {target}: {existing} is not a folder")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from converters import overlap
 from converters.errors import SegassistError
-from converters.io import STDOUT, Outputs
+from converters.io import STDOUT, Outputs, check_writable
 from converters.qa.findings import Severity
 from converters.qa.run import FORMATS, TARGETS, QAOptions, check
 
@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     with Outputs() as outputs:  # reserved (so checked) before the work, committed together at the end
         report = outputs.file(args.report) if args.report else None
         html = outputs.file(args.html) if args.html else None
+        if args.fix:
+            check_writable(args.fix)  # fix() reserves its outputs once it knows the format
         try:
             result = check(args.input, options)
         except SegassistError as error:
