@@ -31,6 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+import orjson
+
 from converters.errors import OutputError
 
 STDOUT = "-"
@@ -155,6 +157,34 @@ def check_writable(target: Path | str) -> None:
 
 
 # -- JSON ------------------------------------------------------------------------------------------------
+
+# The bytes orjson writes for a list of integers (nested lists included): digits, signs, commas, brackets.
+_INTEGER_LIST_BYTES = b"0123456789-,[]"
+
+
+def dump_json(value: Any) -> bytes:
+    """`json.dumps(value)` as bytes (its ", " and ": " separators, ASCII escapes, float reprs), with every
+    list of integers written by orjson: a brush RLE (up to millions of ints) several times faster.
+
+    orjson refuses integers beyond 64 bits: a list holding one is written element by element, the json module
+    writing that value, so the bytes are the same either way."""
+    if isinstance(value, dict):
+        return (
+            b"{" + b", ".join(_dump_key(key) + b": " + dump_json(item) for key, item in value.items()) + b"}"
+        )
+    if isinstance(value, list | tuple):
+        if value and type(value[0]) is int:  # cheap test first: most lists here hold dicts or floats
+            with contextlib.suppress(TypeError):
+                written = orjson.dumps(value)
+                if not written.translate(None, _INTEGER_LIST_BYTES):  # ints only: commas only separate
+                    return written.replace(b",", b", ")
+        return b"[" + b", ".join(dump_json(item) for item in value) + b"]"
+    return json.dumps(value).encode()
+
+
+def _dump_key(key: Any) -> bytes:
+    """A key as json writes it: a str quoted; an int, float, bool or None key made a string first."""
+    return json.dumps({key: 0})[1:-4].encode()
 
 
 class JsonArrayWriter:

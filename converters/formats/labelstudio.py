@@ -10,7 +10,6 @@ PolygonLabels with `segmentation="polygon"`).
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -37,7 +36,7 @@ from converters.formats.ls_regions import (
     result_to_segment,
     segment_to_result,
 )
-from converters.io import Outputs
+from converters.io import Outputs, dump_json
 from converters.lsconfig import DEFAULT_FROM_NAME, DEFAULT_IMAGE_KEY, DEFAULT_TO_NAME, read_label_config
 from converters.model import Category, ImageRecord, Origin
 
@@ -217,7 +216,8 @@ class LabelStudioSource:
 
 def iter_tasks(handle: BinaryIO, file: str) -> Iterator[Any]:
     """Tasks from a JSON list, or the one task of a cloud-storage `<task_id>.json` file, as ijson.items would
-    give them (an element that is not an object included), but with brush RLE lists parsed fast."""
+    give them (an element that is not an object included), except that each brush RLE list of ints 0..255
+    is `bytes` (parsed fast, and what `brush` decodes without a conversion)."""
     head = handle.read(4096).lstrip()
     handle.seek(0)
     prefix = "item" if head.startswith(b"[") else ""
@@ -254,8 +254,9 @@ def iter_tasks(handle: BinaryIO, file: str) -> Iterator[Any]:
 # A brush region's `value.rle` holds up to millions of small ints, and ijson builds one Python int per
 # element: that was most of the reading time. So the text goes through `_lift_rle` on its way to ijson: each
 # `"rle": [...]` list of plain JSON integers 0..255 is parsed there (into bytes) and replaced by a string
-# token unique to this read; once ijson has built a task, `_RleLifter.restore` puts the same list of ints
-# back in place of the token. Everything else, invalid JSON included, reaches ijson unchanged.
+# token unique to this read; once ijson has built a task, `_RleLifter.restore` puts those bytes in place of
+# the token, which `brush` decodes as they are (no list of Python ints is ever made). Everything else, invalid
+# JSON included, reaches ijson unchanged.
 
 _READ_BYTES = 1 << 20
 _QUOTE, _BACKSLASH, _COLON, _COMMA, _OPEN, _CLOSE, _ZERO, _NINE = 34, 92, 58, 44, 91, 93, 48, 57
@@ -404,13 +405,13 @@ class _RleLifter:
         return b"".join(pieces)
 
     def restore(self, node: Any) -> None:
-        """Put the lifted lists back, as the lists of ints ijson would have built."""
+        """Put the lifted lists back, as bytes."""
         items = node.items() if isinstance(node, dict) else enumerate(node)
         for key, value in items:
             if isinstance(value, dict | list):
                 self.restore(value)
             elif key == "rle" and isinstance(value, str) and value in self.lifted:
-                node[key] = list(self.lifted.pop(value))
+                node[key] = self.lifted.pop(value)
 
 
 def reference_file_name(reference: str) -> str:
@@ -446,17 +447,17 @@ class LabelStudioSink:
     def __init__(self, output: Path, categories: list[Category], options: Options, outputs: Outputs) -> None:
         self.output = Path(output)
         self.renderer = LabelStudioRenderer.create(categories, options)
-        self._handle = outputs.open(outputs.file(self.output), "w")
-        self._handle.write("[")
+        self._handle = outputs.open(outputs.file(self.output), "wb")
+        self._handle.write(b"[")
         self._count = 0
 
     def write(self, rendered: Rendered) -> None:
-        self._handle.write(",\n" if self._count else "\n")
+        self._handle.write(b",\n" if self._count else b"\n")
         self._handle.write(rendered.payload)
         self._count += 1
 
     def finish(self) -> None:
-        self._handle.write("\n]\n")
+        self._handle.write(b"\n]\n")
         self._handle.close()
 
 
@@ -535,7 +536,7 @@ class LabelStudioRenderer:
         data = image.extra.get("data") or {self.image_key: self._image_url(image.file_name)}
         task = {"data": data, **body}
         report = {"polygon_loss": polygon_loss} if polygon_loss else {}
-        return Rendered(image_id=image.id, payload=json.dumps(task), segments=len(results), report=report)
+        return Rendered(image_id=image.id, payload=dump_json(task), segments=len(results), report=report)
 
     def _image_url(self, file_name: str) -> str:
         root = self.options.image_root

@@ -244,7 +244,7 @@ def _decode(
         geometry = region_geometry(kind)
         if geometry == "brush":
             rle = value.get("rle")
-            if isinstance(rle, list) and len(rle) >= 4 and all(isinstance(b, int) for b in rle[:4]):
+            if isinstance(rle, list | bytes) and len(rle) >= 4 and all(isinstance(b, int) for b in rle[:4]):
                 declared = int.from_bytes(bytes(b & 0xFF for b in rle[:4]), "big")
                 if declared != width * height * 4:
                     rec.add(

@@ -11,10 +11,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from converters.cli import main
 from converters.errors import OutputError
-from converters.io import JsonArrayWriter, Outputs, write_text
+from converters.io import JsonArrayWriter, Outputs, dump_json, write_text
 
 
 def entries(folder: Path) -> list[str]:
@@ -290,3 +292,33 @@ def test_modes_follow_the_umask_as_open_and_mkdir_would(tmp_path, coco_file, cat
         assert stat.S_IMODE((out / "pan.json").stat().st_mode) == 0o600
     finally:
         os.umask(previous)
+
+
+# -- dump_json: json.dumps's bytes, long integer lists by orjson ---------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**90), max_value=2**90)  # beyond orjson's 64 bits too
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=6)
+        | st.lists(st.integers(min_value=-(2**70), max_value=2**70), max_size=20)
+        | st.dictionaries(st.text() | st.integers() | st.booleans() | st.none(), children, max_size=5)
+    ),
+    max_leaves=40,
+)
+
+
+@given(json_values)
+def test_dump_json_writes_the_bytes_json_dumps_writes(value) -> None:
+    assert dump_json(value) == json.dumps(value).encode()
+
+
+def test_dump_json_writes_a_brush_rle_as_json_does() -> None:
+    rle = list(range(256)) * 1000
+    assert (
+        dump_json({"value": {"format": "rle", "rle": rle}})
+        == json.dumps({"value": {"format": "rle", "rle": rle}}).encode()
+    )
