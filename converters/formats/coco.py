@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,59 @@ _TRUE_STRINGS = {"1", "true", "yes"}
 _FALSE_STRINGS = {"0", "false", "no", ""}
 
 
-def load_json(path: Path) -> dict[str, Any]:
+def load_json(path: Path) -> Any:
+    """The whole JSON document of a file; a file that cannot be read or parsed is a SegassistError."""
     try:
         with Path(path).open("rb") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as error:
+            return json.load(handle)
+    except OSError as error:
+        reason = error.strerror or error
+        raise SegassistError(f"cannot read the JSON file: {reason}", file=str(path)) from None
+    except ValueError as error:
         raise SegassistError(f"cannot read the JSON file: {error}", file=str(path)) from None
+
+
+COCO_LISTS = ("images", "annotations", "categories")
+
+
+@dataclass
+class CocoDocument:
+    """A COCO (instance or panoptic) file as read: its three lists, each holding only the entries that are
+    objects, and what is wrong with its shape, by list name ("" for the top level). QA reports the shape
+    problems; a reader refuses a file with one, except for a list the file leaves out (it reads as empty)."""
+
+    path: Path
+    data: dict[str, Any]
+    images: list[dict[str, Any]]
+    annotations: list[dict[str, Any]]
+    categories: list[dict[str, Any]]
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def check_shape(self) -> None:
+        """Raise the first shape problem that is not a missing list."""
+        for key, problem in self.problems.items():
+            if key == "" or key in self.data:
+                raise SegassistError(problem, file=str(self.path))
+
+
+def read_document(path: Path) -> CocoDocument:
+    """The one read of a COCO (instance or panoptic) JSON file."""
+    path = Path(path)
+    data = load_json(path)
     if not isinstance(data, dict):
-        raise SegassistError("a COCO file must be a JSON object", file=str(path))
-    return data
+        problem = "the top level must be an object with images, annotations and categories"
+        return CocoDocument(path, {}, [], [], [], {"": problem})
+    lists, problems = [], {}
+    for key in COCO_LISTS:
+        value = data.get(key)
+        if not isinstance(value, list):
+            problems[key] = f"{key!r} must be a list, got {type(value).__name__}"
+            value = []
+        objects = [item for item in value if isinstance(item, dict)]
+        if len(objects) != len(value):
+            problems.setdefault(key, f"{len(value) - len(objects)} entries of {key!r} are not objects")
+        lists.append(objects)
+    return CocoDocument(path, data, *lists, problems=problems)
 
 
 def parse_iscrowd(value: Any) -> bool:
@@ -62,10 +107,11 @@ def image_entry(data: dict[str, Any], file: str) -> tuple[int, str, int, int]:
         ) from None
 
 
-def read_categories(data: dict[str, Any], path: Path) -> list[Category]:
+def read_categories(document: CocoDocument) -> list[Category]:
     """The `categories` of a COCO (instance or panoptic) file, checked."""
+    path = document.path
     try:
-        categories = [category_from_dict(entry) for entry in data.get("categories") or []]
+        categories = [category_from_dict(entry) for entry in document.categories]
     except (KeyError, TypeError, ValueError) as error:
         raise SegassistError(f"invalid category entry: {error!r}", file=str(path)) from None
     check_categories(categories, str(path))
@@ -86,12 +132,13 @@ class CocoSource:
 
     def __init__(self, path: Path, options: Options) -> None:
         self.path = Path(path)
-        data = load_json(self.path)
-        self.categories = read_categories(data, self.path)
-        self._images = data.get("images") or []
+        document = read_document(self.path)
+        document.check_shape()
+        self.categories = read_categories(document)
+        self._images = document.images
         if not self._images:
             raise SegassistError("the file has no `images`", file=str(self.path))
-        annotations = data.get("annotations") or []
+        annotations = document.annotations
         if annotations and "segments_info" in annotations[0]:
             raise SegassistError(
                 "this is a COCO panoptic file: read it with --from coco-panoptic", file=str(path)

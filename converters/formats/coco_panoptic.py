@@ -19,7 +19,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from converters.errors import SegassistError
-from converters.formats.coco import finish_coco_json, image_entry, load_json, parse_iscrowd, read_categories
+from converters.formats.coco import (
+    finish_coco_json,
+    image_entry,
+    parse_iscrowd,
+    read_categories,
+    read_document,
+)
 from converters.formats.common import Options, Rendered, exclusive_segments, with_colors
 from converters.formats.label_map import masks_from_label_map
 from converters.io import JsonArrayWriter, Outputs
@@ -47,10 +53,11 @@ class CocoPanopticSource:
     def __init__(self, path: Path, options: Options) -> None:
         self.path = Path(path)
         self.png_dir = png_folder(self.path, options.png_dir)
-        data = load_json(self.path)
-        self.categories = read_categories(data, self.path)
-        self._images = {entry.get("id"): entry for entry in data.get("images") or []}
-        self._annotations = data.get("annotations") or []
+        document = read_document(self.path)
+        document.check_shape()
+        self.categories = read_categories(document)
+        self._images = {entry.get("id"): entry for entry in document.images}
+        self._annotations = document.annotations
         if self._annotations and "segments_info" not in self._annotations[0]:
             raise SegassistError(
                 "this is not a COCO panoptic file (annotations have no segments_info)", file=str(path)
