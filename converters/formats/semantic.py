@@ -181,4 +181,6 @@ class SemanticRenderer:
             "label_map": png_name(image.file_name),
         }
         changes = {"overlap": report.to_dict()} if report.changes else {}
-        return Rendered(image.id, (entry, png.tobytes()), len(kept), changes)
+        # What the map holds: one segment per class present (instances of a class merge into it).
+        written = len({segment.category_id for segment in kept if not segment.mask.is_empty})
+        return Rendered(image.id, (entry, png.tobytes()), written, changes)
