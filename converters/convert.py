@@ -194,10 +194,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(PNGs in the folder of the same name without .json, or --png-dir); semantic output is a folder "
         "of PNGs plus labelmap.json.",
     )
-    parser.add_argument("--from", dest="src_format", required=True, choices=tuple(FORMATS))
-    parser.add_argument("--to", dest="dst_format", required=True, choices=tuple(FORMATS))
-    parser.add_argument("input", type=Path)
-    parser.add_argument("output", type=Path)
+    parser.add_argument(
+        "--from", dest="src_format", required=True, choices=tuple(FORMATS), help="the input's format"
+    )
+    parser.add_argument(
+        "--to", dest="dst_format", required=True, choices=tuple(FORMATS), help="the output's format"
+    )
+    parser.add_argument(
+        "input",
+        type=Path,
+        help="Label Studio export (JSON list of tasks), COCO JSON, COCO panoptic JSON, or semantic folder",
+    )
+    parser.add_argument(
+        "output",
+        type=Path,
+        help="JSON file (labelstudio, coco; '-' for standard output), COCO panoptic JSON (its PNGs go to the "
+        "folder of the same name, or --png-dir), or a folder (semantic)",
+    )
     parser.add_argument(
         "--categories",
         dest="categories_file",
