@@ -23,7 +23,7 @@ TARGET = HERE.parent / "BENCHMARKS.md"
 # Order of sections in BENCHMARKS.md.
 MODULES = ("codecs", "convert", "qa", "eval", "backend", "sam")
 # Modules whose script takes `--quick` (timing.main).
-QUICK_MODULES = ("codecs", "convert", "qa")
+QUICK_MODULES = ("codecs", "convert", "qa", "eval")
 HEADER = (
     "# Benchmarks\n\n"
     "Written by `make bench`. Every figure is a ratio against a peer run in the same process and session,\n"
