@@ -24,7 +24,7 @@ import numpy as np
 from converters import overlap
 from converters.errors import SegassistError
 from converters.eval.core import BACKGROUND, VOID, IdImage
-from converters.formats.coco import image_entry
+from converters.formats.coco_json import image_entry
 from converters.formats.common import Options
 from converters.formats.label_map import paint_label_map
 from converters.model import Category, ImageRecord, Segment

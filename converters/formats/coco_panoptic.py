@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from converters.errors import SegassistError
-from converters.formats.coco import (
+from converters.formats.coco_json import (
     finish_coco_json,
     image_entry,
     parse_iscrowd,
@@ -27,24 +27,16 @@ from converters.formats.coco import (
     read_document,
 )
 from converters.formats.common import Options, Rendered, exclusive_segments, with_colors
-from converters.formats.label_map import masks_from_label_map
+from converters.formats.label_map import PNG_PARAMS, masks_from_label_map, png_name
 from converters.io import JsonArrayWriter, Outputs
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
 
-# zlib's run-length strategy: label maps are long runs, and it writes a 2048x2048 id map several times faster
-# than the default strategy at any level, at a similar size.
-PNG_PARAMS = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 MAX_SEGMENT_ID = 2**24 - 1
 
 
 def png_folder(json_path: Path, png_dir: Path | None) -> Path:
     return Path(png_dir) if png_dir else Path(json_path).with_suffix("")
-
-
-def png_name(file_name: str) -> str:
-    """The PNG's name for an image: its file name with the extension replaced (dots inside the name kept)."""
-    return Path(file_name).with_suffix(".png").name
 
 
 class CocoPanopticSource:

@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 
 from converters.errors import SegassistError
-from converters.formats.coco_panoptic import PNG_PARAMS, png_name
 from converters.formats.common import (
     Options,
     Rendered,
@@ -28,7 +27,7 @@ from converters.formats.common import (
     exclusive_segments,
     with_colors,
 )
-from converters.formats.label_map import masks_from_label_map, paint_label_map
+from converters.formats.label_map import PNG_PARAMS, masks_from_label_map, paint_label_map, png_name
 from converters.io import Outputs
 from converters.model import Category, ImageRecord, Origin, Segment
 

@@ -14,6 +14,7 @@ import numpy as np
 from converters import overlap
 from converters.errors import SegassistError
 from converters.formats import coco as coco_format
+from converters.formats import coco_json
 from converters.formats.common import Options, Rendered
 from converters.mask import Mask, overlapping_pairs
 from converters.model import ImageRecord, Origin, Segment
@@ -72,7 +73,7 @@ def options_for(options: QAOptions) -> CocoOptions:
 
 def start(path: Path, options: QAOptions) -> Run:
     """Read the file once through the COCO reader; the dataset-level findings and one job per image."""
-    document = coco_format.read_document(path)
+    document = coco_json.read_document(path)
     coco_options = options_for(options)
     findings, jobs = check_dataset(document, coco_options)
     return Run(
@@ -86,7 +87,7 @@ def start(path: Path, options: QAOptions) -> Run:
 
 
 def check_dataset(
-    document: coco_format.CocoDocument, options: CocoOptions
+    document: coco_json.CocoDocument, options: CocoOptions
 ) -> tuple[list[Finding], list[ImageJob]]:
     """Checks of the document's ids and references; returns the findings and one job per image."""
     path = document.path
@@ -280,7 +281,7 @@ def _check_annotation(
 class CocoFixer:
     """The repaired copy, written through the COCO writer image by image; annotation ids are kept."""
 
-    def __init__(self, document: coco_format.CocoDocument, jobs: int, request: FixRequest) -> None:
+    def __init__(self, document: coco_json.CocoDocument, jobs: int, request: FixRequest) -> None:
         check_request(request)
         images = {image.get("id") for image in document.images}
         if jobs != len(document.images):
@@ -300,7 +301,7 @@ class CocoFixer:
                         "reason": "its image is not in images",
                     }
                 )
-        self.categories = coco_format.read_categories(document)
+        self.categories = coco_json.read_categories(document)
         # RLE for the masks the overlap policy changes: exact, as the input's area and bbox then are.
         self.sink = coco_format.CocoSink(
             request.output, self.categories, Options(segmentation="rle"), request.outputs

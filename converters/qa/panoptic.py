@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from converters.errors import SegassistError
-from converters.formats import coco as coco_format
+from converters.formats import coco_json
 from converters.formats.coco_panoptic import CocoPanopticSink, png_folder, read_id_map
 from converters.formats.common import Options, Rendered
 from converters.formats.label_map import masks_from_label_map
@@ -106,7 +106,7 @@ def options_for(path: Path, options: QAOptions) -> PanopticOptions:
 
 def start(path: Path, options: QAOptions) -> Run:
     """Read the JSON once through the COCO reader; the dataset-level findings and one job per annotation."""
-    document = coco_format.read_document(path)
+    document = coco_json.read_document(path)
     pan_options = options_for(path, options)
     findings, jobs = check_dataset(document, pan_options)
     return Run(
@@ -120,7 +120,7 @@ def start(path: Path, options: QAOptions) -> Run:
 
 
 def check_dataset(
-    document: coco_format.CocoDocument, options: PanopticOptions
+    document: coco_json.CocoDocument, options: PanopticOptions
 ) -> tuple[list[Finding], list[ImageJob]]:
     """Checks of the document's ids, references and categories; returns the findings and one job per
     annotation for the pixel pass."""
@@ -339,7 +339,7 @@ class PanopticFixer:
     """The repaired copy, written through the COCO panoptic writer annotation by annotation: segments_info
     repaired, each PNG copied as it is (into the folder the writer names after the output JSON)."""
 
-    def __init__(self, document: coco_format.CocoDocument, png_dir: Path, request: FixRequest) -> None:
+    def __init__(self, document: coco_json.CocoDocument, png_dir: Path, request: FixRequest) -> None:
         check_request(request)
         self.png_dir = png_dir
         self.result = FixResult(request.output)
@@ -349,7 +349,7 @@ class PanopticFixer:
                 self.result.changes.append(
                     {"image_id": image.get("id"), "action": "dropped", "reason": "no panoptic annotation"}
                 )
-        categories = coco_format.read_categories(document)
+        categories = coco_json.read_categories(document)
         self.sink = CocoPanopticSink(request.output, categories, Options(), request.outputs)
 
     def take(self, report: ItemReport) -> None:
