@@ -22,14 +22,14 @@ import ijson
 import numpy as np
 
 from converters import overlap
-from converters.convert import FORMATS
 from converters.errors import SegassistError
 from converters.eval.core import BACKGROUND, VOID, IdImage
-from converters.formats.coco import image_entry
+from converters.formats.coco_json import image_entry
 from converters.formats.common import Options
 from converters.formats.label_map import paint_label_map
 from converters.model import Category, ImageRecord, Segment
 from converters.qa.run import detect_format
+from converters.registry import FORMATS
 
 COCO_RESULTS = "coco-results"  # a detector's results list: PRED only, images and categories from GT
 COCO_FAMILY = ("coco", "coco-panoptic", COCO_RESULTS)
@@ -167,7 +167,7 @@ def open_side(role: str, path: Path, fmt: str | None, options: Options) -> Side:
         return Side(role, fmt, path, None, [], results=results)
     if fmt not in FORMATS:
         raise SegassistError(f"unknown {role} format {fmt!r}; known: {', '.join([*FORMATS, COCO_RESULTS])}")
-    source = FORMATS[fmt].source(path, options)
+    source = FORMATS[fmt].reader(path, options)
     return Side(role, fmt, path, source, list(source.categories), overlap=options.overlap)
 
 
