@@ -13,8 +13,11 @@ from ml_backend.settings import ENGINES, ENV_VARS, MODES, Settings
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """The backend's commands, added to the `segassist` parser (the `segassist.commands` entry point)."""
+    from ml_backend.prelabel.command import register_prelabel
+
     register_serve(subparsers)
     register_weights(subparsers)
+    register_prelabel(subparsers)
 
 
 def register_serve(subparsers: argparse._SubParsersAction) -> None:
