@@ -16,7 +16,8 @@ from pathlib import Path
 from PIL import ImageColor
 
 from converters.errors import SegassistError
-from converters.formats.common import read_categories_file, write_text_atomically
+from converters.formats.common import read_categories_file
+from converters.io import write_text
 from converters.model import Category
 
 DEFAULT_FROM_NAME = "tag"
@@ -121,5 +122,5 @@ def _run(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(xml)
         return 0
-    write_text_atomically(args.output, xml)
+    write_text(args.output, xml)
     return 0

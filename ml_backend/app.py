@@ -23,9 +23,9 @@ import numpy as np
 from flask import Flask
 
 from converters.errors import SegassistError
+from converters.parallel import submit_ahead
 from ml_backend import postprocess
 from ml_backend.allocator import keep_freed_memory
-from ml_backend.concurrency import submit_ahead
 from ml_backend.engines.base import Engine
 from ml_backend.engines.torch_utils import resolve_device
 from ml_backend.labeling import LabelConfigInfo, load_label_map, parse_label_config

@@ -18,14 +18,13 @@ from typing import Any
 from converters import coco_rle, polygons
 from converters.errors import SegassistError
 from converters.formats.common import (
-    JsonArrayWriter,
     Options,
     Rendered,
     category_from_dict,
     category_to_dict,
     check_categories,
-    move_into_place,
 )
+from converters.io import JsonArrayWriter, Outputs
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
 
@@ -154,15 +153,15 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> Mask:
 
 
 class CocoSink:
-    """Streams a COCO instance file: images and annotations to temporary parts, joined on commit."""
+    """Streams a COCO instance file: images and annotations to scratch parts, joined by `finish`."""
 
-    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+    def __init__(self, output: Path, categories: list[Category], options: Options, outputs: Outputs) -> None:
         self.output = Path(output)
         self.categories = categories
         self.renderer = CocoRenderer(
             {category.id for category in categories}, options.segmentation, options.polygon_tolerance
         )
-        self._json = JsonArrayWriter(self.output, ("images", "annotations"))
+        self._json = JsonArrayWriter(outputs, self.output, ("images", "annotations"))
         self._next_id = 1
 
     def write(self, rendered: Rendered) -> None:
@@ -172,12 +171,8 @@ class CocoSink:
             self._json.append("annotations", {"id": self._next_id, **annotation})
             self._next_id += 1
 
-    def commit(self) -> None:
+    def finish(self) -> None:
         finish_coco_json(self._json, self.categories)
-        move_into_place(self._json.temp, self.output)
-
-    def abort(self) -> None:
-        self._json.abort()
 
 
 class CocoRenderer:

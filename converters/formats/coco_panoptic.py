@@ -20,17 +20,9 @@ from PIL import Image, UnidentifiedImageError
 
 from converters.errors import SegassistError
 from converters.formats.coco import finish_coco_json, image_entry, load_json, parse_iscrowd, read_categories
-from converters.formats.common import (
-    JsonArrayWriter,
-    Options,
-    Rendered,
-    exclusive_segments,
-    move_into_place,
-    remove_path,
-    temp_path_beside,
-    with_colors,
-)
+from converters.formats.common import Options, Rendered, exclusive_segments, with_colors
 from converters.formats.label_map import masks_from_label_map
+from converters.io import JsonArrayWriter, Outputs
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
 
@@ -175,15 +167,15 @@ def read_id_png(path: Path, width: int, height: int) -> np.ndarray:
 
 
 class CocoPanopticSink:
-    """Writes PNGs into a temporary folder and the JSON in parts; both are renamed into place on commit."""
+    """Writes PNGs into a reserved temporary folder and the JSON in parts (committed together)."""
 
-    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+    def __init__(self, output: Path, categories: list[Category], options: Options, outputs: Outputs) -> None:
         self.output = Path(output)
         self.png_dir = png_folder(self.output, options.png_dir)
         self.categories = with_colors(categories)
         self.renderer = CocoPanopticRenderer(categories, options)
-        self._png_temp = temp_path_beside(self.png_dir, directory=True)
-        self._json = JsonArrayWriter(self.output, ("images", "annotations"))
+        self._json = JsonArrayWriter(outputs, self.output, ("images", "annotations"))
+        self._png_temp = outputs.folder(self.png_dir)
         self._png_names: set[str] = set()
 
     def write(self, rendered: Rendered) -> None:
@@ -198,14 +190,8 @@ class CocoPanopticSink:
         self._json.append("images", image)
         self._json.append("annotations", annotation)
 
-    def commit(self) -> None:
+    def finish(self) -> None:
         finish_coco_json(self._json, self.categories)
-        move_into_place(self._png_temp, self.png_dir)
-        move_into_place(self._json.temp, self.output)
-
-    def abort(self) -> None:
-        self._json.abort()
-        remove_path(self._png_temp)
 
 
 class CocoPanopticRenderer:

@@ -1,11 +1,11 @@
-"""What every format shares: conversion options, the reader/writer protocol, atomic output, category files.
+"""What every format shares: conversion options, the reader/writer protocol, category files.
 
 A reader is a `Source`: its categories, an iterator of raw items (one per image, picklable, cheap) and a
 `load(item) -> ImageRecord | None` (None: nothing to convert, e.g. an unlabeled task). A writer is a `Sink`:
 a picklable `renderer` whose `render(image) -> Rendered` does the heavy work (overlap resolution, encoding),
-and `write(rendered)`, `commit()`, `abort()` in the main process. Sources and renderers are picklable because
-`load` and `render` run in worker processes. Output goes to temporary paths beside the target, renamed
-on commit.
+and `write(rendered)`, `finish()` in the main process. Sources and renderers are picklable because `load` and
+`render` run in worker processes. A sink reserves its outputs in the command's `converters.io.Outputs` when it
+is made and writes into their temporary paths; the command commits them (or drops them on an error).
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,9 +77,9 @@ class Sink(Protocol):
 
     def write(self, rendered: Rendered) -> None: ...
 
-    def commit(self) -> None: ...
-
-    def abort(self) -> None: ...
+    def finish(self) -> None:
+        """Complete the reserved temporary outputs (the command then commits them)."""
+        ...
 
 
 # -- categories ----------------------------------------------------------------------------------------------
@@ -187,97 +184,3 @@ def image_file_size(path: Path) -> tuple[int, int]:
     except OSError as error:
         raise SegassistError(f"cannot read the image size: {error}", file=str(path)) from None
     return (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
-
-
-# -- atomic output -------------------------------------------------------------------------------------------
-
-
-def temp_path_beside(target: Path, *, directory: bool = False) -> Path:
-    """A fresh temporary file or folder in the target's folder (same file system, so the rename is atomic)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{target.name}.tmp-"
-    if directory:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-    handle, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
-    os.close(handle)
-    return Path(name)
-
-
-def move_into_place(temp: Path, target: Path) -> None:
-    """Rename `temp` to `target`, replacing what is there (a replaced folder is removed after the swap)."""
-    if temp.is_dir() and target.exists():
-        old = temp_path_beside(target, directory=True)
-        old.rmdir()
-        os.replace(target, old)
-        os.replace(temp, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(temp, target)
-
-
-def write_text_atomically(target: Path, text: str) -> None:
-    """Write `target` through a temporary file beside it, renamed into place: never half-written."""
-    temp = temp_path_beside(target)
-    try:
-        temp.write_text(text)
-        move_into_place(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def remove_path(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-class JsonArrayWriter:
-    """Streams a JSON document whose big arrays are written one element at a time.
-
-    Each array goes to its own temporary file; `finish` joins them with the small fields into the target's
-    temporary file, so memory never holds more than one element.
-    """
-
-    def __init__(self, target: Path, arrays: tuple[str, ...]) -> None:
-        self.target = target
-        self.temp = temp_path_beside(target)
-        self._parts = {name: temp_path_beside(target) for name in arrays}
-        # "r+" on the fresh empty files: truncating ("w") makes ext4 flush each file on close.
-        self._files = {name: path.open("r+") for name, path in self._parts.items()}
-        self._counts = dict.fromkeys(arrays, 0)
-
-    def append(self, array: str, element: Any) -> None:
-        handle = self._files[array]
-        handle.write(",\n" if self._counts[array] else "\n")
-        json.dump(element, handle, separators=(",", ":"))
-        self._counts[array] += 1
-
-    def finish(self, fields: dict[str, Any], order: tuple[str, ...]) -> None:
-        """Write the document to the temporary path: keys in `order`, taken from `fields` or the arrays."""
-        for handle in self._files.values():
-            handle.close()
-        with self.temp.open("r+") as out:
-            out.write("{")
-            for position, key in enumerate(order):
-                out.write(",\n" if position else "\n")
-                out.write(json.dumps(key) + ": ")
-                if key in self._parts:
-                    out.write("[")
-                    with self._parts[key].open() as part:
-                        shutil.copyfileobj(part, out)
-                    out.write("\n]")
-                else:
-                    out.write(json.dumps(fields[key]))
-            out.write("\n}\n")
-        self._remove_parts()
-
-    def abort(self) -> None:
-        for handle in self._files.values():
-            handle.close()
-        self._remove_parts()
-        self.temp.unlink(missing_ok=True)
-
-    def _remove_parts(self) -> None:
-        for path in self._parts.values():
-            path.unlink(missing_ok=True)

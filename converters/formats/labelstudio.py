@@ -21,16 +21,14 @@ import ijson
 import numba
 import numpy as np
 
-from converters import polygons
+from converters import naming, polygons
 from converters.errors import SegassistError
 from converters.formats.common import (
     Options,
     Rendered,
     check_categories,
     image_file_size,
-    move_into_place,
     read_categories_file,
-    temp_path_beside,
 )
 from converters.formats.ls_regions import (
     is_region,
@@ -39,6 +37,7 @@ from converters.formats.ls_regions import (
     result_to_segment,
     segment_to_result,
 )
+from converters.io import Outputs
 from converters.lsconfig import DEFAULT_FROM_NAME, DEFAULT_IMAGE_KEY, DEFAULT_TO_NAME, read_label_config
 from converters.model import Category, ImageRecord, Origin
 
@@ -70,17 +69,20 @@ class LabelStudioSource:
         with self.path.open("rb") as handle:
             for position, task in enumerate(iter_tasks(handle, str(self.path))):
                 if not isinstance(task, dict):
-                    raise SegassistError(f"task #{position} is not a JSON object", file=str(self.path))
+                    raise SegassistError(
+                        f"{naming.name('task', naming.position_ref(position))} is not a JSON object",
+                        file=str(self.path),
+                    )
                 yield position, task
 
     def where(self, item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
         position, task = item
-        return {"file": str(self.path), "task_id": _task_ref(position, task)}
+        return {"file": str(self.path), "task_id": naming.task_ref(position, task)}
 
     def load(self, item: tuple[int, dict[str, Any]]) -> ImageRecord | None:
         """The task as an image with its regions, or None when it has nothing to convert (not labeled)."""
         position, task = item
-        task_id = _task_ref(position, task)
+        task_id = naming.task_ref(position, task)
         sources = self._selected(task)
         if sources is None:
             return None
@@ -135,38 +137,42 @@ class LabelStudioSource:
 
     def _selected(self, task: dict[str, Any]) -> list[tuple[Any, list[dict[str, Any]], Any]] | None:
         """(annotation id, results, score) of the annotations or predictions to convert; None when none."""
+        kind = "prediction" if self.options.predictions else "annotation"
+        entries = (
+            task.get("predictions")
+            if self.options.predictions
+            else task.get("annotations", task.get("completions"))
+        )
+        entries = entries or []
         if self.options.predictions:
-            chosen = task.get("predictions") or []
-            if any(not isinstance(entry, dict) for entry in chosen):
+            if any(not isinstance(entry, dict) for entry in entries):
                 # Label Studio's JSON export lists prediction ids unless predictions are exported too.
                 raise SegassistError(
                     "the task lists prediction ids, not predictions: export the project with its predictions"
                 )
-            if self.options.annotations == "latest":
-                chosen = chosen[-1:]
+        # (ref, entry): an entry without an id is named by its position among all of the task's entries.
+        numbered = [(naming.annotation_ref(kind, i, entry), entry) for i, entry in enumerate(entries)]
+        if self.options.predictions:
+            chosen = numbered[-1:] if self.options.annotations == "latest" else numbered
         else:
-            candidates = [
-                annotation
-                for annotation in task.get("annotations", task.get("completions")) or []
-                if not annotation.get("was_cancelled")
-            ]
+            candidates = [pair for pair in numbered if not pair[1].get("was_cancelled")]
             if self.options.annotations == "ground-truth":
-                candidates = [annotation for annotation in candidates if annotation.get("ground_truth")]
+                candidates = [pair for pair in candidates if pair[1].get("ground_truth")]
             if self.options.annotations == "all" or not candidates:
                 chosen = candidates
             else:
                 chosen = [
                     max(
                         enumerate(candidates),
-                        key=lambda pair: (
-                            pair[1].get("updated_at") or pair[1].get("created_at") or "",
-                            pair[0],
+                        key=lambda item: (
+                            item[1][1].get("updated_at") or item[1][1].get("created_at") or "",
+                            item[0],
                         ),
                     )[1]
                 ]
         if not chosen:
             return None
-        return [(entry.get("id"), entry.get("result") or [], entry.get("score")) for entry in chosen]
+        return [(ref, entry.get("result") or [], entry.get("score")) for ref, entry in chosen]
 
     def _image_reference(self, task: dict[str, Any]) -> str:
         data = task.get("data") or {}
@@ -200,11 +206,6 @@ class LabelStudioSource:
                         with contextlib.suppress(SegassistError):
                             names.setdefault(result_label(result))
         return [Category(id=position, name=name) for position, name in enumerate(names, start=1)]
-
-
-def _task_ref(position: int, task: dict[str, Any]) -> Any:
-    """The task's id, or "#n" (its position from 1) for tasks without one, as import files have."""
-    return task.get("id", f"#{position + 1}")
 
 
 def iter_tasks(handle: BinaryIO, file: str) -> Iterator[Any]:
@@ -414,13 +415,12 @@ def reference_file_name(reference: str) -> str:
 
 
 class LabelStudioSink:
-    """Streams an importable task list to a temporary file, renamed on commit."""
+    """Streams an importable task list into its reserved temporary file."""
 
-    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+    def __init__(self, output: Path, categories: list[Category], options: Options, outputs: Outputs) -> None:
         self.output = Path(output)
         self.renderer = LabelStudioRenderer.create(categories, options)
-        self.temp = temp_path_beside(self.output)
-        self._handle = self.temp.open("w")
+        self._handle = outputs.open(outputs.file(self.output), "w")
         self._handle.write("[")
         self._count = 0
 
@@ -429,14 +429,9 @@ class LabelStudioSink:
         self._handle.write(rendered.payload)
         self._count += 1
 
-    def commit(self) -> None:
+    def finish(self) -> None:
         self._handle.write("\n]\n")
         self._handle.close()
-        move_into_place(self.temp, self.output)
-
-    def abort(self) -> None:
-        self._handle.close()
-        self.temp.unlink(missing_ok=True)
 
 
 class LabelStudioRenderer:

@@ -26,12 +26,10 @@ from converters.formats.common import (
     category_to_dict,
     check_categories,
     exclusive_segments,
-    move_into_place,
-    remove_path,
-    temp_path_beside,
     with_colors,
 )
 from converters.formats.label_map import masks_from_label_map, paint_label_map
+from converters.io import Outputs
 from converters.model import Category, ImageRecord, Origin, Segment
 
 MAPPING_FILE = "labelmap.json"
@@ -97,13 +95,13 @@ class SemanticSource:
 
 
 class SemanticSink:
-    """Writes PNGs into a temporary folder, then the mapping file, and renames the folder into place."""
+    """Writes PNGs into a reserved temporary folder, then the mapping file (committed by the command)."""
 
-    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+    def __init__(self, output: Path, categories: list[Category], options: Options, outputs: Outputs) -> None:
         self.output = Path(output)
         self.categories = with_colors(sorted(categories, key=lambda category: category.id))
         self.renderer = SemanticRenderer(self.categories, options)
-        self._temp = temp_path_beside(self.output, directory=True)
+        self._temp = outputs.folder(self.output)
         self._images: list[dict[str, Any]] = []
 
     def write(self, rendered: Rendered) -> None:
@@ -116,7 +114,7 @@ class SemanticSink:
         (self._temp / entry["label_map"]).write_bytes(png)
         self._images.append(entry)
 
-    def commit(self) -> None:
+    def finish(self) -> None:
         mapping = {
             "void": VOID,
             "dtype": np.dtype(label_dtype(len(self.categories))).name,
@@ -127,10 +125,6 @@ class SemanticSink:
             "images": self._images,
         }
         (self._temp / MAPPING_FILE).write_text(json.dumps(mapping, indent=1) + "\n")
-        move_into_place(self._temp, self.output)
-
-    def abort(self) -> None:
-        remove_path(self._temp)
 
 
 class SemanticRenderer:

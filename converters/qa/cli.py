@@ -13,6 +13,7 @@ from pathlib import Path
 
 from converters import overlap
 from converters.errors import SegassistError
+from converters.io import STDOUT, Outputs
 from converters.qa.findings import Severity
 from converters.qa.run import FORMATS, TARGETS, QAOptions, check
 
@@ -95,36 +96,46 @@ def run(args: argparse.Namespace) -> int:
         bbox_tolerance=args.bbox_tolerance,
         workers=max(1, args.workers),
     )
-    try:
-        result = check(args.input, options)
-    except SegassistError as error:
-        print(f"segassist qa: error: {error}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    print(terminal_summary(result))
-    changes = None
-    if args.fix:
+    # Standard output carries a report written to '-'; the messages then go to standard error.
+    say = sys.stderr if STDOUT in (str(args.report), str(args.html), str(args.fix)) else sys.stdout
+    with Outputs() as outputs:  # reserved (so checked) before the work, committed together at the end
+        report = outputs.file(args.report) if args.report else None
+        html = outputs.file(args.html) if args.html else None
         try:
-            fixed = fix(
-                args.input,
-                args.fix,
-                options,
-                overlap_policy=args.overlap,
-                things_over_stuff=args.things_over_stuff,
-                min_kept_fraction=args.min_kept_fraction,
-            )
+            result = check(args.input, options)
         except SegassistError as error:
-            print(f"segassist qa --fix: error: {error}", file=sys.stderr)
+            print(f"segassist qa: error: {error}", file=sys.stderr)
             return EXIT_UNREADABLE
-        changes = fixed.changes
-        print(f"fixed copy: {fixed.output} ({len(changes)} change(s))")
+        print(terminal_summary(result), file=say)
+        changes = None
+        if args.fix:
+            try:
+                fixed = fix(
+                    args.input,
+                    args.fix,
+                    options,
+                    outputs=outputs,
+                    overlap_policy=args.overlap,
+                    things_over_stuff=args.things_over_stuff,
+                    min_kept_fraction=args.min_kept_fraction,
+                )
+            except SegassistError as error:
+                print(f"segassist qa --fix: error: {error}", file=sys.stderr)
+                return EXIT_UNREADABLE
+            changes = fixed.changes
+        if report:
+            write_json(result, report, fix_changes=changes)
+        if html:
+            write_html(result, options, html)
+        outputs.commit()
+    if changes is not None:
+        print(f"fixed copy: {args.fix} ({len(changes)} change(s))", file=say)
         for change in changes:
-            print("  " + json.dumps(change, default=str))
+            print("  " + json.dumps(change, default=str), file=say)
     if args.report:
-        write_json(result, args.report, fix_changes=changes)
-        print(f"JSON report: {args.report}")
+        print(f"JSON report: {args.report}", file=say)
     if args.html:
-        write_html(result, options, args.html)
-        print(f"HTML report: {args.html}")
+        print(f"HTML report: {args.html}", file=say)
     if args.fail_on == "never":
         return EXIT_CLEAN
     return EXIT_FOUND if result.count(Severity.parse(args.fail_on)) else EXIT_CLEAN

@@ -47,7 +47,8 @@ class ImageJob:
     file: str
     image: dict[str, Any]
     annotations: list[dict[str, Any]]
-    category_ids: frozenset[Any]
+    # Category id -> name, of the listed categories.
+    category_names: dict[Any, str]
 
 
 def check_dataset(path: Path, data: Any, options: CocoOptions) -> tuple[list[Finding], list[ImageJob]]:
@@ -80,7 +81,7 @@ def check_dataset(path: Path, data: Any, options: CocoOptions) -> tuple[list[Fin
             )
             continue
         by_image[image_id].append(annotation)
-    category_ids = frozenset(c.get("id") for c in categories)
+    category_names = {c.get("id"): str(c.get("name")) for c in categories}
     jobs = []
     for image in images_by_id.values():
         width, height = image.get("width"), image.get("height")
@@ -89,7 +90,7 @@ def check_dataset(path: Path, data: Any, options: CocoOptions) -> tuple[list[Fin
                 "JSON_STRUCTURE", f"image size {width!r}x{height!r} is not two positive integers"
             )
             continue
-        jobs.append(ImageJob(str(path), image, by_image.get(image.get("id"), []), category_ids))
+        jobs.append(ImageJob(str(path), image, by_image.get(image.get("id"), []), category_names))
     return rec.findings, jobs
 
 
@@ -126,18 +127,21 @@ def inspect_image(job: ImageJob, options: CocoOptions) -> tuple[list[Finding], d
     masks: dict[int, Mask] = {}
     for index, annotation in enumerate(job.annotations):
         at = rec.at(annotation_id=annotation.get("id"))
-        mask = _check_annotation(at, annotation, width, height, job.category_ids, options)
+        mask = _check_annotation(at, annotation, width, height, job.category_names, options)
         if mask is not None:
             masks[index] = mask
     if options.target in EXCLUSIVE_TARGETS:
         indices = sorted(masks)
         for a, b, shared in overlapping_pairs([masks[i] for i in indices]):
             first, second = job.annotations[indices[a]], job.annotations[indices[b]]
+            names = [job.category_names.get(entry.get("category_id")) for entry in (first, second)]
             rec.at(annotation_id=first.get("id")).add(
                 "SEGMENTS_OVERLAP",
-                f"annotations {first.get('id')} and {second.get('id')} share {shared} px "
-                f"({options.target} output allows one segment per pixel)",
+                f"annotations {first.get('id')} ({names[0]}) and {second.get('id')} ({names[1]}) share "
+                f"{shared} px ({options.target} output allows one segment per pixel)",
                 other_annotation_id=second.get("id"),
+                category=names[0],
+                other_category=names[1],
                 pixels=shared,
             )
     return rec.findings, masks
@@ -148,13 +152,13 @@ def _check_annotation(
     annotation: dict[str, Any],
     width: int,
     height: int,
-    category_ids: frozenset[Any],
+    category_names: dict[Any, str],
     options: CocoOptions,
 ) -> Mask | None:
     if not is_int(annotation.get("id")):
         at.add("JSON_STRUCTURE", f"annotation id {annotation.get('id')!r} is not an integer")
     category_id = annotation.get("category_id")
-    if category_id not in category_ids:
+    if category_id not in category_names:
         at.add("CATEGORY_REF_MISSING", f"category_id {category_id!r} is not in categories")
     iscrowd = annotation.get("iscrowd", 0)
     if not is_int(iscrowd) or iscrowd not in (0, 1):

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from converters import naming
+
 
 class Severity(IntEnum):
     """Ordered so that `severity >= threshold` means "at least as bad as"."""
@@ -219,14 +221,8 @@ class Finding:
 
     def place(self) -> str:
         """Where inside its image or task the finding is: "annotation 3, region r1, segment 5", or ""."""
-        return ", ".join(
-            f"{label} {value}"
-            for label, value in (
-                ("annotation", self.annotation_id),
-                ("region", self.region_id),
-                ("segment", self.segment_id),
-            )
-            if value is not None
+        return naming.describe(
+            annotation_id=self.annotation_id, region_id=self.region_id, segment_id=self.segment_id
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 COCO instance: area and bbox recomputed where QA flagged them, empty annotations dropped, and (with an overlap
 policy) overlapping masks made exclusive by `converters.overlap.resolve`, the changed masks written as RLE.
 COCO panoptic: area and bbox recomputed from the PNG where flagged, segments without pixels dropped, the PNG
-folder copied beside the output JSON. The input is never modified; every output is written to a temporary path
-and renamed into place.
+folder copied beside the output JSON. The input is never modified; the outputs are reserved in the command's
+`converters.io.Outputs` and committed with its other outputs.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typing import Any
 
 from converters import coco_rle, overlap
 from converters.errors import SegassistError
-from converters.formats.common import move_into_place, remove_path, temp_path_beside, write_text_atomically
+from converters.io import Outputs
 from converters.mask import Mask
 from converters.model import Category, Origin, Segment
+from converters.parallel import process_map
 from converters.qa import coco, panoptic
 from converters.qa.common import load_json
 from converters.qa.findings import Finding
-from converters.qa.run import QAOptions, detect_format, instance_options, panoptic_options, parallel_map
+from converters.qa.run import QAOptions, detect_format, instance_options, panoptic_options
 
 FIXABLE_FORMATS = ("coco", "coco-panoptic")
 
@@ -41,11 +42,13 @@ def fix(
     output: Path | str,
     options: QAOptions | None = None,
     *,
+    outputs: Outputs,
     overlap_policy: str | None = None,
     things_over_stuff: bool = False,
     min_kept_fraction: float = 0.0,
 ) -> FixResult:
-    """Write the repaired copy of `path` to `output`; `overlap_policy` (order|score|area) removes overlaps."""
+    """Write the repaired copy of `path` to `output` (reserved in `outputs`, which the caller commits);
+    `overlap_policy` (order|score|area) removes overlaps."""
     options = options or QAOptions()
     path, output = Path(path), Path(output)
     if output.resolve() == path.resolve():
@@ -57,20 +60,16 @@ def fix(
         )
     if overlap_policy is not None and overlap_policy not in overlap.POLICIES[1:]:
         raise SegassistError(f"overlap policy must be one of {', '.join(overlap.POLICIES[1:])}")
+    json_temp = outputs.file(output)
+    png_temp = outputs.folder(output.with_suffix("")) if fmt == "coco-panoptic" else None
     data = load_json(path)
     result = FixResult(output)
     if fmt == "coco":
         _fix_coco(path, data, options, result, overlap_policy, things_over_stuff, min_kept_fraction)
     else:
         png_dir = _fix_panoptic(path, data, options, result)
-        png_output = output.with_suffix("")
-        temp = temp_path_beside(png_output, directory=True)
-        try:
-            shutil.copytree(png_dir, temp, dirs_exist_ok=True)
-            move_into_place(temp, png_output)
-        finally:
-            remove_path(temp)
-    write_text_atomically(output, json.dumps(data) + "\n")
+        shutil.copytree(png_dir, png_temp, dirs_exist_ok=True)
+    json_temp.write_text(json.dumps(data) + "\n")
     return result
 
 
@@ -99,7 +98,7 @@ def _fix_coco(
         if isinstance(c, dict) and "id" in c
     ]
     dropped: set[int] = set()
-    checked = parallel_map(partial(coco.inspect_image, options=coco_options), jobs, options.workers)
+    checked = process_map(partial(coco.inspect_image, options=coco_options), jobs, options.workers)
     for job, (findings, masks) in zip(jobs, checked, strict=True):
         flagged = _flagged(findings, "annotation_id")
         for index, annotation in enumerate(job.annotations):
@@ -180,7 +179,7 @@ def _resolve_overlaps(
 def _fix_panoptic(path: Path, data: dict[str, Any], options: QAOptions, result: FixResult) -> Path:
     pan_options = panoptic_options(path, options)
     _, jobs = panoptic.check_dataset(path, data, pan_options)
-    checked = parallel_map(partial(panoptic.check_image, options=pan_options), jobs, options.workers)
+    checked = process_map(partial(panoptic.check_image, options=pan_options), jobs, options.workers)
     for job, (findings, measured) in zip(jobs, checked, strict=True):
         if measured is None:
             continue

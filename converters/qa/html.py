@@ -18,19 +18,22 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from converters import naming
 from converters.errors import SegassistError
 from converters.formats.coco_panoptic import read_id_map
-from converters.formats.common import write_text_atomically
 from converters.formats.label_map import masks_from_label_map, paint_label_map
 from converters.formats.semantic import MAPPING_FILE
 from converters.mask import Mask
 from converters.qa import coco, labelstudio, panoptic, semantic
 from converters.qa.common import find_image, load_json
 from converters.qa.findings import CHECKS, Finding, Severity
-from converters.qa.report import summary, worst_images
+from converters.qa.report import group_title, summary, worst_images
 from converters.qa.run import QAOptions, QAResult, instance_options, labelstudio_options, panoptic_options
 
 THUMBNAIL_SIDE = 360
+# A click on a thumbnail opens the overlay at the image's own size, up to this side (keeps the file small).
+FULL_SIDE = 2048
+FULL_JPEG_QUALITY = 85
 MAX_IMAGES = 200
 FILL_OPACITY = 0.45
 OUTLINE_BGR = (0, 0, 255)
@@ -47,11 +50,11 @@ class Overlay:
 
 
 def write_html(result: QAResult, options: QAOptions, target: Path) -> None:
-    """Write the report atomically."""
+    """Write the report into `target` (a path reserved in the command's `Outputs`)."""
     groups = [item for item in worst_images(result.findings) if item[0][0] != "dataset"]
     shown = groups[:MAX_IMAGES]
     overlays = dict(_overlays(result, options, {key for key, _ in shown}))
-    write_text_atomically(target, _document(result, groups, shown, overlays))
+    target.write_text(_document(result, groups, shown, overlays))
 
 
 # -- overlays per format ---------------------------------------------------------------------------
@@ -174,21 +177,35 @@ def _palette(count: int) -> np.ndarray:
     return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2BGR)[0]
 
 
-def thumbnail_png(overlay: Overlay) -> bytes:
+def overlay_pictures(overlay: Overlay) -> tuple[bytes, bytes]:
+    """The overlay as a PNG thumbnail and as a full-size JPEG (its side capped at FULL_SIDE): the photo
+    background is read once for both."""
     height, width = overlay.labels.shape
-    scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    canvas = None
+    photo = None
     if overlay.background is not None:
         try:
             with Image.open(overlay.background) as image:
-                canvas = cv2.cvtColor(
+                photo = cv2.cvtColor(
                     np.asarray(ImageOps.exif_transpose(image).convert("RGB")), cv2.COLOR_RGB2BGR
                 )
-            canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_AREA)
         except OSError:
-            canvas = None
-    if canvas is None:
+            photo = None
+    thumbnail = _draw(overlay, photo, min(1.0, THUMBNAIL_SIDE / max(height, width)))
+    full = _draw(overlay, photo, min(1.0, FULL_SIDE / max(height, width)))
+    ok_thumbnail, thumbnail_png = cv2.imencode(".png", thumbnail)
+    ok_full, full_jpeg = cv2.imencode(".jpg", full, [cv2.IMWRITE_JPEG_QUALITY, FULL_JPEG_QUALITY])
+    if not (ok_thumbnail and ok_full):
+        raise RuntimeError("encoding an overlay failed")
+    return thumbnail_png.tobytes(), full_jpeg.tobytes()
+
+
+def _draw(overlay: Overlay, photo: np.ndarray | None, scale: float) -> np.ndarray:
+    """The overlay drawn at `scale` over the photo (or a dark canvas), flagged segments outlined."""
+    height, width = overlay.labels.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if photo is not None:
+        canvas = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+    else:
         canvas = np.full((size[1], size[0], 3), BACKGROUND_GREY, np.uint8)
     labels = cv2.resize(overlay.labels, size, interpolation=cv2.INTER_NEAREST)
     colours = _palette(int(labels.max()) + 1)
@@ -200,10 +217,7 @@ def thumbnail_png(overlay: Overlay) -> bytes:
         small = _thumbnail_mask(mask, scale, size)
         contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(canvas, contours, -1, OUTLINE_BGR, 2)
-    ok, encoded = cv2.imencode(".png", canvas)
-    if not ok:
-        raise RuntimeError("PNG encoding of a thumbnail failed")
-    return encoded.tobytes()
+    return canvas
 
 
 def _thumbnail_mask(mask: Mask, scale: float, size: tuple[int, int]) -> np.ndarray:
@@ -224,13 +238,37 @@ def _thumbnail_mask(mask: Mask, scale: float, size: tuple[int, int]) -> np.ndarr
 
 _STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { overflow-wrap: anywhere; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
 .error { color: #b00020; font-weight: 600; } .warning { color: #a05a00; } .info { color: #555; }
 .image { display: flex; align-items: flex-start; gap: 1em; margin: 1em 0; padding-top: 1em; }
 .image { border-top: 1px solid #ddd; }
+.image h3 { overflow-wrap: anywhere; }
 .image img { flex: none; border: 1px solid #999; }
+a.zoom { flex: none; cursor: zoom-in; }
+#viewer { position: fixed; inset: 0; background: rgba(0, 0, 0, 0.85); overflow: auto; cursor: zoom-out; }
+#viewer img { display: block; margin: 1em auto; border: none; }
 """
+
+# A click on a thumbnail shows its full-size overlay above the page; a click on that closes it. The full-size
+# image is made only then, so the page's images are the thumbnails alone.
+_VIEWER_SCRIPT = """<script>
+document.addEventListener('click', (event) => {
+  const old = document.getElementById('viewer');
+  if (old) { old.remove(); return; }
+  const zoom = event.target.closest('a.zoom');
+  if (!zoom) return;
+  event.preventDefault();
+  const viewer = document.createElement('div');
+  viewer.id = 'viewer';
+  const image = document.createElement('img');
+  image.alt = zoom.dataset.title;
+  image.src = zoom.dataset.full;
+  viewer.appendChild(image);
+  document.body.appendChild(viewer);
+});
+</script>"""
 
 
 def _findings_table(findings: list[Finding]) -> str:
@@ -257,35 +295,43 @@ def _document(result: QAResult, groups: list[Any], shown: list[Any], overlays: d
         f"<p>{html.escape(result.format)}: {result.checked} checked; "
         + ", ".join(f'<span class="{label}">{n} {label}</span>' for label, n in counts["by_severity"].items())
         + "</p>",
-        "<table><tr><th>count</th><th>severity</th><th>code</th><th>meaning</th></tr>",
     ]
-    for code, n in counts["by_code"].items():
-        check = CHECKS[code]
-        label = check.severity.label
-        parts.append(
-            f'<tr><td>{n}</td><td class="{label}">{label}</td><td><code>{code}</code></td>'
-            f"<td>{html.escape(check.explanation)}</td></tr>"
-        )
-    parts.append("</table>")
+    if not result.findings:
+        parts.append('<p class="clean">no findings</p>')
+    else:
+        parts.append("<table><tr><th>count</th><th>severity</th><th>code</th><th>meaning</th></tr>")
+        for code, n in counts["by_code"].items():
+            check = CHECKS[code]
+            label = check.severity.label
+            parts.append(
+                f'<tr><td>{n}</td><td class="{label}">{label}</td><td><code>{code}</code></td>'
+                f"<td>{html.escape(check.explanation)}</td></tr>"
+            )
+        parts.append("</table>")
     dataset_level = [f for f in result.findings if f.image_key()[0] == "dataset"]
     if dataset_level:
         parts.append("<h2>Dataset</h2>" + _findings_table(dataset_level))
     if groups:
         more = f" (the worst {len(shown)} of {len(groups)})" if len(shown) < len(groups) else ""
         parts.append(f"<h2>Flagged images, worst first{more}</h2>")
-    for (kind, key), findings in shown:
-        file_name = next((f.file_name for f in findings if f.file_name), "")
+    for key, findings in shown:
         errors = sum(1 for f in findings if f.severity == Severity.ERROR)
-        title = f"{kind} {html.escape(key)}" + (f" ({html.escape(file_name)})" if file_name else "")
-        overlay = overlays.get((kind, key))
+        title = html.escape(group_title(result, key, findings))
+        overlay = overlays.get(key)
         picture = ""
         if overlay is not None:
-            data = base64.b64encode(thumbnail_png(overlay)).decode("ascii")
-            picture = f'<img alt="{title}" src="data:image/png;base64,{data}">'
+            thumbnail, full = (base64.b64encode(data).decode("ascii") for data in overlay_pictures(overlay))
+            picture = (
+                f'<a class="zoom" href="#" title="click for the full-size overlay" data-title="{title}" '
+                f'data-full="data:image/jpeg;base64,{full}">'
+                f'<img alt="{title}" src="data:image/png;base64,{thumbnail}"></a>'
+            )
+        counted = f"{naming.plural(errors, 'error')}, {naming.plural(len(findings), 'finding')}"
         parts.append(
             f'<div class="image">{picture}<div>'
-            f"<h3>{title}: {errors} error(s), {len(findings)} finding(s)</h3>"
+            f"<h3>{title}: {counted}</h3>"
             f"{_findings_table(findings)}</div></div>"
         )
+    parts.append(_VIEWER_SCRIPT)
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from label_studio_sdk.label_interface import LabelInterface
 
-from converters import bitmask, brush
+from converters import bitmask, brush, naming
 from converters.errors import SegassistError
 from converters.formats import ls_regions
 from converters.formats.labelstudio import iter_tasks as read_tasks
@@ -108,7 +108,8 @@ def check_ids(path: Path, tasks: Iterator[Any], findings: list[Finding]) -> Iter
     seen_annotations: set[Any] = set()
     for index, task in enumerate(tasks):
         if not isinstance(task, dict):
-            rec.add("JSON_STRUCTURE", f"task #{index} is a {type(task).__name__}, not an object")
+            task_name = naming.name("task", naming.position_ref(index))
+            rec.add("JSON_STRUCTURE", f"{task_name} is a {type(task).__name__}, not an object")
             continue
         task_id = task.get("id")
         if task_id is not None:
@@ -139,7 +140,7 @@ def image_file_name(task: dict[str, Any]) -> str:
 
 def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = False) -> TaskResult:
     task = job.task
-    task_id = task.get("id", f"#{job.index}")
+    task_id = naming.task_ref(job.index, task)
     rec = Recorder(file=job.file, task_id=task_id)
     result = TaskResult(rec.findings)
     sizes: set[tuple[Any, Any]] = set()
@@ -156,10 +157,10 @@ def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = Fal
         for position, entry in enumerate(entries)
     ]
     for kind, position, annotation in sources:
+        annotation_id = naming.annotation_ref(kind, position, annotation)
         if not isinstance(annotation, dict):
-            rec.add("JSON_STRUCTURE", f"{kind} #{position} is not an object")
+            rec.add("JSON_STRUCTURE", f"{naming.name(kind, annotation_id)} is not an object")
             continue
-        annotation_id = annotation.get("id", f"{kind} #{position}")
         at = rec.at(annotation_id=annotation_id)
         if annotation.get("was_cancelled"):
             at.add(
@@ -202,11 +203,14 @@ def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = Fal
 
 def _check_overlaps(at: Recorder, masks: list[tuple[Any, str, Mask]], target: str) -> None:
     for a, b, shared in overlapping_pairs([mask for _, _, mask in masks]):
-        first, second = masks[a][0], masks[b][0]
+        (first, first_label, _), (second, second_label, _) = masks[a], masks[b]
         at.at(region_id=first).add(
             "SEGMENTS_OVERLAP",
-            f"regions {first} and {second} share {shared} px ({target} output allows one segment per pixel)",
+            f"regions {first} ({first_label}) and {second} ({second_label}) share {shared} px "
+            f"({target} output allows one segment per pixel)",
             other_region_id=second,
+            category=first_label,
+            other_category=second_label,
             pixels=shared,
         )
 

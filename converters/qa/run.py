@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import ijson
 from tqdm import tqdm
 
 from converters.errors import SegassistError
+from converters.parallel import process_map
 from converters.qa import coco, labelstudio, panoptic, semantic
 from converters.qa.common import load_json, reading_json
 from converters.qa.findings import Finding, Severity
 
 FORMATS = ("labelstudio", "coco", "coco-panoptic", "semantic")
 TARGETS = ("instance", "panoptic", "semantic")
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,8 @@ class QAResult:
     findings: list[Finding] = field(default_factory=list)
     # Items (images, tasks, label maps) looked at.
     checked: int = 0
+    # The image file name of each image key, where the findings name another file (a panoptic PNG).
+    image_names: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def count(self, at_least: Severity) -> int:
         return sum(1 for finding in self.findings if finding.severity >= at_least)
@@ -92,6 +91,10 @@ def check(path: Path | str, options: QAOptions | None = None) -> QAResult:
         raise SegassistError("input does not exist", file=str(path))
     if options.target not in TARGETS:
         raise SegassistError(f"unknown target {options.target!r}; choose one of {', '.join(TARGETS)}")
+    for option, folder in (("--images", options.images_dir), ("--png-dir", options.png_dir)):
+        if folder is not None and not Path(folder).is_dir():
+            what = "is not a folder" if Path(folder).exists() else "does not exist"
+            raise SegassistError(f"the {option} folder {what}", file=str(folder))
     fmt = detect_format(path) if options.format == "auto" else options.format
     if fmt not in FORMATS:
         raise SegassistError(f"unknown format {fmt!r}; choose one of auto, {', '.join(FORMATS)}")
@@ -100,19 +103,24 @@ def check(path: Path | str, options: QAOptions | None = None) -> QAResult:
         pan_options = panoptic_options(path, options)
         findings, jobs = panoptic.check_dataset(path, load_json(path), pan_options)
         result.findings += findings
-        checked = parallel_map(partial(panoptic.check_image, options=pan_options), jobs, options.workers)
+        result.image_names.update(
+            (("image", str(job.image.get("id"))), str(job.image.get("file_name")))
+            for job in jobs
+            if job.image is not None and job.image.get("file_name")
+        )
+        checked = process_map(partial(panoptic.check_image, options=pan_options), jobs, options.workers)
         _add_per_item((found for found, _measured in checked), len(jobs), "panoptic images", result)
     elif fmt == "coco":
         coco_options = instance_options(options)
         findings, jobs = coco.check_dataset(path, load_json(path), coco_options)
         result.findings += findings
-        checked = parallel_map(partial(coco.check_image, options=coco_options), jobs, options.workers)
+        checked = process_map(partial(coco.check_image, options=coco_options), jobs, options.workers)
         _add_per_item(checked, len(jobs), "images", result)
     elif fmt == "labelstudio":
         ls_options = labelstudio_options(options)
         id_findings: list[Finding] = []
         tasks = labelstudio.check_ids(path, labelstudio.iter_tasks(path), id_findings)
-        checked = parallel_map(partial(labelstudio.check_task, options=ls_options), tasks, options.workers)
+        checked = process_map(partial(labelstudio.check_task, options=ls_options), tasks, options.workers)
         _add_per_item((task.findings for task in checked), None, "tasks", result)
         # The export-wide id checks are complete only once the stream has been read to its end.
         result.findings += id_findings
@@ -120,7 +128,7 @@ def check(path: Path | str, options: QAOptions | None = None) -> QAResult:
         sem_options = semantic.SemanticOptions(images_dir=options.images_dir, min_area=options.min_area)
         findings, jobs = semantic.check_dataset(path, sem_options)
         result.findings += findings
-        checked = parallel_map(partial(semantic.check_label_map, options=sem_options), jobs, options.workers)
+        checked = process_map(partial(semantic.check_label_map, options=sem_options), jobs, options.workers)
         _add_per_item(checked, len(jobs), "label maps", result)
     return result
 
@@ -160,21 +168,6 @@ def labelstudio_options(options: QAOptions) -> labelstudio.LabelStudioOptions:
         agreement=options.agreement,
         target=options.target,
     )
-
-
-def parallel_map(function: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """`map` in input order, over `workers` processes; at most 2 items per worker are in flight at a time."""
-    if workers <= 1:
-        yield from map(function, items)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: list[Future[R]] = []
-        for item in items:
-            pending.append(pool.submit(function, item))
-            if len(pending) >= 2 * workers:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
 
 
 def progress(items: Iterable[Any], total: int | None, unit: str) -> Iterable[Any]:

@@ -12,23 +12,14 @@ Two kinds of model sit behind one `SamEngine`:
 - **SAM vit_b / vit_l / vit_h** checkpoints from a path: clicks and boxes go straight to the decoder,
   automatic mode is SamAutomaticMaskGenerator.
 
-Image embeddings are cached per (image key, model) in an LRU bounded by a memory budget, with one lock per key
-so concurrent prompts on a new image compute its embedding once. SAM 2 (optional) is in `sam2_engine`, behind
-the same interface and cache; `load` picks the engine from the model spec.
+The embedding cache and the engine base are in `sam_family`, shared with SAM 2 (`sam2_engine`, optional).
 """
 
 from __future__ import annotations
 
-import abc
-import hashlib
-import os
-import threading
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,10 +29,16 @@ from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_
 from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops import batched_nms
 
-from converters import Category, Mask, Segment
+from converters import Mask
 from converters.errors import SegassistError
-from converters.overlap import resolve
-from ml_backend.engines.base import InteractiveEngine, Prompt
+from ml_backend.engines.base import Prompt
+from ml_backend.engines.sam_family import (
+    Embedding,
+    EmbeddingCache,
+    SamFamilyEngine,
+    content_key,
+    load_exactly,
+)
 from ml_backend.engines.torch_utils import inference, load_state_dict, weights_path
 
 with warnings.catch_warnings():
@@ -52,10 +49,6 @@ with warnings.catch_warnings():
 
 DEFAULT_MODEL = "litemedsam"
 CHECKPOINT_TYPES = ("vit_b", "vit_l", "vit_h")
-# Embedding cache budget in MiB; one embedding (256 x 64 x 64 float32) is 4 MiB (SAM 2: 16 MiB with its
-# high-resolution feature maps).
-CACHE_BUDGET_ENV = "SEGASSIST_SAM_CACHE_MB"
-DEFAULT_CACHE_MB = 256
 
 # Candidate boxes around the positive clicks: margins in fractions of the image's longest side, from a
 # button-sized object to one filling much of the image.
@@ -69,154 +62,12 @@ GROW_ROUNDS = 2
 EDGE_TOLERANCE = 2.0
 
 
-@dataclass(frozen=True)
-class Embedding:
-    """One image's encoder output and the sizes needed to map prompts in and masks out."""
-
-    features: torch.Tensor
-    input_size: tuple[int, int]  # (h, w) of the resized image inside the model's square input
-    original_size: tuple[int, int]  # (h, w) of the image as given
-    # SAM 2's decoder also reads the encoder's higher-resolution feature maps.
-    high_res_features: tuple[torch.Tensor, ...] = ()
-
-    @property
-    def nbytes(self) -> int:
-        return sum(
-            tensor.numel() * tensor.element_size() for tensor in (self.features, *self.high_res_features)
-        )
-
-
-class EmbeddingCache:
-    """LRU of image embeddings bounded by total bytes; thread-safe, one computation per key at a time."""
-
-    def __init__(self, budget_bytes: int) -> None:
-        self.budget_bytes = budget_bytes
-        self.hits = 0
-        self.misses = 0
-        self._entries: OrderedDict[tuple[str, str], Embedding] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: tuple[str, str], compute: Callable[[], Embedding]) -> Embedding:
-        """The cached embedding for `key`, computing it (once, even under concurrent calls) when missing."""
-        with self._lock:
-            found = self._lookup(key)
-            if found is not None:
-                return found
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            with self._lock:
-                # Another thread may have computed it while this one waited for the key lock.
-                found = self._lookup(key)
-                if found is not None:
-                    return found
-                self.misses += 1
-            try:
-                embedding = compute()
-                with self._lock:
-                    self._store(key, embedding)
-            finally:
-                with self._lock:
-                    self._key_locks.pop(key, None)
-        return embedding
-
-    def _lookup(self, key: tuple[str, str]) -> Embedding | None:
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-            self.hits += 1
-        return found
-
-    def _store(self, key: tuple[str, str], embedding: Embedding) -> None:
-        self._entries[key] = embedding
-        self._bytes += embedding.nbytes
-        while self._bytes > self.budget_bytes and len(self._entries) > 1:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= evicted.nbytes
-
-
-def cache_budget_bytes() -> int:
-    """The embedding cache budget from SEGASSIST_SAM_CACHE_MB (default 256 MiB)."""
-    raw = os.environ.get(CACHE_BUDGET_ENV, str(DEFAULT_CACHE_MB))
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        raise SegassistError(f"{CACHE_BUDGET_ENV} must be a number of MiB, got {raw!r}") from None
-    return int(megabytes * 2**20)
-
-
 @dataclass
 class Decoded:
     """Decoder output for a batch of prompts: low-res logits (B, 1, 256, 256) and predicted IoUs (B,)."""
 
     logits: torch.Tensor
     iou: torch.Tensor
-
-
-class SamFamilyEngine(InteractiveEngine):
-    """What every SAM-family engine shares: cached image embeddings, prompt and image checks, and automatic
-    proposals as Segments of one class-agnostic category. Subclasses embed, decode and propose."""
-
-    modes = ("instance",)
-    #: The model family, as error messages name it.
-    family = "SAM"
-
-    def __init__(
-        self,
-        *,
-        model_version: str,
-        device: torch.device,
-        proposal_label: str,
-        non_overlapping: bool,
-        cache: EmbeddingCache | None,
-    ) -> None:
-        self.model_version = model_version
-        self.device = device
-        self.categories = [Category(id=1, name=proposal_label, isthing=True)]
-        self.non_overlapping = non_overlapping
-        self.cache = cache if cache is not None else EmbeddingCache(cache_budget_bytes())
-
-    def embedding(self, image: np.ndarray, image_key: str) -> Embedding:
-        """The image's embedding, from the cache when this model has seen `image_key` before."""
-        check_image(image)
-        return self.cache.get((image_key, self.model_version), lambda: self._embed(image))
-
-    def segment_prompt(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
-        """The mask for clicks and/or a box in image pixels, with the model's predicted IoU."""
-        check_prompt(prompt)
-        return self._segment(self.embedding(image, image_key), prompt)
-
-    def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
-        """Class-agnostic proposals per image, all under the engine's one category."""
-        if mode not in self.modes:
-            raise SegassistError(f"the {self.family} engine makes instance proposals only, not {mode!r}")
-        results = []
-        for image in images:
-            check_image(image)
-            results.append(proposal_segments(self._proposals(image), self.categories, self.non_overlapping))
-        return results
-
-    @abc.abstractmethod
-    def _embed(self, image: np.ndarray) -> Embedding:
-        """Run the image encoder on one (checked) image."""
-
-    @abc.abstractmethod
-    def _segment(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
-        """Decode one (checked) prompt on an image's embedding."""
-
-    @abc.abstractmethod
-    def _proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
-        """Automatic-mode masks of one (checked) image with their predicted IoU."""
-
-    def _generated_masks(self, generator: Any, image: np.ndarray) -> list[tuple[Mask, float]]:
-        """The masks and predicted IoUs of a SAM or SAM 2 automatic mask generator (binary_mask output)."""
-        with inference(self.device):
-            records = generator.generate(image)
-        return [(Mask.from_dense(record["segmentation"]), record["predicted_iou"]) for record in records]
 
 
 class SamEngine(SamFamilyEngine):
@@ -392,7 +243,7 @@ class SamEngine(SamFamilyEngine):
 
     def _box_grid_proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
         """Decode a multi-scale grid of boxes; keep confident, stable masks that fit inside their box; NMS."""
-        embedding = self.embedding(image, _content_key(image))
+        embedding = self.embedding(image, content_key(image))
         height, width = embedding.original_size
         boxes = _grid_boxes(embedding.original_size)
         decoded = self.decode(embedding, boxes=boxes)
@@ -418,23 +269,6 @@ class SamEngine(SamFamilyEngine):
         return [
             (self._to_mask(embedding, logits[i][None, None]), float(decoded.iou[i])) for i in chosen.tolist()
         ]
-
-
-def proposal_segments(
-    masks: Sequence[tuple[Mask, float]], categories: list[Category], non_overlapping: bool
-) -> list[Segment]:
-    """Automatic-mode masks with their predicted IoU as Segments of the one proposal category.
-
-    `non_overlapping` makes them exclusive: a higher-scored proposal keeps contested pixels.
-    """
-    segments = [
-        Segment(mask=mask, category_id=categories[0].id, score=float(score))
-        for mask, score in masks
-        if not mask.is_empty
-    ]
-    if non_overlapping:
-        segments, _ = resolve(segments, "score", categories=categories)
-    return segments
 
 
 # -- prompts as boxes ----------------------------------------------------------------------------------------
@@ -524,33 +358,6 @@ def _cut_sides(foreground: torch.Tensor, boxes: np.ndarray, bound: np.ndarray) -
     return near_side & ~on_bound & has_pixels
 
 
-def _content_key(image: np.ndarray) -> str:
-    """An image identity from its pixels, for callers that have no URL or path (automatic mode)."""
-    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16)
-    digest.update(repr(image.shape).encode())
-    return f"pixels:{digest.hexdigest()}"
-
-
-def check_image(image: np.ndarray) -> None:
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise SegassistError(
-            f"the image must be an RGB uint8 array (H, W, 3), got {image.dtype} {image.shape}"
-        )
-    if min(image.shape[:2]) < 1:
-        raise SegassistError(f"the image is empty: {image.shape[1]}x{image.shape[0]}")
-
-
-def check_prompt(prompt: Prompt) -> None:
-    if len(prompt.points) != len(prompt.point_labels):
-        raise SegassistError(f"{len(prompt.points)} clicks but {len(prompt.point_labels)} click labels")
-    if not prompt.points and prompt.box is None:
-        raise SegassistError("the prompt has neither clicks nor a box")
-    if prompt.box is not None:
-        x0, y0, x1, y1 = prompt.box
-        if not (x1 > x0 and y1 > y0):
-            raise SegassistError(f"the box {prompt.box} has no area")
-
-
 # -- loading -------------------------------------------------------------------------------------------------
 
 
@@ -620,30 +427,16 @@ def load_checkpoint(
 
 
 def load(model: str, device: torch.device, **settings: object) -> SamEngine:
-    """An engine from a model spec: "litemedsam", a SAM checkpoint path, "vit_h:/path/to/checkpoint.pth", or a
-    SAM 2 model "sam2.1_hiera_t:/path/to/checkpoint.pt" (the optional sam2 extra)."""
+    """An engine from a model spec: "litemedsam", a SAM checkpoint path, or "vit_h:/path/to/checkpoint.pth".
+
+    SAM 2 specs ("sam2.1_hiera_t:/path/to/checkpoint.pt") are `sam2_engine.load`'s; the registry picks.
+    """
     if model == DEFAULT_MODEL:
         return load_default(device, **settings)
     model_type, separator, path = model.partition(":")
     if separator and model_type in CHECKPOINT_TYPES:
         return load_checkpoint(path, model_type, device, **settings)
-    if separator and model_type.startswith("sam2"):
-        try:
-            from ml_backend.engines import sam2_engine  # the optional `sam2` extra, imported only when asked
-        except ImportError as error:
-            raise SegassistError(
-                f"{model_type} needs SAM 2, which is not installed ({error}); see the README's SAM 2 notes"
-            ) from None
-        return sam2_engine.load_checkpoint(model_type, path, device, **settings)
     return load_checkpoint(model, None, device, **settings)
-
-
-def load_exactly(model: torch.nn.Module, state: dict[str, torch.Tensor], kind: str, path: Path) -> None:
-    """Load every weight of `state` into `model` (strict: no key missing or left over, every shape equal)."""
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise SegassistError(f"not a {kind} checkpoint: {error}", file=str(path)) from None
 
 
 # The image encoder's embedding width tells the three ViT sizes apart.

@@ -1,9 +1,10 @@
 """SAM 2 image models (PyPI `sam2`, the optional `sam2` extra) behind the same interface as the SAM engine.
 
 Clicks and boxes go straight to `SAM2ImagePredictor`; automatic mode is `SAM2AutomaticMaskGenerator`. Image
-embeddings share the SAM engine's cache. SAM2ImagePredictor keeps one image's features on itself, so each
-prompt gets a fresh predictor (cheap: no weights are copied) whose features come from the cache; that is the
-one place this module sets the predictor's private attributes, the same ones its own `set_image` sets.
+embeddings live in the SAM family's cache (`sam_family`). SAM2ImagePredictor keeps one image's features on
+itself, so each prompt gets a fresh predictor (cheap: no weights are copied) whose features come from the
+cache; that is the one place this module sets the predictor's private attributes, the same ones its own
+`set_image` sets.
 
 Install: `pip install hydra-core iopath`, then `SAM2_BUILD_CUDA=0 pip install --no-build-isolation --no-deps
 sam2` (PyPI has only its source; an isolated build would install a second torch to build it). The CUDA
@@ -24,7 +25,7 @@ from sam2.sam2_image_predictor import SAM2ImagePredictor
 from converters import Mask
 from converters.errors import SegassistError
 from ml_backend.engines.base import Prompt
-from ml_backend.engines.sam import Embedding, EmbeddingCache, SamFamilyEngine, load_exactly
+from ml_backend.engines.sam_family import Embedding, EmbeddingCache, SamFamilyEngine, load_exactly
 from ml_backend.engines.torch_utils import inference, load_state_dict, weights_path
 
 # Model names as `--model NAME:/path/checkpoint.pt`, each with its config inside the sam2 package.
@@ -94,6 +95,12 @@ class Sam2Engine(SamFamilyEngine):
 
     def _proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
         return self._generated_masks(SAM2AutomaticMaskGenerator(self.model, output_mode="binary_mask"), image)
+
+
+def load(model: str, device: torch.device, **settings: object) -> Sam2Engine:
+    """An engine from a `--model` spec "sam2.1_hiera_t:/path/to/checkpoint.pt" (config name, then weights)."""
+    config, _, path = model.partition(":")
+    return load_checkpoint(config, path, device, **settings)
 
 
 def load_checkpoint(config: str, path: str | Path, device: torch.device, **settings: object) -> Sam2Engine:

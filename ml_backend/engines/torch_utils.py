@@ -17,7 +17,7 @@ import torch
 
 from converters import Mask
 from converters.errors import SegassistError
-from ml_backend.concurrency import submit_ahead
+from converters.parallel import submit_ahead
 
 log = logging.getLogger(__name__)
 

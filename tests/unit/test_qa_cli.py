@@ -165,3 +165,16 @@ def test_readme_table_matches_the_registry() -> None:
     texts = [p.read_text() for p in (REPO / "README.md", REPO / ".notes" / "readme-qa.md") if p.is_file()]
     assert any(table in text for text in texts)
     assert table.count("\n") == len(CHECKS) + 1
+
+
+def test_images_folder_that_does_not_exist_is_an_error(
+    realdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unusable option is an error (exit 2) naming the folder, not every image reported missing."""
+    clean, _ = copy_panoptic_sample(realdata, tmp_path)
+    assert main(["qa", str(clean), "--images", str(tmp_path / "nonexistent" / "dir")]) == 2
+    captured = capsys.readouterr()
+    assert "nonexistent/dir" in captured.err and "does not exist" in captured.err
+    assert "IMAGE_FILE_MISSING" not in captured.out
+    assert main(["qa", str(clean), "--images", str(clean)]) == 2
+    assert "is not a folder" in capsys.readouterr().err

@@ -275,7 +275,8 @@ def test_workers_give_the_same_findings(export) -> None:
 def test_a_task_that_is_not_an_object_is_reported(tmp_path: Path) -> None:
     found = findings(write_json(tmp_path / "export.json", [*clean_tasks(), "not a task"]))
     assert [(f.code, f.task_id) for f in found] == [("JSON_STRUCTURE", None)]
-    assert "task #2" in found[0].message
+    # Positions count from 1, as convert names tasks (issue 16 item 10): the third task is task #3.
+    assert "task #3" in found[0].message
 
 
 def test_prediction_ids_in_a_label_studio_export_are_not_faults(tmp_path: Path) -> None:
@@ -287,7 +288,7 @@ def test_prediction_ids_in_a_label_studio_export_are_not_faults(tmp_path: Path) 
     tasks[0]["predictions"] = ["not a prediction"]
     (found,) = findings(write_json(tmp_path / "bad.json", tasks))
     assert (found.code, found.task_id) == ("JSON_STRUCTURE", 1)
-    assert "prediction #0" in found.message
+    assert "prediction #1" in found.message
 
 
 def test_single_task_object_is_read(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from converters.errors import SegassistError
-from ml_backend.engines.sam import CACHE_BUDGET_ENV, Embedding, EmbeddingCache, cache_budget_bytes
+from ml_backend.engines.sam_family import CACHE_BUDGET_ENV, Embedding, EmbeddingCache, cache_budget_bytes
 
 ONE_MIB_FEATURES = (1, 256, 32, 32)  # float32: exactly 1 MiB
 

@@ -10,7 +10,7 @@ import torch
 
 from converters.errors import SegassistError
 from ml_backend.engines.base import Prompt
-from ml_backend.engines.sam import load
+from ml_backend.engines.registry import load_engine
 
 pytest.importorskip("sam2", reason="SAM 2 is the optional `sam2` extra (see the README's SAM 2 notes)")
 
@@ -30,9 +30,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     return path, state
 
 
-def test_loads_through_the_sam_model_spec(checkpoint) -> None:
+def test_loads_through_the_sam_engine_s_model_spec(checkpoint) -> None:
     path, state = checkpoint
-    engine = load(f"{MODEL}:{path}", torch.device("cpu"))
+    engine = load_engine("sam", f"{MODEL}:{path}", torch.device("cpu"))
     assert isinstance(engine, Sam2Engine)
     assert engine.model_version.startswith(f"sam2-{MODEL}-")
     loaded = engine.model.state_dict()
@@ -44,9 +44,9 @@ def test_loads_through_the_sam_model_spec(checkpoint) -> None:
 def test_wrong_model_or_name_is_refused(checkpoint) -> None:
     path, _ = checkpoint
     with pytest.raises(SegassistError, match="not a sam2.1_hiera_s checkpoint"):
-        load(f"sam2.1_hiera_s:{path}", torch.device("cpu"))
+        load_engine("sam", f"sam2.1_hiera_s:{path}", torch.device("cpu"))
     with pytest.raises(SegassistError, match="unknown SAM 2 model"):
-        load(f"sam2_hiera_huge:{path}", torch.device("cpu"))
+        load_engine("sam", f"sam2_hiera_huge:{path}", torch.device("cpu"))
 
 
 @pytest.mark.slow
@@ -54,7 +54,7 @@ def test_clicks_and_boxes_reach_sam2_and_the_features_are_cached(checkpoint) -> 
     # One 1024-px hiera-tiny embedding on CPU (~10 s): the whole prompt path with random weights.
     torch.set_num_threads(1)
     path, _ = checkpoint
-    engine = load(f"{MODEL}:{path}", torch.device("cpu"))
+    engine = load_engine("sam", f"{MODEL}:{path}", torch.device("cpu"))
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     mask, score = engine.segment_prompt(image, "noise", Prompt(points=((20, 30),), point_labels=(1,)))
     assert mask.shape == (48, 64) and np.isfinite(score)
