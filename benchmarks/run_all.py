@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TARGET = HERE.parent / "BENCHMARKS.md"
 # Order of sections in BENCHMARKS.md.
-MODULES = ("codecs", "convert", "qa", "backend", "sam")
+MODULES = ("codecs", "convert", "qa", "backend", "sam", "prelabel")
 HEADER = (
     "# Benchmarks\n\n"
     "Written by `make bench`. Every figure is a ratio against a peer run in the same process and session,\n"

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from converters.errors import SegassistError
-from converters.formats.common import Options, temp_path_beside
+from converters.formats.common import Options
+from converters.io import check_writable
 from converters.lsconfig import label_config_xml
 from converters.overlap import POLICIES
 from ml_backend.settings import ENGINES, MODES, Settings
@@ -161,7 +162,7 @@ def build_run(args: argparse.Namespace, engine: Any = None, engine_factory: Any 
     elif not args.source.exists():
         raise SegassistError("the source does not exist", file=str(args.source))
     if output is not None:
-        _check_writable(output, is_folder=target == "semantic")
+        check_writable(output, folder=target == "semantic")
     label_config = None
     if args.label_config is not None:
         try:
@@ -271,15 +272,3 @@ def _check_usable(info: Any, service: Any) -> None:
             "name the labels after the classes, or map them with <Label predicted_values=...> or "
             "SEGASSIST_LABEL_MAP"
         )
-
-
-def _check_writable(output: Path, is_folder: bool) -> None:
-    """Fail now, not after the last image, when OUTPUT cannot be written."""
-    if output.is_dir() and not is_folder:
-        raise SegassistError("the output is a folder; this format writes a file", file=str(output))
-    try:
-        temp_path_beside(output).unlink()
-    except OSError as error:
-        raise SegassistError(
-            f"the output cannot be written there: {error.strerror}", file=str(output)
-        ) from None

@@ -23,7 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from converters.errors import SegassistError
-from converters.formats.common import write_text_atomically
+from converters.io import write_text
 from ml_backend.labeling import LabelConfigInfo
 from ml_backend.prelabel.journal import Journal
 from ml_backend.prelabel.pipeline import FAILED, PREDICTED, SKIPPED, Outcome, run_local
@@ -175,7 +175,7 @@ def _drain(recorded: list[tuple[Item, Outcome]]) -> Iterator[tuple[Item, Outcome
 
 
 def write_report(path: Path, summary: Summary) -> None:
-    write_text_atomically(path, json.dumps(summary.to_dict(), indent=1) + "\n")
+    write_text(path, json.dumps(summary.to_dict(), indent=1) + "\n")
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from converters.convert import FORMATS
-from converters.formats.common import Options, move_into_place, temp_path_beside
+from converters.formats.common import Options
+from converters.io import Outputs
 from converters.model import Category, ImageRecord
 from ml_backend.prelabel.journal import Journal
 from ml_backend.prelabel.pipeline import PREDICTED, Outcome
@@ -49,22 +50,17 @@ class LabelStudioFileSink:
         pass
 
     def finish(self, journal: Journal, items: list[Item]) -> None:
-        temp = temp_path_beside(self.output)
-        try:
-            with temp.open("wb") as handle:
+        with Outputs() as outputs:
+            with outputs.file(self.output).open("wb") as handle:
                 handle.write(b"[")
                 separator = b"\n"
-                for item, (_, outcome) in zip(
-                    items, journal.outcomes(item.key for item in items), strict=True
-                ):
+                for item, (_, outcome) in zip(items, journal.outcomes(item.key for item in items), strict=True):
                     handle.write(separator)
                     predicted = outcome is not None and outcome.status == PREDICTED
                     handle.write(outcome.payload if predicted else orjson.dumps(item.task))
                     separator = b",\n"
                 handle.write(b"\n]\n")
-            move_into_place(temp, self.output)
-        finally:
-            temp.unlink(missing_ok=True)
+            outputs.commit()
 
 
 class ConverterSink:
@@ -80,9 +76,8 @@ class ConverterSink:
         self.options = options
         # The writer's renderer does the per-image work where the prediction is made; the writer itself is
         # opened in `finish`, so an interrupted run leaves no temporary output behind.
-        writer = FORMATS[target].sink(output, categories, options)
-        self.renderer = writer.renderer
-        writer.abort()
+        with Outputs() as unused:
+            self.renderer = FORMATS[target].sink(output, categories, options, unused).renderer
 
     def render(self, item: Item, result: ImageResult, size: tuple[int, int]) -> Outcome:
         height, width = size
@@ -100,15 +95,13 @@ class ConverterSink:
         pass
 
     def finish(self, journal: Journal, items: list[Item]) -> None:
-        writer = FORMATS[self.target].sink(self.output, self.categories, self.options)
-        try:
+        with Outputs() as outputs:
+            writer = FORMATS[self.target].sink(self.output, self.categories, self.options, outputs)
             for _, outcome in journal.outcomes(item.key for item in items):
                 if outcome is not None and outcome.status == PREDICTED:
                     writer.write(outcome.payload)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
+            writer.finish()
+            outputs.commit()
 
 
 class PushSink:
