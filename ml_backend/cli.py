@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from converters.errors import SegassistError
-from ml_backend.settings import ENGINES, ENV_VARS, MODES, Settings
+from ml_backend.settings import ENGINES, ENV_VARS, MODE_CHOICES, Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,9 +30,9 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:
     for name, flag, kind, extra in (
         ("host", "--host", str, {}),
         ("port", "--port", int, {}),
-        ("engine", "--engine", str, {"choices": ENGINES}),
+        ("engine", "--engine", str, {"choices": tuple(ENGINES)}),
         ("model", "--model", str, {"metavar": "NAME_OR_PATH"}),
-        ("mode", "--mode", str, {"choices": MODES}),
+        ("mode", "--mode", str, {"choices": MODE_CHOICES}),
         ("device", "--device", str, {"metavar": "auto|cpu|cuda[:N]"}),
         ("threads", "--threads", int, {}),
     ):
@@ -64,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ml_backend.app import configure_logging, create_app
 
     settings = Settings.from_env(**{name: getattr(args, name) for name in ENV_VARS if hasattr(args, name)})
-    configure_logging()
+    configure_logging(settings)
 
     class Server(BaseApplication):
         def load_config(self) -> None:

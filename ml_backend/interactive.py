@@ -1,6 +1,6 @@
 """Interactive (smart-tool) requests: Label Studio's prompt regions in, one suggested mask region out.
 
-    handle(engine, task, context, info) -> {"result": [region] or [], "score": float,
+    handle(engine, task, context, info, load_image) -> {"result": [region] or [], "score": float,
                                            "model_version": str, "reason": str (only when result is empty)}
 
 The app calls this for a /predict whose params.context is set. `context["result"]` holds the smart regions the
@@ -25,6 +25,7 @@ negative clicks, a mask the model finds empty) is not an error: the reply has an
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,9 +45,14 @@ MASK_CONTROL_PREFERENCE = ("brushlabels", "bitmasklabels", "polygonlabels")
 
 
 def handle(
-    engine: Engine, task: dict[str, Any], context: dict[str, Any], info: LabelConfigInfo
+    engine: Engine,
+    task: dict[str, Any],
+    context: dict[str, Any],
+    info: LabelConfigInfo,
+    load_image: Callable[[dict[str, Any]], np.ndarray],
 ) -> dict[str, Any]:
-    """One Label Studio prediction answering the prompt regions in `context` for `task`."""
+    """One Label Studio prediction answering the prompt regions in `context` for `task`, whose image
+    `load_image(task)` gives (after the prompt is checked)."""
     task_id = task.get("id")
     if not isinstance(engine, InteractiveEngine):
         raise SegassistError(
@@ -54,18 +60,22 @@ def handle(
             task_id=task_id,
         )
     try:
-        return _answer(engine, task, context, info)
+        return _answer(engine, task, context, info, load_image)
     except SegassistError as error:
         raise error.at(task_id=task_id) from None
 
 
 def _answer(
-    engine: InteractiveEngine, task: dict[str, Any], context: dict[str, Any], info: LabelConfigInfo
+    engine: InteractiveEngine,
+    task: dict[str, Any],
+    context: dict[str, Any],
+    info: LabelConfigInfo,
+    load_image: Callable[[dict[str, Any]], np.ndarray],
 ) -> dict[str, Any]:
     regions = _prompt_regions(context)
     control = _mask_control(info)
     label = _prompt_label(regions, control)
-    image = info.load_image(task)
+    image = load_image(task)
     height, width = image.shape[:2]
     prompt = _to_prompt(regions, width, height)
     if prompt is None:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from label_studio_sdk.label_interface import LabelInterface
 
 from converters import Category
@@ -49,8 +48,6 @@ class LabelConfigInfo:
     output: ControlInfo | None
     # Engine category id -> label of the output control; categories absent here are dropped.
     label_for_category: dict[int, str]
-    # Fetches a task's image as (H, W, 3) uint8 RGB, raising SegassistError naming the task; set by the app.
-    load_image: Callable[[dict], np.ndarray] | None = field(default=None, compare=False)
 
 
 def load_label_map(path: str | None) -> dict[str, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import io
 import ipaddress
 import json
@@ -22,6 +23,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
@@ -36,11 +38,18 @@ log = logging.getLogger(__name__)
 
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
 MAX_REDIRECTS = 5
+# HTTP statuses below 500 that say "not now" rather than "never": timeout, too early, rate limited.
+TEMPORARY_STATUSES = (408, 425, 429)
 # Addresses no image lives at: cloud metadata services (and the rest of the link-local ranges).
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
 )
 METADATA_HOSTNAMES = frozenset({"metadata.google.internal", "metadata"})
+
+
+class TemporaryMediaError(SegassistError):
+    """An image that could not be fetched now but may be later: a timeout, a refused connection, an HTTP 5xx
+    or 429. Such a task gets no prediction, so Label Studio asks for it again."""
 
 
 class LabelStudioAuth:
@@ -121,6 +130,26 @@ class MediaFetcher:
         self._session = requests.Session()
 
     # -- public ----------------------------------------------------------------------------------------------
+
+    def task_loader(self, value_key: str) -> Callable[[dict], np.ndarray]:
+        """A function loading a Label Studio task's image from its data key `value_key` (the label config's
+        `<Image value="$key">`), raising SegassistError naming the task."""
+        return functools.partial(self.load_task, value_key=value_key)
+
+    def load_task(self, task: dict, value_key: str) -> np.ndarray:
+        """The image of a Label Studio task, found under `task["data"][value_key]`."""
+        task_id = task.get("id") if isinstance(task, dict) else None
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict):
+            raise SegassistError("the task has no data object", task_id=task_id)
+        # Label Studio names the value $undefined$ in tasks imported before the config named it.
+        reference = data.get(value_key, data.get("$undefined$"))
+        if reference is None:
+            raise SegassistError(
+                f'the task data has no {value_key!r} (the config\'s <Image value="${value_key}">)',
+                task_id=task_id,
+            )
+        return self.load_rgb(reference, task_id)
 
     def load_rgb(self, reference: str, task_id: object = None) -> np.ndarray:
         """The image `reference` (as found in task data) as (H, W, 3) uint8 RGB."""
@@ -220,13 +249,18 @@ class MediaFetcher:
                     url, headers=headers, timeout=settings.media_timeout_s, stream=True, allow_redirects=False
                 )
             except requests.RequestException as error:
-                raise SegassistError(f"cannot download the image: {type(error).__name__}") from None
+                # Timeouts and refused or dropped connections may pass: Label Studio should ask again.
+                raise TemporaryMediaError(f"cannot download the image: {type(error).__name__}") from None
             with response:
                 if response.is_redirect:
                     url = urljoin(url, response.headers["Location"])
                     continue
                 if response.status_code != 200:
-                    raise SegassistError(f"the image download answered HTTP {response.status_code}")
+                    status = response.status_code
+                    temporary = status >= 500 or status in TEMPORARY_STATUSES
+                    raise (TemporaryMediaError if temporary else SegassistError)(
+                        f"the image download answered HTTP {status}"
+                    )
                 return _read_limited(response, settings.max_download_bytes)
         raise SegassistError(f"more than {MAX_REDIRECTS} redirects")
 

@@ -17,7 +17,7 @@ import orjson
 from converters import Category, Segment
 from converters.errors import SegassistError
 from converters.formats.ls_regions import segment_to_result
-from converters.overlap import resolve
+from converters.overlap import OverlapReport, resolve
 from ml_backend.labeling import LabelConfigInfo
 
 log = logging.getLogger(__name__)
@@ -31,21 +31,27 @@ class LabeledSegment:
 
 def shape(
     segments: Sequence[Segment],
-    info: LabelConfigInfo,
+    info: LabelConfigInfo | None,
     *,
     mode: str,
     categories: Sequence[Category],
     score_threshold: float,
     max_regions: int,
-) -> list[LabeledSegment]:
-    """The regions to write for one image, best score first."""
+) -> tuple[list[LabeledSegment], OverlapReport | None]:
+    """The regions to write for one image, best score first, and in panoptic mode the exclusivity report.
+    Without a label config every category is kept, labelled with its name."""
+    if info is None:
+        label_for_category = {category.id: category.name for category in categories}
+    else:
+        label_for_category = info.label_for_category
     labeled = [
-        LabeledSegment(segment, info.label_for_category[segment.category_id])
+        LabeledSegment(segment, label_for_category[segment.category_id])
         for segment in segments
-        if segment.category_id in info.label_for_category
+        if segment.category_id in label_for_category
         and not segment.mask.is_empty
         and (segment.score is None or segment.score >= score_threshold)
     ]
+    report = None
     if mode == "semantic":
         labeled = _one_per_label(labeled)
     elif mode == "panoptic":
@@ -54,11 +60,9 @@ def shape(
         )
         if report.changes:
             log.debug("panoptic output: %s", report.summary())
-        labeled = [
-            LabeledSegment(segment, info.label_for_category[segment.category_id]) for segment in exclusive
-        ]
+        labeled = [LabeledSegment(segment, label_for_category[segment.category_id]) for segment in exclusive]
     labeled.sort(key=lambda item: -(item.segment.score or 0.0))
-    return labeled[:max_regions]
+    return labeled[:max_regions], report
 
 
 def _one_per_label(labeled: list[LabeledSegment]) -> list[LabeledSegment]:

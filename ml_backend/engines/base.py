@@ -16,8 +16,6 @@ import numpy as np
 
 from converters import Category, Mask, Segment
 
-MODES = ("semantic", "instance", "panoptic")
-
 
 @dataclass(frozen=True)
 class Prompt:
@@ -35,7 +33,7 @@ class Engine(abc.ABC):
     model_version: str
     #: The classes the model predicts; a segment's category_id is a `Category.id` from this list.
     categories: list[Category]
-    #: The modes this engine can produce, a subset of MODES.
+    #: The modes this engine can produce, a subset of `ml_backend.engines.MODES`.
     modes: tuple[str, ...]
 
     @abc.abstractmethod

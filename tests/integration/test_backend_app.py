@@ -16,7 +16,8 @@ from label_studio_sdk.converter.brush import decode_rle
 from label_studio_sdk.label_interface import LabelInterface
 from werkzeug.serving import make_server
 
-from ml_backend.app import STAGES, create_app
+from ml_backend.app import create_app
+from ml_backend.service import STAGES
 from ml_backend.settings import Settings
 from tests.backend_support import (
     MediaServer,
