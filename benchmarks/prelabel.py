@@ -113,8 +113,10 @@ def throughput() -> list[str]:
     finally:
         ray.shutdown()
     assert (work / "ray.json").read_bytes() == (work / "local.json").read_bytes()
-    rate = {name: IMAGES / statistics.median(times) for name, times in
-            (("bare", bare), ("local", local), ("ray", ray_times))}
+    rate = {
+        name: IMAGES / statistics.median(times)
+        for name, times in (("bare", bare), ("local", local), ("ray", ray_times))
+    }
     efficiency = rate["local"] / rate["bare"]
     ray_ratio = rate["ray"] / rate["local"]
     return [

@@ -21,7 +21,7 @@ from converters.formats.common import Options
 from converters.io import check_writable
 from converters.lsconfig import label_config_xml
 from converters.overlap import POLICIES
-from ml_backend.settings import ENGINES, MODES, Settings
+from ml_backend.settings import ENGINES, MODE_CHOICES, Settings
 
 EXECUTORS = ("local", "ray")
 ON_ERROR = ("continue", "fail")
@@ -49,9 +49,9 @@ def register_prelabel(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--to", nargs=2, metavar=("FORMAT", "OUTPUT"), help=f"FORMAT: {', '.join(TARGETS)}")
     parser.add_argument("--push", action="store_true", help="create the predictions in --project")
     engine = parser.add_argument_group("engine (as for serve; default: the embedded model)")
-    engine.add_argument("--engine", choices=ENGINES)
+    engine.add_argument("--engine", choices=tuple(ENGINES))
     engine.add_argument("--model", metavar="NAME_OR_PATH")
-    engine.add_argument("--mode", choices=MODES)
+    engine.add_argument("--mode", choices=MODE_CHOICES)
     engine.add_argument("--device", metavar="auto|cpu|cuda[:N]")
     engine.add_argument("--threads", type=int, help="decoding threads")
     engine.add_argument("--batch-size", type=int, help="images per forward (default 8 on a GPU, 2 on a CPU)")

@@ -69,7 +69,9 @@ def _load(row: dict[str, Any], loader: ImageLoader) -> dict[str, Any]:
 class _Predict:
     """An actor: the prediction service, built once, predicting the images of each batch."""
 
-    def __init__(self, engine_factory: Any, settings: Any, label_config: str | None, threads: int | None) -> None:
+    def __init__(
+        self, engine_factory: Any, settings: Any, label_config: str | None, threads: int | None
+    ) -> None:
         import torch
 
         from ml_backend.service import PredictionService

@@ -54,7 +54,9 @@ class LabelStudioFileSink:
             with outputs.file(self.output).open("wb") as handle:
                 handle.write(b"[")
                 separator = b"\n"
-                for item, (_, outcome) in zip(items, journal.outcomes(item.key for item in items), strict=True):
+                for item, (_, outcome) in zip(
+                    items, journal.outcomes(item.key for item in items), strict=True
+                ):
                     handle.write(separator)
                     predicted = outcome is not None and outcome.status == PREDICTED
                     handle.write(outcome.payload if predicted else orjson.dumps(item.task))
