@@ -147,8 +147,8 @@ def _outcomes(
     def to_predict() -> Iterator[Item]:
         for item in run.source.items(run.info.image.value_key if run.info else "image"):
             items.append(item)
-            # The skip rule first: Label Studio's state wins over the journal (a push whose journal mark a kill
-            # prevented shows there).
+            # The skip rule first: Label Studio's state wins over the journal (a push whose journal mark
+            # a kill prevented shows there).
             if run.sink.skip_rule and not run.redo and model_version in item.predicted_versions:
                 recorded.append((item, Outcome(SKIPPED)))
             elif item.key in journal.offsets:

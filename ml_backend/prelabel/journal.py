@@ -44,8 +44,8 @@ class Journal:
                 if offset == 0:
                     if record != ("fingerprint", fingerprint):
                         raise SegassistError(
-                            "the journal of an interrupted run with other arguments is in the way: rerun that "
-                            "command to finish it, or delete the journal to start over",
+                            "the journal of an interrupted run with other arguments is in the way: rerun "
+                            "that command to finish it, or delete the journal to start over",
                             file=str(self.path),
                         )
                 elif record[0] == "done":
