@@ -24,6 +24,8 @@ from converters.overlap import POLICIES
 from ml_backend.settings import ENGINES, MODE_CHOICES, Settings
 
 EXECUTORS = ("local", "ray")
+# The options shared with `serve`: each overrides its environment variable (see Settings).
+ENGINE_OPTIONS = ("engine", "model", "mode", "device", "batch_size", "score_threshold", "max_regions")
 ON_ERROR = ("continue", "fail")
 
 
@@ -53,7 +55,6 @@ def register_prelabel(subparsers: argparse._SubParsersAction) -> None:
     engine.add_argument("--model", metavar="NAME_OR_PATH")
     engine.add_argument("--mode", choices=MODE_CHOICES)
     engine.add_argument("--device", metavar="auto|cpu|cuda[:N]")
-    engine.add_argument("--threads", type=int, help="decoding threads")
     engine.add_argument("--batch-size", type=int, help="images per forward (default 8 on a GPU, 2 on a CPU)")
     engine.add_argument("--score-threshold", type=float)
     engine.add_argument("--max-regions", type=int)
@@ -120,13 +121,7 @@ def build_run(args: argparse.Namespace, engine: Any = None, engine_factory: Any 
     the engine from the settings: tests pass ones built through the same loaders."""
     from ml_backend.prelabel.driver import Run
     from ml_backend.prelabel.project import LabelStudioProject
-    from ml_backend.prelabel.sinks import (
-        CONVERTER_FORMATS,
-        TARGETS,
-        ConverterSink,
-        LabelStudioFileSink,
-        PushSink,
-    )
+    from ml_backend.prelabel.sinks import TARGETS, ConverterSink, LabelStudioFileSink, PushSink
     from ml_backend.prelabel.sources import FolderSource, ImageLoader, ProjectSource, TasksFileSource
 
     if (args.source is None) == (args.project is None):
@@ -140,19 +135,7 @@ def build_run(args: argparse.Namespace, engine: Any = None, engine_factory: Any 
         raise SegassistError(f"unknown output format {target!r}; choose one of {', '.join(TARGETS)}")
     if args.actors is not None and args.actors < 1:
         raise SegassistError("--actors must be at least 1")
-    overrides = {
-        name: getattr(args, name)
-        for name in (
-            "engine",
-            "model",
-            "mode",
-            "device",
-            "threads",
-            "batch_size",
-            "score_threshold",
-            "max_regions",
-        )
-    }
+    overrides = {name: getattr(args, name) for name in ENGINE_OPTIONS}
     # Each image is read once: the media cache would only hold memory.
     settings = dataclasses.replace(Settings.from_env(**overrides), media_cache_bytes=0)
 
@@ -202,7 +185,6 @@ def build_run(args: argparse.Namespace, engine: Any = None, engine_factory: Any 
             categories = [c for c in categories if c.id in info.label_for_category]
         options = Options(overlap=args.overlap, things_over_stuff=True, segmentation=args.segmentation)
         sink = ConverterSink(target, output, categories, options)
-    assert target in ("labelstudio", "push", *CONVERTER_FORMATS)
 
     destination = str(output) if output is not None else f"project {project.id} at {project.url}"
     fingerprint = {

@@ -145,7 +145,7 @@ def _outcomes(
     recorded: list[tuple[Item, Outcome]] = []  # decided while the executor reads its input
 
     def to_predict() -> Iterator[Item]:
-        for item in run.source.items(run.info.image.value_key if run.info else "image"):
+        for item in run.source.items(run.info.image.value_key if run.info else "image", model_version):
             items.append(item)
             # The skip rule first: Label Studio's state wins over the journal (a push whose journal mark
             # a kill prevented shows there).

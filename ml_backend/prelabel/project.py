@@ -8,6 +8,7 @@ project and the problem, never the token.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -59,12 +60,35 @@ class LabelStudioProject:
             problem = f"Label Studio answered HTTP {status}: {str(error.body)[:200]}"
         return SegassistError(f"cannot {doing}: {problem}")
 
-    def tasks(self) -> Iterator[dict[str, Any]]:
-        """Every task as {id, data, predictions_model_versions}, a page at a time."""
+    def tasks(self, model_version: str) -> Iterator[dict[str, Any]]:
+        """Every task as {id, data, holds_version}, a page at a time; `holds_version`: the task holds a
+        prediction of `model_version` (the skip rule)."""
+        holding = {
+            task.id
+            for task in self._pages(self._holding_filter(model_version))
+            if model_version in _version_list(task.predictions_model_versions)
+        }
+        for task in self._pages(None):
+            yield {"id": task.id, "data": dict(task.data or {}), "holds_version": task.id in holding}
+
+    @staticmethod
+    def _holding_filter(model_version: str) -> str:
+        """Label Studio's own Data Manager filter for tasks with a prediction of this version. It matches
+        substrings, so callers check the versions it returns (a filtered field is returned with the task)."""
+        item = {
+            "filter": "filter:tasks:predictions_model_versions",
+            "operator": "contains",
+            "type": "List",
+            "value": [model_version],
+        }
+        return json.dumps({"filters": {"conjunction": "and", "items": [item]}})
+
+    def _pages(self, query: str | None) -> Iterator[Any]:
+        seen: set[int] = set()  # a filter across predictions can repeat a task
         for page in itertools.count(1):
             try:
                 response = self._client.tasks.list(
-                    project=self.id, page=page, page_size=PAGE_SIZE, fields="task_only"
+                    project=self.id, page=page, page_size=PAGE_SIZE, fields="task_only", query=query
                 )
             except (ApiError, httpx.HTTPError, OSError) as error:
                 if isinstance(error, ApiError) and error.status_code == 404 and page > 1:
@@ -72,11 +96,9 @@ class LabelStudioProject:
                 raise self._failure(f"list the tasks of project {self.id}", error) from None
             tasks = list(response.items or [])
             for task in tasks:
-                yield {
-                    "id": task.id,
-                    "data": dict(task.data or {}),
-                    "predictions_model_versions": _version_list(task.predictions_model_versions),
-                }
+                if task.id not in seen:
+                    seen.add(task.id)
+                    yield task
             if len(tasks) < PAGE_SIZE:
                 return
 

@@ -11,6 +11,7 @@ back in any order; the sinks write in source order from the journal, so the file
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -32,6 +33,9 @@ def run_ray(run: Any, items: Iterable[Item]) -> Iterator[tuple[Item, Outcome]]:
         raise SegassistError("--executor ray needs Ray: pip install 'segassist[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=run.ray_address, include_dashboard=False, log_to_driver=False)
+    # Ray Data's own progress lines would bury the command's bar and summary.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     actors = run.actors or max(1, gpus)

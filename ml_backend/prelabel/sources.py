@@ -58,7 +58,7 @@ class FolderSource:
         self.count = len(self._files)
         self._url_prefix = url_prefix
 
-    def items(self, image_key: str) -> Iterator[Item]:
+    def items(self, image_key: str, model_version: str) -> Iterator[Item]:
         """`image_key`: the task data key the label config reads the image from (Label Studio output)."""
         for index, path in enumerate(self._files):
             relative = path.relative_to(self.root).as_posix()
@@ -89,7 +89,7 @@ class TasksFileSource:
         self._tasks = tasks
         self.count = len(tasks)
 
-    def items(self, image_key: str) -> Iterator[Item]:
+    def items(self, image_key: str, model_version: str) -> Iterator[Item]:
         for index, task in enumerate(self._tasks):
             task_id = task.get("id") if isinstance(task, dict) else None
             where = {"file": str(self._path), "task_id": task_id if task_id is not None else f"#{index + 1}"}
@@ -116,15 +116,15 @@ class ProjectSource:
         self.description = f"project {project.id} at {project.url}"
         self.count = project.task_count
 
-    def items(self, image_key: str) -> Iterator[Item]:
-        for index, task in enumerate(self.project.tasks()):
+    def items(self, image_key: str, model_version: str) -> Iterator[Item]:
+        for index, task in enumerate(self.project.tasks(model_version)):
             reference = task["data"].get(image_key)
             yield Item(
                 key=f"task {task['id']}",
                 index=index,
                 reference=reference if isinstance(reference, str) else "",
                 task={"id": task["id"], "data": task["data"]},
-                predicted_versions=tuple(task["predictions_model_versions"]),
+                predicted_versions=(model_version,) if task["holds_version"] else (),
                 where={"task_id": task["id"]},
             )
 
