@@ -16,7 +16,12 @@ from importlib.metadata import entry_points
 from converters.errors import SegassistError
 
 # Modules inside `converters` that provide commands (each has a `register(subparsers)` function).
-BUILTIN_COMMANDS: tuple[str, ...] = ("converters.convert", "converters.lsconfig", "converters.qa.cli")
+BUILTIN_COMMANDS: tuple[str, ...] = (
+    "converters.convert",
+    "converters.lsconfig_cli",
+    "converters.qa.cli",
+    "converters.eval.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Output files: every file or folder a command writes goes through an `Outputs`.
+"""Files: every file or folder a command writes goes through an `Outputs`; a file a dataset names (a panoptic
+PNG, a label map) is found with `inside`, which keeps it in the dataset's folder.
 
 An `Outputs` holds all the outputs of one command. Each output is reserved before the work starts, which also
 checks that it can be written: a temporary file or folder is made beside the target, on the same file system.
@@ -31,7 +32,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from converters.errors import OutputError
+import orjson
+
+from converters.errors import OutputError, SegassistError
 
 STDOUT = "-"
 
@@ -147,13 +150,66 @@ def write_text(target: Path | str, text: str) -> None:
         outputs.commit()
 
 
-def check_writable(target: Path | str, *, folder: bool = False) -> None:
-    """Raise OutputError now if `target` could not be written later (a reservation made and dropped)."""
+def check_writable(target: Path | str) -> None:
+    """Raise OutputError now if the file output `target` could not be written later, for a command that
+    reserves it only once the work has begun (a reservation made and dropped)."""
     with Outputs() as outputs:
-        outputs._reserve(target, folder=folder)
+        outputs.file(target)
+
+
+# -- files a dataset names -------------------------------------------------------------------------------
+
+
+def inside(folder: Path, name: object, **where: object) -> Path:
+    """`folder / name`, refused (SegassistError at `where`) unless it stays inside `folder` with links
+    followed: an absolute name, `..` or a symlink that leads out would let a dataset read or overwrite any
+    file."""
+    path = Path(folder) / str(name)
+    if not path.resolve().is_relative_to(Path(folder).resolve()):
+        raise SegassistError(
+            f"the file name {name!r} leads outside the dataset's folder {folder}: refused", **where
+        )
+    return path
 
 
 # -- JSON ------------------------------------------------------------------------------------------------
+
+
+def parse_json(data: bytes) -> Any:
+    """A whole JSON file's value from its bytes, as `json.loads` reads them (a UTF-8 byte order mark is
+    allowed); an empty file is a ValueError that says so, not "Expecting value: line 1 column 1"."""
+    if not data.strip():
+        raise ValueError("the file is empty")
+    return json.loads(data)
+
+
+# The bytes orjson writes for a list of integers (nested lists included): digits, signs, commas, brackets.
+_INTEGER_LIST_BYTES = b"0123456789-,[]"
+
+
+def dump_json(value: Any) -> bytes:
+    """`json.dumps(value)` as bytes (its ", " and ": " separators, ASCII escapes, float reprs), with every
+    list of integers written by orjson: a brush RLE (up to millions of ints) several times faster.
+
+    orjson refuses integers beyond 64 bits: a list holding one is written element by element, the json module
+    writing that value, so the bytes are the same either way."""
+    if isinstance(value, dict):
+        return (
+            b"{" + b", ".join(_dump_key(key) + b": " + dump_json(item) for key, item in value.items()) + b"}"
+        )
+    if isinstance(value, list | tuple):
+        if value and type(value[0]) is int:  # cheap test first: most lists here hold dicts or floats
+            with contextlib.suppress(TypeError):
+                written = orjson.dumps(value)
+                if not written.translate(None, _INTEGER_LIST_BYTES):  # ints only: commas only separate
+                    return written.replace(b",", b", ")
+        return b"[" + b", ".join(dump_json(item) for item in value) + b"]"
+    return json.dumps(value).encode()
+
+
+def _dump_key(key: Any) -> bytes:
+    """A key as json writes it: a str quoted; an int, float, bool or None key made a string first."""
+    return json.dumps({key: 0})[1:-4].encode()
 
 
 class JsonArrayWriter:
@@ -204,22 +260,24 @@ def _inspect(target: Path, *, folder: bool) -> tuple[Path, bool, int]:
         if folder:
             raise OutputError("cannot write a folder to standard output ('-')")
         return target, True, 0
-    final = Path(os.path.realpath(target)) if target.is_symlink() else target
+    # Links followed to the end: a rename must replace the file the link names, never the link.
+    final = Path(os.path.realpath(target))
     try:
-        info = final.stat()
-    except FileNotFoundError:
+        kind = target.stat().st_mode
+    except FileNotFoundError:  # a new output (or a link to one): made where the links lead
         return final, False, (0o777 if folder else 0o666) & ~_umask()
     except OSError as error:
         raise OutputError(f"cannot write {target}: {_reason(error)}") from None
-    kind = info.st_mode
     if folder:
         if not stat.S_ISDIR(kind):
             raise OutputError(f"cannot write {target}: it exists and is not a folder")
-    elif stat.S_ISDIR(kind):
+        return final, False, stat.S_IMODE(kind)
+    if stat.S_ISDIR(kind):
         raise OutputError(f"cannot write {target}: it is a folder")
-    elif stat.S_ISCHR(kind) or stat.S_ISFIFO(kind):
-        return final, True, 0
-    elif not stat.S_ISREG(kind):
+    # /dev/stdout and /proc/self/fd/N lead through /proc, where nothing can be renamed: written directly.
+    if stat.S_ISCHR(kind) or stat.S_ISFIFO(kind) or (stat.S_ISREG(kind) and final.parts[1:2] == ("proc",)):
+        return target, True, 0
+    if not stat.S_ISREG(kind):
         raise OutputError(f"cannot write {target}: it is neither a regular file, a device nor a FIFO")
     return final, False, stat.S_IMODE(kind)
 
@@ -228,8 +286,6 @@ def _make_parents(target: Path, folder: Path) -> None:
     """Make the missing folders above the output `target`; a file on the way is named in the error."""
     existing = folder
     while not existing.exists():
-        if existing.is_symlink():
-            raise OutputError(f"cannot write {target}: {existing} is a link to nothing")
         existing = existing.parent
     if not existing.is_dir():
         raise OutputError(f"cannot write {target}: {existing} is not a folder")

@@ -33,15 +33,16 @@ import numpy as np
 from converters import Segment
 from converters.errors import SegassistError
 from converters.formats.ls_regions import result_label, segment_to_result
+from converters.lsconfig import CONTROL_TYPES
 from converters.polygons import rectangle_to_mask
 from ml_backend.engines.base import Engine, InteractiveEngine, Prompt
 from ml_backend.labeling import ControlInfo, LabelConfigInfo
 
 log = logging.getLogger(__name__)
 
-PROMPT_TYPES = ("keypointlabels", "rectanglelabels")
+PROMPT_TYPES = tuple(kind.name for kind in CONTROL_TYPES if kind.prompt)
 # The control that receives the suggestion, in order of preference (masks, not boxes).
-MASK_CONTROL_PREFERENCE = ("brushlabels", "bitmasklabels", "polygonlabels")
+MASK_CONTROL_PREFERENCE = tuple(kind.name for kind in CONTROL_TYPES if kind.mask)
 
 
 def handle(
@@ -110,7 +111,7 @@ def _prompt_regions(context: dict[str, Any]) -> list[dict[str, Any]]:
             raise SegassistError("a prompt region is not an object with a value")
         if region.get("type") not in PROMPT_TYPES:
             raise SegassistError(
-                f"prompt regions must be {' or '.join(PROMPT_TYPES)}, got {region.get('type')!r}",
+                f"prompt regions must be {' or '.join(sorted(PROMPT_TYPES))}, got {region.get('type')!r}",
                 region_id=region.get("id"),
             )
     return regions
@@ -121,8 +122,9 @@ def _mask_control(info: LabelConfigInfo) -> ControlInfo:
         for control in info.controls.values():
             if control.type == kind:
                 return control
+    tags = [kind.tag for kind in CONTROL_TYPES if kind.mask]
     raise SegassistError(
-        "the label config has no BrushLabels, BitmaskLabels or PolygonLabels control to put the mask in"
+        f"the label config has no {', '.join(tags[:-1])} or {tags[-1]} control to put the mask in"
     )
 
 

@@ -276,6 +276,7 @@ class PredictionService:
                 categories=self.engine.categories,
                 score_threshold=self.settings.score_threshold,
                 max_regions=self.settings.max_regions,
+                panoptic_rule=self.engine.panoptic_rule,
             )
             result = ImageResult(entry.index, entry.item, segments=shaped, overlap=report)
             encoding_started = time.perf_counter()

@@ -9,7 +9,7 @@ area and bbox from the pixels written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,26 +19,24 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from converters.errors import SegassistError
-from converters.formats.coco import finish_coco_json, image_entry, load_json, parse_iscrowd, read_categories
+from converters.formats.coco_json import (
+    finish_coco_json,
+    image_entry,
+    parse_iscrowd,
+    read_categories,
+    read_document,
+)
 from converters.formats.common import Options, Rendered, exclusive_segments, with_colors
-from converters.formats.label_map import masks_from_label_map
-from converters.io import JsonArrayWriter, Outputs
+from converters.formats.label_map import PNG_PARAMS, masks_from_label_map, png_name
+from converters.io import JsonArrayWriter, Outputs, inside
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
 
-# zlib's run-length strategy: label maps are long runs, and it writes a 2048x2048 id map several times faster
-# than the default strategy at any level, at a similar size.
-PNG_PARAMS = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 MAX_SEGMENT_ID = 2**24 - 1
 
 
 def png_folder(json_path: Path, png_dir: Path | None) -> Path:
     return Path(png_dir) if png_dir else Path(json_path).with_suffix("")
-
-
-def png_name(file_name: str) -> str:
-    """The PNG's name for an image: its file name with the extension replaced (dots inside the name kept)."""
-    return Path(file_name).with_suffix(".png").name
 
 
 class CocoPanopticSource:
@@ -47,10 +45,11 @@ class CocoPanopticSource:
     def __init__(self, path: Path, options: Options) -> None:
         self.path = Path(path)
         self.png_dir = png_folder(self.path, options.png_dir)
-        data = load_json(self.path)
-        self.categories = read_categories(data, self.path)
-        self._images = {entry.get("id"): entry for entry in data.get("images") or []}
-        self._annotations = data.get("annotations") or []
+        document = read_document(self.path)
+        document.check_shape()
+        self.categories = read_categories(document)
+        self._images = {entry.get("id"): entry for entry in document.images}
+        self._annotations = document.annotations
         if self._annotations and "segments_info" not in self._annotations[0]:
             raise SegassistError(
                 "this is not a COCO panoptic file (annotations have no segments_info)", file=str(path)
@@ -70,47 +69,81 @@ class CocoPanopticSource:
         return {"file": str(self.path), "image_id": item[1].get("image_id")}
 
     def load(self, item: tuple[dict[str, Any], dict[str, Any]]) -> ImageRecord:
+        ids = self.load_id_map(item)
+        masks = masks_from_label_map(ids.id_map)
+        ids.check_present(masks)
+        segments = [
+            Segment(
+                mask=masks[info.id],
+                category_id=info.category_id,
+                iscrowd=info.iscrowd,
+                origin=Origin(file=str(self.path), region_id=info.id, order=position),
+                id=info.id,
+            )
+            for position, info in enumerate(ids.segments)
+        ]
+        image = ids.image
+        return ImageRecord(image.id, image.file_name, image.width, image.height, segments)
+
+    def load_id_map(self, item: tuple[dict[str, Any], dict[str, Any]]) -> IdMapImage:
+        """The image with its PNG's id map and its checked segments_info, no masks: for work on the id map
+        itself (eval). The caller checks the ids present in the map with `check_present`."""
         entry, annotation = item
         image_id, file_name, width, height = image_entry(entry, str(self.path))
-        png_path = self.png_dir / str(annotation.get("file_name") or png_name(file_name))
-        ids = read_id_png(png_path, width, height)
-        masks = masks_from_label_map(ids)
+        png_path = inside(self.png_dir, annotation.get("file_name") or png_name(file_name))
+        id_map = read_id_png(png_path, width, height)
         category_ids = {category.id for category in self.categories}
-        segments = []
-        listed = set()
-        for position, info in enumerate(annotation.get("segments_info") or []):
+        infos: dict[int, SegmentInfo] = {}
+        for info in annotation.get("segments_info") or []:
             segment_id = info.get("id")
             where = {"file": str(png_path), "image_id": image_id, "region_id": segment_id}
-            if segment_id in listed:
+            if segment_id in infos:
                 raise SegassistError("segment id is listed twice in segments_info", **where)
-            listed.add(segment_id)
             if info.get("category_id") not in category_ids:
                 raise SegassistError(f"unknown category_id {info.get('category_id')!r}", **where)
-            if segment_id not in masks:
-                raise SegassistError(
-                    "segment is listed in segments_info but has no pixels in the PNG", **where
-                )
             try:
                 iscrowd = parse_iscrowd(info.get("iscrowd", 0))
             except SegassistError as error:
                 raise error.at(**where) from None
-            segments.append(
-                Segment(
-                    mask=masks[segment_id],
-                    category_id=int(info["category_id"]),
-                    iscrowd=iscrowd,
-                    origin=Origin(file=str(self.path), region_id=segment_id, order=position),
-                    id=segment_id,
+            infos[segment_id] = SegmentInfo(segment_id, int(info["category_id"]), iscrowd)
+        image = ImageRecord(image_id, file_name, width, height)
+        return IdMapImage(image, list(infos.values()), id_map, png_path)
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    id: int
+    category_id: int
+    iscrowd: bool
+
+
+@dataclass
+class IdMapImage:
+    """A panoptic image as read: the image (without segments), its segments_info in order, its id map."""
+
+    image: ImageRecord
+    segments: list[SegmentInfo]
+    id_map: np.ndarray
+    png_path: Path
+
+    def check_present(self, present: Iterable[int]) -> None:
+        """Every listed segment has pixels and every non-void id in the map is listed (`present`: the ids
+        found in the map, void included or not)."""
+        present = set(present) - {0}
+        listed = {info.id for info in self.segments}
+        where = {"file": str(self.png_path), "image_id": self.image.id}
+        for info in self.segments:
+            if info.id not in present:
+                raise SegassistError(
+                    "segment is listed in segments_info but has no pixels in the PNG",
+                    **where,
+                    region_id=info.id,
                 )
-            )
-        unlisted = sorted(set(masks) - listed)
+        unlisted = sorted(present - listed)
         if unlisted:
             raise SegassistError(
-                f"PNG holds segment ids that segments_info does not list: {unlisted[:10]}",
-                file=str(png_path),
-                image_id=image_id,
+                f"PNG holds segment ids that segments_info does not list: {unlisted[:10]}", **where
             )
-        return ImageRecord(image_id, file_name, width, height, segments)
 
 
 @dataclass
@@ -186,7 +219,7 @@ class CocoPanopticSink:
                 image_id=image["id"],
             )
         self._png_names.add(annotation["file_name"])
-        (self._png_temp / annotation["file_name"]).write_bytes(png)
+        inside(self._png_temp, annotation["file_name"]).write_bytes(png)  # --fix passes the input's names
         self._json.append("images", image)
         self._json.append("annotations", annotation)
 

@@ -18,6 +18,16 @@ from converters import Category, Mask, Segment
 
 
 @dataclass(frozen=True)
+class PanopticRule:
+    """How the service's one exclusivity step (converters.overlap.resolve: the higher score wins, things above
+    stuff) makes an engine's panoptic candidates exclusive: a thing left with less than `min_kept_fraction` of
+    its pixels is dropped, and so is a stuff segment left with fewer than `stuff_min_area` pixels."""
+
+    min_kept_fraction: float = 0.0
+    stuff_min_area: int = 0
+
+
+@dataclass(frozen=True)
 class Prompt:
     """An interactive prompt in image pixels: clicks (x, y), each 1 (positive) or 0 (negative), or a box."""
 
@@ -35,6 +45,9 @@ class Engine(abc.ABC):
     categories: list[Category]
     #: The modes this engine can produce, a subset of `ml_backend.engines.MODES`.
     modes: tuple[str, ...]
+    #: Panoptic output is a list of candidates that may overlap (things, and stuff under them); the service
+    #: makes them exclusive with this rule and reports what it changed per segment.
+    panoptic_rule: PanopticRule = PanopticRule()
 
     @abc.abstractmethod
     def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
