@@ -18,7 +18,7 @@ from typing import Any
 
 from converters.errors import SegassistError
 from converters.formats.common import Options
-from converters.io import check_writable
+from converters.io import Outputs
 from converters.lsconfig import label_config_xml
 from converters.overlap import POLICIES
 from ml_backend.settings import ENGINES, MODE_CHOICES, Settings
@@ -145,7 +145,7 @@ def build_run(args: argparse.Namespace, engine: Any = None, engine_factory: Any 
     elif not args.source.exists():
         raise SegassistError("the source does not exist", file=str(args.source))
     if output is not None:
-        check_writable(output, folder=target == "semantic")
+        _check_writable(output, folder=target == "semantic")
     label_config = None
     if args.label_config is not None:
         try:
@@ -254,3 +254,13 @@ def _check_usable(info: Any, service: Any) -> None:
             "name the labels after the classes, or map them with <Label predicted_values=...> or "
             "SEGASSIST_LABEL_MAP"
         )
+
+
+def _check_writable(output: Path, folder: bool) -> None:
+    """Raise OutputError now, not after the last image, if OUTPUT could not be written (a reservation made
+    and dropped; the final files are reserved when the run ends)."""
+    with Outputs() as outputs:
+        if folder:
+            outputs.folder(output)
+        else:
+            outputs.file(output)

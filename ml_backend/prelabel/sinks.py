@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
-from converters.convert import FORMATS
 from converters.formats.common import Options
 from converters.io import Outputs
 from converters.model import Category, ImageRecord
+from converters.registry import FORMATS
 from ml_backend.prelabel.journal import Journal
 from ml_backend.prelabel.pipeline import PREDICTED, Outcome
 from ml_backend.prelabel.project import LabelStudioProject
@@ -79,7 +79,7 @@ class ConverterSink:
         # The writer's renderer does the per-image work where the prediction is made; the writer itself is
         # opened in `finish`, so an interrupted run leaves no temporary output behind.
         with Outputs() as unused:
-            self.renderer = FORMATS[target].sink(output, categories, options, unused).renderer
+            self.renderer = FORMATS[target].writer(output, categories, options, unused).renderer
 
     def render(self, item: Item, result: ImageResult, size: tuple[int, int]) -> Outcome:
         height, width = size
@@ -98,7 +98,7 @@ class ConverterSink:
 
     def finish(self, journal: Journal, items: list[Item]) -> None:
         with Outputs() as outputs:
-            writer = FORMATS[self.target].sink(self.output, self.categories, self.options, outputs)
+            writer = FORMATS[self.target].writer(self.output, self.categories, self.options, outputs)
             for _, outcome in journal.outcomes(item.key for item in items):
                 if outcome is not None and outcome.status == PREDICTED:
                     writer.write(outcome.payload)
