@@ -4,14 +4,13 @@ QA), image entries, iscrowd values, the category list, and the closing of a stre
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from converters.errors import SegassistError
 from converters.formats.common import category_from_dict, category_to_dict, check_categories
-from converters.io import JsonArrayWriter
+from converters.io import JsonArrayWriter, parse_json
 from converters.model import Category
 
 _TRUE_STRINGS = {"1", "true", "yes"}
@@ -21,8 +20,7 @@ _FALSE_STRINGS = {"0", "false", "no", ""}
 def load_json(path: Path) -> Any:
     """The whole JSON document of a file; a file that cannot be read or parsed is a SegassistError."""
     try:
-        with Path(path).open("rb") as handle:
-            return json.load(handle)
+        return parse_json(Path(path).read_bytes())
     except OSError as error:
         reason = error.strerror or error
         raise SegassistError(f"cannot read the JSON file: {reason}", file=str(path)) from None

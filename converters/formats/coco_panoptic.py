@@ -28,7 +28,7 @@ from converters.formats.coco_json import (
 )
 from converters.formats.common import Options, OverlapOptions, Rendered, exclusive_segments, with_colors
 from converters.formats.label_map import PNG_PARAMS, masks_from_label_map, png_name
-from converters.io import JsonArrayWriter, Outputs
+from converters.io import JsonArrayWriter, Outputs, inside
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
 
@@ -90,7 +90,7 @@ class CocoPanopticSource:
         itself (eval). The caller checks the ids present in the map with `check_present`."""
         entry, annotation = item
         image_id, file_name, width, height = image_entry(entry, str(self.path))
-        png_path = self.png_dir / str(annotation.get("file_name") or png_name(file_name))
+        png_path = inside(self.png_dir, annotation.get("file_name") or png_name(file_name))
         id_map = read_id_png(png_path, width, height)
         category_ids = {category.id for category in self.categories}
         infos: dict[int, SegmentInfo] = {}
@@ -227,7 +227,7 @@ class CocoPanopticSink:
                 image_id=image["id"],
             )
         self._png_names.add(annotation["file_name"])
-        (self._png_temp / annotation["file_name"]).write_bytes(png)
+        inside(self._png_temp, annotation["file_name"]).write_bytes(png)  # --fix passes the input's names
         self._json.append("images", image)
         self._json.append("annotations", annotation)
 

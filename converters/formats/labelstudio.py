@@ -539,19 +539,19 @@ class LabelStudioRenderer:
             config = read_label_config(options.label_config)
             try:
                 control = config.output_control(wanted, options.from_name)
+                image = config.target_image(control, options.to_name)
             except SegassistError as error:
                 raise error.at(file=str(options.label_config)) from None
-            image = config.target_image(control)
             control_type, from_name = control.tag, control.name
             to_name, image_key = image.name, image.value_key
         else:
             control_type, from_name = wanted or "brushlabels", options.from_name or DEFAULT_FROM_NAME
-            to_name, image_key = DEFAULT_TO_NAME, DEFAULT_IMAGE_KEY
+            to_name, image_key = options.to_name or DEFAULT_TO_NAME, DEFAULT_IMAGE_KEY
         return cls(
             labels={category.id: category.name for category in categories},
             control_type=control_type,
             from_name=from_name,
-            to_name=options.to_name or to_name,
+            to_name=to_name,
             image_key=image_key,
             writing=LabelStudioWriting.of(options),
         )

@@ -29,7 +29,7 @@ from converters.formats.common import (
     with_colors,
 )
 from converters.formats.label_map import PNG_PARAMS, masks_from_label_map, paint_label_map, png_name
-from converters.io import Outputs
+from converters.io import Outputs, inside, parse_json
 from converters.model import Category, ImageRecord, Origin, Segment
 
 MAPPING_FILE = "labelmap.json"
@@ -50,7 +50,7 @@ def read_mapping(folder: Path) -> Any:
     """The one read of a semantic folder's mapping file (any JSON value: the caller checks its shape)."""
     mapping_path = folder / MAPPING_FILE
     try:
-        return json.loads(mapping_path.read_text())
+        return parse_json(mapping_path.read_bytes())
     except OSError as error:
         reason = error.strerror or error
         raise SegassistError(
@@ -93,7 +93,7 @@ class SemanticSource:
         return {"file": str(self.folder / str(item.get("label_map"))), "image_id": item.get("id")}
 
     def load(self, item: dict[str, Any]) -> ImageRecord:
-        png_path = self.folder / str(item.get("label_map"))
+        png_path = inside(self.folder, item.get("label_map"))
         width, height = int(item["width"]), int(item["height"])
         label_map = read_label_map(png_path)
         if label_map is None:

@@ -6,6 +6,7 @@ checked, so nothing a reader would normalise away (missing sizes, duplicate ids,
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -72,7 +73,7 @@ def labelstudio_options(options: QAOptions) -> LabelStudioOptions:
 def iter_tasks(path: Path) -> Iterator[dict[str, Any]]:
     """The tasks of an export (a list of tasks, or one task object), streamed by the converter's reader."""
     with reading_json(path), path.open("rb") as handle:
-        first = handle.read(64).lstrip()[:1]
+        first = handle.read(64).removeprefix(codecs.BOM_UTF8).lstrip()[:1]
         handle.seek(0)
         if first not in (b"{", b"["):
             raise SegassistError(

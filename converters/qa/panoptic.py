@@ -20,6 +20,7 @@ from converters.formats import coco_json
 from converters.formats.coco_panoptic import CocoPanopticSink, PanopticPayload, png_folder, read_id_map
 from converters.formats.common import Options, Rendered
 from converters.formats.label_map import masks_from_label_map
+from converters.io import inside
 from converters.qa.common import (
     Recorder,
     check_area_and_bbox,
@@ -277,7 +278,7 @@ def _check(
             job.image.get("height"),
         )
 
-    png_path = options.png_dir / annotation["file_name"]
+    png_path = inside(options.png_dir, annotation["file_name"], image_id=annotation.get("image_id"))
     read = read_id_map(png_path)
     if read.missing:
         rec.add("PAN_PNG_MISSING", f"{png_path} does not exist")

@@ -7,6 +7,7 @@ The same run draws the HTML report's pictures of the worst flagged images (`pict
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import sys
 from collections.abc import Iterable
@@ -43,12 +44,16 @@ def detect_format(path: Path) -> str:
     top_keys: set[str] = set()
     annotation_keys: set[str] = set()
     with reading_json(path), path.open("rb") as handle:
+        start = len(codecs.BOM_UTF8) if handle.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
+        handle.seek(start)
         head = handle.read(4096).lstrip()
         if head.startswith(b"["):
             return "labelstudio"
+        if not head:
+            raise SegassistError("the file is empty", file=str(path))
         if not head.startswith(b"{"):
             raise SegassistError("not a JSON object or list, and not a folder of label maps", file=str(path))
-        handle.seek(0)
+        handle.seek(start)
         for prefix, event, value in ijson.parse(handle):
             if event == "map_key" and prefix == "":
                 top_keys.add(value)
@@ -56,7 +61,8 @@ def detect_format(path: Path) -> str:
                 annotation_keys.add(value)
             elif event == "end_map" and prefix == "annotations.item":
                 break
-    if "segments_info" in annotation_keys:
+    # Without an annotation to tell, the PNG folder beside the JSON does.
+    if "segments_info" in annotation_keys or (not annotation_keys and path.with_suffix("").is_dir()):
         return "coco-panoptic"
     # COCO annotations name their image; Label Studio annotations hold a result list instead.
     is_coco = "image_id" in annotation_keys or bool(top_keys & {"images", "categories"})

@@ -14,6 +14,7 @@ import numpy as np
 
 from converters.formats.label_map import masks_from_label_map
 from converters.formats.semantic import MAPPING_FILE, VOID, dataset_folder, read_label_map, read_mapping
+from converters.io import inside
 from converters.qa.common import Recorder, check_image_file, duplicates, find_image, is_int
 from converters.qa.core import ItemReport, QAOptions, Run
 from converters.qa.findings import Finding
@@ -69,7 +70,8 @@ def check_dataset(path: Path, options: SemanticOptions) -> tuple[list[Finding], 
         if not isinstance(image, dict) or not isinstance(image.get("label_map"), str):
             rec.add("JSON_STRUCTURE", f"image entry {image!r:.80} has no label_map name")
             continue
-        jobs.append(LabelMapJob(folder / image["label_map"], image, values, void))
+        label_map = inside(folder, image["label_map"], file=str(mapping_path), image_id=image.get("id"))
+        jobs.append(LabelMapJob(label_map, image, values, void))
     return rec.findings, jobs
 
 
