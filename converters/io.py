@@ -112,8 +112,16 @@ class Outputs:
     def _reserve(self, target: Path | str, *, folder: bool) -> Path:
         target = Path(target)
         final, stream, mode = _inspect(target, folder=folder)
-        if any(output.final == final for output in self._outputs):
-            raise OutputError(f"cannot write {target}: named twice as an output of the same command")
+        for output in self._outputs:
+            if output.final == final:
+                raise OutputError(f"cannot write {target}: named twice as an output of the same command")
+            # A folder output replaces its whole folder: anything written inside it would be lost.
+            if (output.folder and final.is_relative_to(output.final)) or (
+                folder and output.final.is_relative_to(final)
+            ):
+                raise OutputError(
+                    f"cannot write {target}: it and {output.target} would be inside one another"
+                )
         try:
             if stream:
                 handle, name = tempfile.mkstemp(prefix="segassist-")

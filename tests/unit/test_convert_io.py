@@ -68,6 +68,15 @@ def test_the_same_target_twice_is_refused(tmp_path: Path) -> None:
             outputs.file(tmp_path / "." / "a.json")
 
 
+def test_an_output_inside_a_folder_output_is_refused(tmp_path: Path) -> None:
+    for first, second in ((("maps", True), ("maps/r.json", False)), (("maps/r.json", False), ("maps", True))):
+        with Outputs() as outputs:
+            reserve = {True: outputs.folder, False: outputs.file}
+            reserve[first[1]](tmp_path / first[0])
+            with pytest.raises(OutputError, match="would be inside one another"):
+                reserve[second[1]](tmp_path / second[0])
+
+
 def test_json_array_writer_streams_arrays_into_one_document(tmp_path: Path) -> None:
     with Outputs() as outputs:
         writer = JsonArrayWriter(outputs, tmp_path / "coco.json", ("images", "annotations"))
