@@ -55,6 +55,8 @@ def register_weights(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import multiprocessing
+
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
 
@@ -62,6 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(**{name: getattr(args, name) for name in ENV_VARS if hasattr(args, name)})
     configure_logging(settings)
+    # Set by the worker (a fork of this process) when it has said why it cannot start.
+    unusable = multiprocessing.Value("b", 0, lock=False)
 
     class Server(BaseApplication):
         def load_config(self) -> None:
@@ -78,9 +82,23 @@ def _serve(args: argparse.Namespace) -> int:
             try:
                 return create_app(settings)
             except SegassistError as error:
-                # Said without a traceback; exit code 3 tells gunicorn the worker cannot boot, so it stops.
+                # One line, no traceback; the exit code tells gunicorn the worker cannot boot.
                 print(f"segassist serve: error: {error}", file=sys.stderr, flush=True)
+                unusable.value = 1
                 sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+        def run(self) -> None:
+            QuietArbiter(self).run()
+
+    class QuietArbiter(Arbiter):
+        def reap_workers(self) -> None:
+            if unusable.value:
+                # The worker has said why: stop without gunicorn's lines about it; exit 2, unusable input.
+                unusable.value = 0  # stop() reaps again
+                self.WORKERS.clear()
+                self.stop(graceful=False)
+                sys.exit(2)
+            super().reap_workers()
 
     Server().run()
     return 0
