@@ -7,6 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import math
+import socket
+import statistics
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +20,6 @@ import pytest
 import requests
 from label_studio_sdk.converter.brush import decode_rle
 from label_studio_sdk.label_interface import LabelInterface
-from werkzeug.serving import make_server
 
 from ml_backend.app import create_app
 from ml_backend.service import STAGES
@@ -31,7 +34,8 @@ from tests.backend_support import (
 )
 
 IMAGES = {f"/data/upload/1/{n}.png": sample_image(64 + 8 * n, 80, seed=n) for n in range(3)}
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
 SAM_CONFIG = (
     '<View><Image name="image" value="$image"/>'
     '<BrushLabels name="brush" toName="image"><Label value="Object"/></BrushLabels>'
@@ -414,16 +418,48 @@ def _sam_box(value: dict) -> dict:
     }
 
 
+# Label Studio's health check times out after 1 s; the backend's target is 100 ms while it predicts. The
+# margin, for a shared 2-core test machine whose load can deschedule any process for a moment: the median
+# probe within the target, and 18 of the 20 probes within twice the target.
+HEALTH_TARGET_S = 0.1
+HEALTH_MARGIN = 2.0
+
+
 @pytest.mark.slow
-def test_health_answers_fast_while_a_long_predict_runs(make_client, engine, media) -> None:
-    app = create_app(
-        Settings(engine="torchvision", label_studio_url=media.url, mode="panoptic", batch_size=1),
-        engine=engine,
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    base = f"http://127.0.0.1:{server.server_port}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_health_answers_fast_while_a_long_predict_runs_under_gunicorn(
+    random_torchvision_weights, media, tmp_path
+):
+    # The production server: gunicorn as `segassist serve` runs it, with the random-weight test engine.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    instance, semantic = random_torchvision_weights
+    script = f"""
+from ml_backend.app import create_app
+from ml_backend.cli import run_server
+from ml_backend.settings import Settings
+from tests.backend_support import load_test_engine
+
+settings = Settings(
+    engine="torchvision", port={port}, label_studio_url={media.url!r}, mode="panoptic", batch_size=1,
+    predict_budget_s=30,
+)
+engine = lambda: load_test_engine({str(instance)!r}, {str(semantic)!r})  # noqa: E731
+run_server(settings, lambda: create_app(settings, engine=engine()))
+"""
+    log = (tmp_path / "gunicorn.log").open("w")
+    server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
     try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            try:
+                requests.get(f"{base}/health", timeout=2)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.5)
         # Images that take 0.25 s each to download keep the predict busy past the 20 probes on any machine.
         paths = add_slow_images(media, "slow", count=24, seconds=0.25)
         tasks = [ls_task(i, path) for i, path in enumerate(paths)]
@@ -447,6 +483,11 @@ def test_health_answers_fast_while_a_long_predict_runs(make_client, engine, medi
         worker.join()
         assert outcome["response"].status_code == 200
         assert len(outcome["response"].json()["results"]) == len(tasks)
-        assert len(latencies) >= 3 and max(latencies) < 1.0
+        assert len(latencies) == 20
+        assert statistics.median(latencies) < HEALTH_TARGET_S, latencies
+        within_margin = [latency < HEALTH_TARGET_S * HEALTH_MARGIN for latency in latencies]
+        assert sum(within_margin) >= 18, [round(latency, 3) for latency in latencies]
     finally:
-        server.shutdown()
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
