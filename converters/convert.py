@@ -1,10 +1,10 @@
 """Conversion between Label Studio JSON, COCO instance, COCO panoptic and semantic label maps.
 
 Python API: `convert("labelstudio", "coco", "export.json", "coco.json", overlap="order")` returns a
-`ConversionReport`; `read("coco-panoptic", "panoptic.json")` gives the input as a `Dataset` (streamed).
-Command: `segassist convert --from labelstudio --to coco export.json coco.json`.
+`ConversionReport`; `read("coco-panoptic", "panoptic.json")` (from `converters.registry`) gives the input as
+a `Dataset` (streamed). Command: `segassist convert --from labelstudio --to coco export.json coco.json`.
 
-The registry below maps format names to a reader (`Source`) and a writer (`Sink`); the model knows no format.
+`converters.registry` maps format names to a reader (`Source`) and a writer (`Sink`); the model knows none.
 Items stream from the reader through `load` and `render` (in `workers` processes when asked, a bounded number
 of images in flight: `converters.parallel`) to the writer. All outputs of a conversion (the writer's, the
 report) are reserved in one `converters.io.Outputs` before the work and committed together at the end.
@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import json
 import sys
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -26,31 +25,16 @@ from typing import Any
 from tqdm import tqdm
 
 from converters import naming
-from converters.brush import check_threshold
 from converters.errors import SegassistError
-from converters.formats.coco import CocoSink, CocoSource
-from converters.formats.coco_panoptic import CocoPanopticSink, CocoPanopticSource
 from converters.formats.common import Options, Renderer, Sink, Source, read_categories_file
-from converters.formats.labelstudio import ANNOTATION_CHOICES, LabelStudioSink, LabelStudioSource
-from converters.formats.semantic import SemanticSink, SemanticSource
+from converters.formats.labelstudio import ANNOTATION_CHOICES
 from converters.io import Outputs
-from converters.model import Category, Dataset, ImageRecord
 from converters.overlap import POLICIES
 from converters.parallel import process_map
+from converters.registry import FORMATS, get, options_from, read
 
+__all__ = ["ConversionReport", "convert", "read"]
 
-@dataclass(frozen=True)
-class Format:
-    source: Callable[[Path, Options], Source]
-    sink: Callable[[Path, list[Category], Options, Outputs], Sink]
-
-
-FORMATS: dict[str, Format] = {
-    "labelstudio": Format(LabelStudioSource, LabelStudioSink),
-    "coco": Format(CocoSource, CocoSink),
-    "coco-panoptic": Format(CocoPanopticSource, CocoPanopticSink),
-    "semantic": Format(SemanticSource, SemanticSink),
-}
 ON_ERROR = ("fail", "skip")
 
 
@@ -125,20 +109,18 @@ def convert(
     with "fail" the error propagates and nothing is written. `report` also writes the report as JSON; an
     output that cannot be written raises `OutputError` before the input is converted.
     """
-    for name, value, known in (("source", src_format, FORMATS), ("target", dst_format, FORMATS)):
-        if value not in known:
-            raise SegassistError(f"unknown {name} format {value!r}; known: {', '.join(known)}")
+    reader, writer = get(src_format, "source").reader, get(dst_format, "target").writer
     if on_error not in ON_ERROR:
         raise SegassistError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    settings = _options(options)
+    settings = options_from(options)
     input, output = Path(input), Path(output)
     with Outputs() as outputs:
         report_temp = outputs.file(report) if report is not None else None
-        source = FORMATS[src_format].source(input, settings)
+        source = reader(input, settings)
         categories = (
             read_categories_file(settings.categories_file) if settings.categories_file else source.categories
         )
-        sink = FORMATS[dst_format].sink(output, categories, settings, outputs)
+        sink = writer(output, categories, settings, outputs)
         result = ConversionReport(src_format, dst_format, str(input), str(output))
         _run_conversion(source, sink, result, max(1, int(workers)), on_error, progress)
         if report_temp is not None:
@@ -183,43 +165,6 @@ def _run_conversion(
         sink.finish()
 
 
-def read(src_format: str, input: str | Path, **options: Any) -> Dataset:
-    """The input as the model: its categories and a one-shot iterator over its images, streamed.
-
-    Takes the reading options of `convert` (annotations, predictions, alpha_threshold, images ...). Tasks with
-    nothing to convert are left out; a SegassistError names the file, image or task, and region.
-    """
-    if src_format not in FORMATS:
-        raise SegassistError(f"unknown source format {src_format!r}; known: {', '.join(FORMATS)}")
-    source = FORMATS[src_format].source(Path(input), _options(options))
-    return Dataset(source.categories, _loaded_images(source))
-
-
-def _loaded_images(source: Source) -> Iterator[ImageRecord]:
-    for item in source.items():
-        try:
-            image = source.load(item)
-        except SegassistError as error:
-            raise error.at(**source.where(item)) from None
-        if image is not None:
-            yield image
-
-
-def _options(options: dict[str, Any]) -> Options:
-    known = {item.name for item in fields(Options)}
-    unknown = set(options) - known
-    if unknown:
-        raise TypeError(f"unknown conversion option(s): {', '.join(sorted(unknown))}")
-    for key in ("categories_file", "label_config", "images", "png_dir"):
-        if options.get(key) is not None:
-            options[key] = Path(options[key])
-    settings = Options(**options)
-    if settings.overlap not in POLICIES:
-        raise SegassistError(f"overlap policy must be one of {', '.join(POLICIES)}, got {settings.overlap!r}")
-    check_threshold(settings.alpha_threshold)  # before any file is read
-    return settings
-
-
 # -- the pipeline: load + render per item, in this process or in workers -------------------------------------
 
 
@@ -249,10 +194,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(PNGs in the folder of the same name without .json, or --png-dir); semantic output is a folder "
         "of PNGs plus labelmap.json.",
     )
-    parser.add_argument("--from", dest="src_format", required=True, choices=tuple(FORMATS))
-    parser.add_argument("--to", dest="dst_format", required=True, choices=tuple(FORMATS))
-    parser.add_argument("input", type=Path)
-    parser.add_argument("output", type=Path)
+    parser.add_argument(
+        "--from", dest="src_format", required=True, choices=tuple(FORMATS), help="the input's format"
+    )
+    parser.add_argument(
+        "--to", dest="dst_format", required=True, choices=tuple(FORMATS), help="the output's format"
+    )
+    parser.add_argument(
+        "input",
+        type=Path,
+        help="Label Studio export (JSON list of tasks), COCO JSON, COCO panoptic JSON, or semantic folder",
+    )
+    parser.add_argument(
+        "output",
+        type=Path,
+        help="JSON file (labelstudio, coco; '-' for standard output), COCO panoptic JSON (its PNGs go to the "
+        "folder of the same name, or --png-dir), or a folder (semantic)",
+    )
     parser.add_argument(
         "--categories",
         dest="categories_file",

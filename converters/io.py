@@ -1,4 +1,5 @@
-"""Output files: every file or folder a command writes goes through an `Outputs`.
+"""Files: every file or folder a command writes goes through an `Outputs`; a file a dataset names (a panoptic
+PNG, a label map) is found with `inside`, which keeps it in the dataset's folder.
 
 An `Outputs` holds all the outputs of one command. Each output is reserved before the work starts, which also
 checks that it can be written: a temporary file or folder is made beside the target, on the same file system.
@@ -33,7 +34,7 @@ from typing import IO, Any
 
 import orjson
 
-from converters.errors import OutputError
+from converters.errors import OutputError, SegassistError
 
 STDOUT = "-"
 
@@ -156,7 +157,31 @@ def check_writable(target: Path | str) -> None:
         outputs.file(target)
 
 
+# -- files a dataset names -------------------------------------------------------------------------------
+
+
+def inside(folder: Path, name: object, **where: object) -> Path:
+    """`folder / name`, refused (SegassistError at `where`) unless it stays inside `folder` with links
+    followed: an absolute name, `..` or a symlink that leads out would let a dataset read or overwrite any
+    file."""
+    path = Path(folder) / str(name)
+    if not path.resolve().is_relative_to(Path(folder).resolve()):
+        raise SegassistError(
+            f"the file name {name!r} leads outside the dataset's folder {folder}: refused", **where
+        )
+    return path
+
+
 # -- JSON ------------------------------------------------------------------------------------------------
+
+
+def parse_json(data: bytes) -> Any:
+    """A whole JSON file's value from its bytes, as `json.loads` reads them (a UTF-8 byte order mark is
+    allowed); an empty file is a ValueError that says so, not "Expecting value: line 1 column 1"."""
+    if not data.strip():
+        raise ValueError("the file is empty")
+    return json.loads(data)
+
 
 # The bytes orjson writes for a list of integers (nested lists included): digits, signs, commas, brackets.
 _INTEGER_LIST_BYTES = b"0123456789-,[]"

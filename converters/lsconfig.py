@@ -170,9 +170,12 @@ class LabelConfig:
             f"(it has: {have or 'no controls'})"
         )
 
-    def target_image(self, control: Control) -> ImageObject:
-        """The first Image the control labels."""
-        return next(image for image in self.images if image.name in control.to_names)
+    def target_image(self, control: Control, name: str | None = None) -> ImageObject:
+        """The first Image the control labels (named `name` when given)."""
+        for image in self.images:
+            if image.name in control.to_names and name in (None, image.name):
+                return image
+        raise SegassistError(f"control {control.name!r} labels no <Image> named {name!r}")
 
     def allowed_labels(self, from_name: Any) -> frozenset[str] | None:
         """The labels a result of control `from_name` may carry: its own, or for a plain tool (<Brush>) those

@@ -1,4 +1,6 @@
 """`segassist eval GT PRED`: PQ/SQ/RQ, mask AP and mIoU between two datasets in any of the formats.
+`segassist eval EXPORT.json --predictions-vs-annotations`: how much annotators changed the pre-labels.
+`segassist eval EXPORT.json --annotators`: PQ between the annotators of the same tasks.
 
 Prints a per-class table; --json writes the scores in a fixed layout (fractions between 0 and 1), --html a
 report with the images that scored lowest. Exit codes: 0 done, 2 when the input cannot be evaluated
@@ -31,7 +33,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gt", type=Path, help="ground truth: LS export, COCO, COCO panoptic JSON or semantic folder"
     )
     parser.add_argument(
-        "pred", type=Path, help="predictions: the same formats, or a COCO results list (for AP)"
+        "pred",
+        type=Path,
+        nargs="?",
+        help="predictions: the same formats, or a COCO results list (for AP); none with the export modes",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--predictions-vs-annotations",
+        action="store_true",
+        help="GT is a Label Studio export: compare each task's predictions with its final annotation",
+    )
+    mode.add_argument(
+        "--annotators", action="store_true", help="GT is a Label Studio export: PQ between its annotators"
+    )
+    parser.add_argument("--model-version", help="with --predictions-vs-annotations: only this model_version")
+    parser.add_argument("--label-config", type=Path, help="Label Studio labeling config (the label list)")
+    parser.add_argument(
+        "--images", type=Path, help="image folder, for Label Studio tasks whose size is unknown"
     )
     formats = tuple(FITS)
     parser.add_argument(
@@ -65,6 +84,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    export_mode = args.predictions_vs_annotations or args.annotators
+    if export_mode == (args.pred is not None):
+        print(
+            "segassist eval: error: give GT and PRED, or one Label Studio export with "
+            "--predictions-vs-annotations or --annotators",
+            file=sys.stderr,
+        )
+        return EXIT_UNUSABLE
     options = EvalOptions(
         gt_format=args.gt_format,
         pred_format=args.pred_format,
@@ -73,15 +100,29 @@ def run(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         workers=max(1, args.workers),
         alpha_threshold=args.alpha_threshold,
+        label_config=args.label_config,
+        images=args.images,
     )
-    from converters.eval.report import text_report, to_json
+    from converters.eval.acceptance import annotator_agreement, predictions_vs_annotations
+    from converters.eval.report import acceptance_report, agreement_report, text_report, to_json
 
     try:
         with Outputs() as outputs:  # reserved (so checked) before the work, committed together at the end
             json_path = outputs.file(args.json) if args.json else None
-            result = evaluate(args.gt, args.pred, options)
-            scores = result.to_dict()
-            print(text_report(scores), end="")
+            if args.predictions_vs_annotations:
+                scores = predictions_vs_annotations(
+                    args.gt,
+                    model_version=args.model_version,
+                    reading=options.reading(),
+                    workers=options.workers,
+                )
+                print(acceptance_report(scores), end="")
+            elif args.annotators:
+                scores = annotator_agreement(args.gt, reading=options.reading(), workers=options.workers)
+                print(agreement_report(scores), end="")
+            else:
+                scores = evaluate(args.gt, args.pred, options).to_dict()
+                print(text_report(scores), end="")
             if json_path is not None:
                 json_path.write_text(to_json(scores))
             outputs.commit()

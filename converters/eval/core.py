@@ -1,9 +1,10 @@
 """What every metric works on: one image of both sides as id maps, their pixel-pair counts, and the evaluator
 interface (detectron2's DatasetEvaluator: reset / process one image pair / evaluate).
 
-An `IdImage` is one image as panopticapi sees it: a uint32 id map (0 = void) and, per segment id, its category
-(the GT's category id, whatever side it is on) and crowd flag. The pair counts of two id maps (`pairs.py`)
-give every intersection and area, so each metric reads them instead of touching pixels again.
+An `IdImage` is one image as panopticapi sees it: a uint32 id map (0 = void, `BACKGROUND` = labelled as
+nothing) and, per segment id, its category (the GT's category id, whatever side it is on) and crowd flag. The
+pair counts of two id maps (`pairs.py`) give every intersection and area, so each metric reads them instead of
+touching pixels again.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from converters.eval.pairs import pair_counts
+from converters.eval.pairs import ID_MASK, pair_counts
 from converters.model import ImageRecord
 
 VOID = 0
+# Unlabelled pixels of formats where that means "nothing there", not "unknown" (Label Studio, COCO instance):
+# an id no segment has and that is not void, so predictions there count in the union and as false positives.
+BACKGROUND = ID_MASK
 
 
 @dataclass

@@ -22,14 +22,14 @@ import ijson
 import numpy as np
 
 from converters import overlap
-from converters.convert import FORMATS
 from converters.errors import SegassistError
-from converters.eval.core import IdImage
-from converters.formats.coco import image_entry
+from converters.eval.core import BACKGROUND, VOID, IdImage
+from converters.formats.coco_json import image_entry
 from converters.formats.common import Options
 from converters.formats.label_map import paint_label_map
 from converters.model import Category, ImageRecord, Segment
 from converters.qa.run import detect_format
+from converters.registry import FORMATS
 
 COCO_RESULTS = "coco-results"  # a detector's results list: PRED only, images and categories from GT
 COCO_FAMILY = ("coco", "coco-panoptic", COCO_RESULTS)
@@ -41,6 +41,10 @@ FITS: dict[str, tuple[str, ...]] = {
     "semantic": ("miou",),
     COCO_RESULTS: ("ap",),
 }
+
+
+# Formats whose unlabelled pixels mean "nothing there" (COCO panoptic and semantic maps mark void explicitly).
+UNLABELLED_IS_BACKGROUND = ("labelstudio", "coco")
 
 
 def detect(path: Path) -> str:
@@ -109,11 +113,14 @@ class Side:
         return self.rasterise(self.record(entry))
 
     def record(self, entry: Entry) -> ImageRecord:
-        """The image's segments as read, with GT category ids (segments left out by the map removed)."""
+        """The image's segments as read, with GT category ids."""
         try:
-            record = entry.loaded or self.source.load(entry.item)
+            return self.translate(entry.loaded or self.source.load(entry.item))
         except SegassistError as error:
             raise error.at(**entry.where) from None
+
+    def translate(self, record: ImageRecord) -> ImageRecord:
+        """The record with GT category ids; segments the category map leaves out are removed."""
         segments = [
             _with_category(segment, self.to_gt[segment.category_id])
             for segment in record.segments
@@ -134,6 +141,8 @@ class Side:
             record.width,
             np.uint32,
         )
+        if self.format in UNLABELLED_IS_BACKGROUND:
+            ids[ids == VOID] = BACKGROUND
         return IdImage(ids, {i: (s.category_id, s.iscrowd) for i, s in enumerate(kept, start=1)})
 
 
@@ -158,7 +167,7 @@ def open_side(role: str, path: Path, fmt: str | None, options: Options) -> Side:
         return Side(role, fmt, path, None, [], results=results)
     if fmt not in FORMATS:
         raise SegassistError(f"unknown {role} format {fmt!r}; known: {', '.join([*FORMATS, COCO_RESULTS])}")
-    source = FORMATS[fmt].source(path, options)
+    source = FORMATS[fmt].reader(path, options)
     return Side(role, fmt, path, source, list(source.categories), overlap=options.overlap)
 
 

@@ -49,8 +49,21 @@ class EvalOptions:
     overlap: str = "order"  # who owns a pixel two segments of one image claim (see converters.overlap)
     workers: int = 1
     alpha_threshold: int = 128
+    label_config: Path | None = None  # Label Studio inputs: the label list
+    images: Path | None = None  # Label Studio inputs: image files, for tasks without a size
     worst: int = WORST_IMAGES  # images with the lowest PQ / mIoU kept for the HTML report
     progress: bool | None = None
+
+    def reading(self) -> Options:
+        """The readers' options."""
+        if self.overlap not in POLICIES:
+            raise SegassistError(f"overlap policy must be one of {', '.join(POLICIES)}, got {self.overlap!r}")
+        return Options(
+            overlap=self.overlap,
+            alpha_threshold=self.alpha_threshold,
+            label_config=self.label_config,
+            images=self.images,
+        )
 
 
 @dataclass
@@ -74,9 +87,7 @@ class EvalResult:
 
 def evaluate(gt: str | Path, pred: str | Path, options: EvalOptions | None = None) -> EvalResult:
     options = options or EvalOptions()
-    if options.overlap not in POLICIES:
-        raise SegassistError(f"overlap policy must be one of {', '.join(POLICIES)}, got {options.overlap!r}")
-    reading = Options(overlap=options.overlap, alpha_threshold=options.alpha_threshold)
+    reading = options.reading()
     gt_side = open_side("GT", Path(gt), options.gt_format, reading)
     pred_side = open_side("PRED", Path(pred), options.pred_format, reading)
     match_categories(gt_side, pred_side, options.category_map)

@@ -9,7 +9,6 @@ tight box, so both always agree with the segmentation.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,68 +16,17 @@ from typing import Any
 
 from converters import coco_rle, polygons
 from converters.errors import SegassistError
-from converters.formats.common import (
-    Options,
-    Rendered,
-    category_from_dict,
-    category_to_dict,
-    check_categories,
+from converters.formats.coco_json import (
+    finish_coco_json,
+    image_entry,
+    parse_iscrowd,
+    read_categories,
+    read_document,
 )
+from converters.formats.common import Options, Rendered
 from converters.io import JsonArrayWriter, Outputs
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
-
-_TRUE_STRINGS = {"1", "true", "yes"}
-_FALSE_STRINGS = {"0", "false", "no", ""}
-
-
-def load_json(path: Path) -> dict[str, Any]:
-    try:
-        with Path(path).open("rb") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise SegassistError(f"cannot read the JSON file: {error}", file=str(path)) from None
-    if not isinstance(data, dict):
-        raise SegassistError("a COCO file must be a JSON object", file=str(path))
-    return data
-
-
-def parse_iscrowd(value: Any) -> bool:
-    """0/1, booleans, and the strings some exporters write ("false", "1")."""
-    if isinstance(value, bool | int):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE_STRINGS | _FALSE_STRINGS:
-        return value.strip().lower() in _TRUE_STRINGS
-    raise SegassistError(f"iscrowd must be 0 or 1, got {value!r}")
-
-
-def image_entry(data: dict[str, Any], file: str) -> tuple[int, str, int, int]:
-    """(id, file_name, width, height) of a COCO `images` entry."""
-    try:
-        return int(data["id"]), str(data["file_name"]), int(data["width"]), int(data["height"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise SegassistError(
-            f"image entry lacks a valid {error}", file=file, image_id=data.get("id")
-        ) from None
-
-
-def read_categories(data: dict[str, Any], path: Path) -> list[Category]:
-    """The `categories` of a COCO (instance or panoptic) file, checked."""
-    try:
-        categories = [category_from_dict(entry) for entry in data.get("categories") or []]
-    except (KeyError, TypeError, ValueError) as error:
-        raise SegassistError(f"invalid category entry: {error!r}", file=str(path)) from None
-    check_categories(categories, str(path))
-    return categories
-
-
-def finish_coco_json(json_file: JsonArrayWriter, categories: list[Category]) -> None:
-    """Close a COCO (instance or panoptic) file: its info and categories around the streamed arrays."""
-    fields = {
-        "info": {"description": "written by segassist"},
-        "categories": [category_to_dict(category) for category in categories],
-    }
-    json_file.finish(fields, ("info", "images", "annotations", "categories"))
 
 
 class CocoSource:
@@ -86,12 +34,13 @@ class CocoSource:
 
     def __init__(self, path: Path, options: Options) -> None:
         self.path = Path(path)
-        data = load_json(self.path)
-        self.categories = read_categories(data, self.path)
-        self._images = data.get("images") or []
+        document = read_document(self.path)
+        document.check_shape()
+        self.categories = read_categories(document)
+        self._images = document.images
         if not self._images:
             raise SegassistError("the file has no `images`", file=str(self.path))
-        annotations = data.get("annotations") or []
+        annotations = document.annotations
         if annotations and "segments_info" in annotations[0]:
             raise SegassistError(
                 "this is a COCO panoptic file: read it with --from coco-panoptic", file=str(path)

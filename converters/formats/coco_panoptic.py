@@ -19,26 +19,24 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from converters.errors import SegassistError
-from converters.formats.coco import finish_coco_json, image_entry, load_json, parse_iscrowd, read_categories
+from converters.formats.coco_json import (
+    finish_coco_json,
+    image_entry,
+    parse_iscrowd,
+    read_categories,
+    read_document,
+)
 from converters.formats.common import Options, Rendered, exclusive_segments, with_colors
-from converters.formats.label_map import masks_from_label_map
-from converters.io import JsonArrayWriter, Outputs
+from converters.formats.label_map import PNG_PARAMS, masks_from_label_map, png_name
+from converters.io import JsonArrayWriter, Outputs, inside
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
 
-# zlib's run-length strategy: label maps are long runs, and it writes a 2048x2048 id map several times faster
-# than the default strategy at any level, at a similar size.
-PNG_PARAMS = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 MAX_SEGMENT_ID = 2**24 - 1
 
 
 def png_folder(json_path: Path, png_dir: Path | None) -> Path:
     return Path(png_dir) if png_dir else Path(json_path).with_suffix("")
-
-
-def png_name(file_name: str) -> str:
-    """The PNG's name for an image: its file name with the extension replaced (dots inside the name kept)."""
-    return Path(file_name).with_suffix(".png").name
 
 
 class CocoPanopticSource:
@@ -47,10 +45,11 @@ class CocoPanopticSource:
     def __init__(self, path: Path, options: Options) -> None:
         self.path = Path(path)
         self.png_dir = png_folder(self.path, options.png_dir)
-        data = load_json(self.path)
-        self.categories = read_categories(data, self.path)
-        self._images = {entry.get("id"): entry for entry in data.get("images") or []}
-        self._annotations = data.get("annotations") or []
+        document = read_document(self.path)
+        document.check_shape()
+        self.categories = read_categories(document)
+        self._images = {entry.get("id"): entry for entry in document.images}
+        self._annotations = document.annotations
         if self._annotations and "segments_info" not in self._annotations[0]:
             raise SegassistError(
                 "this is not a COCO panoptic file (annotations have no segments_info)", file=str(path)
@@ -91,7 +90,7 @@ class CocoPanopticSource:
         itself (eval). The caller checks the ids present in the map with `check_present`."""
         entry, annotation = item
         image_id, file_name, width, height = image_entry(entry, str(self.path))
-        png_path = self.png_dir / str(annotation.get("file_name") or png_name(file_name))
+        png_path = inside(self.png_dir, annotation.get("file_name") or png_name(file_name))
         id_map = read_id_png(png_path, width, height)
         category_ids = {category.id for category in self.categories}
         infos: dict[int, SegmentInfo] = {}
@@ -220,7 +219,7 @@ class CocoPanopticSink:
                 image_id=image["id"],
             )
         self._png_names.add(annotation["file_name"])
-        (self._png_temp / annotation["file_name"]).write_bytes(png)
+        inside(self._png_temp, annotation["file_name"]).write_bytes(png)  # --fix passes the input's names
         self._json.append("images", image)
         self._json.append("annotations", annotation)
 

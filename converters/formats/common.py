@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,9 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from converters import overlap
+from converters import naming, overlap
 from converters.errors import SegassistError
+from converters.io import parse_json
 from converters.model import Category, ImageRecord, Segment
 
 
@@ -128,13 +128,29 @@ def with_colors(categories: list[Category]) -> list[Category]:
 
 
 def read_categories_file(path: Path) -> list[Category]:
-    """A COCO-style category list (a JSON list, or an object with `categories`)."""
+    """A COCO-style category list (a JSON list, or an object with `categories`), not empty."""
+    where = {"file": str(path)}
     try:
-        data = json.loads(Path(path).read_text())
-        entries = data["categories"] if isinstance(data, dict) else data
-        categories = [category_from_dict(entry) for entry in entries]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SegassistError(f"cannot read the category list: {error}", file=str(path)) from None
+        data = parse_json(Path(path).read_bytes())
+    except OSError as error:
+        raise SegassistError(f"cannot read the category list: {error.strerror or error}", **where) from None
+    except ValueError as error:
+        raise SegassistError(f"cannot read the category list: {error}", **where) from None
+    entries = data.get("categories") if isinstance(data, dict) else data
+    if not isinstance(entries, list) or not entries:
+        raise SegassistError(
+            "a category list is a non-empty JSON list of categories, or an object with one as `categories`",
+            **where,
+        )
+    categories = []
+    for position, entry in enumerate(entries):
+        try:
+            categories.append(category_from_dict(entry))
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            reason = f"it has no {error}" if isinstance(error, KeyError) else str(error)
+            raise SegassistError(
+                f"category {naming.position_ref(position)} ({entry!r:.60}) cannot be read: {reason}", **where
+            ) from None
     check_categories(categories, str(path))
     return categories
 

@@ -9,6 +9,7 @@ PolygonLabels with `segmentation="polygon"`).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import secrets
 from collections.abc import Iterator
@@ -217,16 +218,22 @@ class LabelStudioSource:
 def iter_tasks(handle: BinaryIO, file: str) -> Iterator[Any]:
     """Tasks from a JSON list, or the one task of a cloud-storage `<task_id>.json` file, as ijson.items would
     give them (an element that is not an object included), except that each brush RLE list of ints 0..255
-    is `bytes` (parsed fast, and what `brush` decodes without a conversion)."""
+    is `bytes` (parsed fast, and what `brush` decodes without a conversion). A UTF-8 byte order mark is
+    skipped; invalid JSON is an error naming the last complete task and the byte offset."""
+    start = len(codecs.BOM_UTF8) if handle.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
+    handle.seek(start)
     head = handle.read(4096).lstrip()
-    handle.seek(0)
+    handle.seek(start)
+    if not head:
+        raise SegassistError("the file is empty: a Label Studio export is a JSON list of tasks", file=file)
     prefix = "item" if head.startswith(b"[") else ""
     lifter = _RleLifter()
     tasks = ijson.sendable_list()
     parser = ijson.items_coro(tasks, prefix, use_float=True)
-    count = 0
+    count, last, offset = 0, None, start
     while True:
         chunk = handle.read(max(_READ_BYTES, len(lifter.undone)))
+        offset += len(chunk)
         error = None
         try:
             text = lifter.feed(chunk, final=not chunk)
@@ -240,13 +247,24 @@ def iter_tasks(handle: BinaryIO, file: str) -> Iterator[Any]:
         for task in tasks:
             if isinstance(task, dict | list):  # a scalar holds no RLE
                 lifter.restore(task)
+            last = naming.name("task", naming.task_ref(count, task))
             count += 1
             yield task
         del tasks[:]
         if error is not None:
-            raise SegassistError(f"invalid JSON after {count} task(s): {error}", file=file) from None
+            raise SegassistError(_invalid_json(error, count, last, offset), file=file) from None
         if not chunk:
             return
+
+
+def _invalid_json(error: Exception, count: int, last: str | None, offset: int) -> str:
+    """ijson's error in one line, placed: after how many tasks (and which), at or before which byte."""
+    where = f"invalid JSON after {naming.plural(count, 'task')}" + (f" ({last})" if last else "")
+    lines = str(error).splitlines()  # yajl: the reason, then the text around the error and a pointer line
+    if "premature EOF" in lines[0]:
+        return f"{where}: the file is truncated, it stops at byte {offset} inside a value"
+    near = f" near {lines[1].strip()!r}" if len(lines) > 1 and lines[1].strip() else ""
+    return f"{where}, before byte {offset}: {lines[0]}{near}"
 
 
 # -- reading: brush RLE lists lifted out of the JSON text ---------------------------------------------------
@@ -490,19 +508,19 @@ class LabelStudioRenderer:
             config = read_label_config(options.label_config)
             try:
                 control = config.output_control(wanted, options.from_name)
+                image = config.target_image(control, options.to_name)
             except SegassistError as error:
                 raise error.at(file=str(options.label_config)) from None
-            image = config.target_image(control)
             control_type, from_name = control.tag, control.name
             to_name, image_key = image.name, image.value_key
         else:
             control_type, from_name = wanted or "brushlabels", options.from_name or DEFAULT_FROM_NAME
-            to_name, image_key = DEFAULT_TO_NAME, DEFAULT_IMAGE_KEY
+            to_name, image_key = options.to_name or DEFAULT_TO_NAME, DEFAULT_IMAGE_KEY
         return cls(
             labels={category.id: category.name for category in categories},
             control_type=control_type,
             from_name=from_name,
-            to_name=options.to_name or to_name,
+            to_name=to_name,
             image_key=image_key,
             options=options,
         )

@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 
 from converters.errors import SegassistError
-from converters.formats.coco_panoptic import PNG_PARAMS, png_name
 from converters.formats.common import (
     Options,
     Rendered,
@@ -28,8 +27,8 @@ from converters.formats.common import (
     exclusive_segments,
     with_colors,
 )
-from converters.formats.label_map import masks_from_label_map, paint_label_map
-from converters.io import Outputs
+from converters.formats.label_map import PNG_PARAMS, masks_from_label_map, paint_label_map, png_name
+from converters.io import Outputs, inside, parse_json
 from converters.model import Category, ImageRecord, Origin, Segment
 
 MAPPING_FILE = "labelmap.json"
@@ -40,21 +39,47 @@ def label_dtype(category_count: int) -> type:
     return np.uint8 if category_count <= 255 else np.uint16
 
 
+def dataset_folder(path: Path) -> Path:
+    """The semantic dataset's folder, given the folder itself or its mapping file."""
+    path = Path(path)
+    return path.parent if path.is_file() else path
+
+
+def read_mapping(folder: Path) -> Any:
+    """The one read of a semantic folder's mapping file (any JSON value: the caller checks its shape)."""
+    mapping_path = folder / MAPPING_FILE
+    try:
+        return parse_json(mapping_path.read_bytes())
+    except OSError as error:
+        reason = error.strerror or error
+        raise SegassistError(
+            f"cannot read the semantic mapping file: {reason}", file=str(mapping_path)
+        ) from None
+    except ValueError as error:
+        raise SegassistError(
+            f"cannot read the semantic mapping file: {error}", file=str(mapping_path)
+        ) from None
+
+
+def read_label_map(path: Path) -> np.ndarray | None:
+    """A label map PNG as stored (any channel count and depth); None when it cannot be read."""
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
 class SemanticSource:
     """A semantic folder (or its mapping file); items are the mapping's image entries."""
 
     def __init__(self, path: Path, options: Options) -> None:
-        path = Path(path)
-        self.folder = path.parent if path.is_file() else path
+        self.folder = dataset_folder(path)
         mapping_path = self.folder / MAPPING_FILE
+        mapping = read_mapping(self.folder)
         try:
-            mapping = json.loads(mapping_path.read_text())
             self.void = int(mapping.get("void", VOID))
             classes = mapping["classes"]
             self.categories = [category_from_dict(entry) for entry in classes]
             self.values = {int(entry["value"]): int(entry["id"]) for entry in classes}
             self._images = list(mapping["images"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (AttributeError, ValueError, KeyError, TypeError) as error:
             raise SegassistError(
                 f"cannot read the semantic mapping file: {error!r}", file=str(mapping_path)
             ) from None
@@ -67,9 +92,9 @@ class SemanticSource:
         return {"file": str(self.folder / str(item.get("label_map"))), "image_id": item.get("id")}
 
     def load(self, item: dict[str, Any]) -> ImageRecord:
-        png_path = self.folder / str(item.get("label_map"))
+        png_path = inside(self.folder, item.get("label_map"))
         width, height = int(item["width"]), int(item["height"])
-        label_map = cv2.imread(str(png_path), cv2.IMREAD_UNCHANGED)
+        label_map = read_label_map(png_path)
         if label_map is None:
             raise SegassistError("cannot read the label map PNG", file=str(png_path))
         if label_map.ndim != 2:
@@ -156,4 +181,6 @@ class SemanticRenderer:
             "label_map": png_name(image.file_name),
         }
         changes = {"overlap": report.to_dict()} if report.changes else {}
-        return Rendered(image.id, (entry, png.tobytes()), len(kept), changes)
+        # What the map holds: one segment per class present (instances of a class merge into it).
+        written = len({segment.category_id for segment in kept if not segment.mask.is_empty})
+        return Rendered(image.id, (entry, png.tobytes()), written, changes)

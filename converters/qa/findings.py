@@ -6,6 +6,7 @@ the documentation cannot drift from the code.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -232,6 +233,12 @@ class Finding:
         ordered.update((key, value) for key, value in record.items() if key not in ordered)
         ordered.update(numbers)
         return ordered
+
+
+def badness(findings: list[Finding]) -> tuple[int, ...]:
+    """Smaller is worse: minus the counts of errors, then warnings, then infos (how reports rank images)."""
+    counts = Counter(finding.severity for finding in findings)
+    return tuple(-counts[severity] for severity in reversed(Severity))
 
 
 def checks_table_markdown() -> str:

@@ -6,8 +6,10 @@ checked, so nothing a reader would normalise away (missing sizes, duplicate ids,
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from converters.errors import SegassistError
 from converters.formats import ls_regions
 from converters.formats.labelstudio import iter_tasks as read_tasks
 from converters.formats.labelstudio import reference_file_name
-from converters.lsconfig import LabelConfig, region_geometry
+from converters.lsconfig import LabelConfig, read_label_config, region_geometry
 from converters.mask import Mask, overlapping_pairs
 from converters.qa.common import (
     EXCLUSIVE_TARGETS,
@@ -28,9 +30,12 @@ from converters.qa.common import (
     check_polygon_part,
     check_size_of_segment,
     duplicates,
+    find_image,
     reading_json,
 )
+from converters.qa.core import ItemReport, QAOptions, Run
 from converters.qa.findings import Finding
+from converters.qa.overlay import Overlay, pictures
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,30 @@ class LabelStudioOptions:
     target: str = "instance"
 
 
+def start(path: Path, options: QAOptions) -> Run:
+    """Stream the export once through the Label Studio reader; the export-wide id checks complete as the
+    tasks go by."""
+    ls_options = labelstudio_options(options)
+    id_findings: list[Finding] = []
+    tasks = check_ids(path, iter_tasks(path), id_findings)
+    return Run([], tasks, partial(check_item, options=ls_options), unit="tasks", late_findings=id_findings)
+
+
+def labelstudio_options(options: QAOptions) -> LabelStudioOptions:
+    return LabelStudioOptions(
+        images_dir=options.images_dir,
+        label_config=read_label_config(options.label_config) if options.label_config else None,
+        min_area=options.min_area,
+        alpha_threshold=options.alpha_threshold,
+        agreement=options.agreement,
+        target=options.target,
+    )
+
+
 def iter_tasks(path: Path) -> Iterator[dict[str, Any]]:
     """The tasks of an export (a list of tasks, or one task object), streamed by the converter's reader."""
     with reading_json(path), path.open("rb") as handle:
-        first = handle.read(64).lstrip()[:1]
+        first = handle.read(64).removeprefix(codecs.BOM_UTF8).lstrip()[:1]
         handle.seek(0)
         if first not in (b"{", b"["):
             raise SegassistError(
@@ -107,6 +132,32 @@ def image_file_name(task: dict[str, Any]) -> str:
     """The file name of the task's image, as the converter reads it, from its first non-empty string value."""
     reference = next((v for v in (task.get("data") or {}).values() if isinstance(v, str) and v), None)
     return reference_file_name(reference) if reference else ""
+
+
+def check_item(
+    job: TaskJob, options: LabelStudioOptions, draw: bool = False, repair: bool = False
+) -> ItemReport:
+    """Check one task (what workers run); its masks stay here unless the pictures need them."""
+    checked = check_task(job, options, keep_masks=draw)
+    task = job.task
+    file_name = image_file_name(task)
+    report = ItemReport(
+        ("task", str(naming.task_ref(job.index, task))), checked.findings, file_name=file_name
+    )
+    if draw and checked.findings and checked.masks:
+        height, width = next(iter(checked.masks.values())).shape
+        same_size = [(where, mask) for where, mask in checked.masks.items() if mask.shape == (height, width)]
+        named = {(f.annotation_id, f.region_id) for f in checked.findings}
+        report.pictures = pictures(
+            Overlay(
+                height,
+                width,
+                masks=[mask for _, mask in same_size],
+                outlined=[mask for where, mask in same_size if where in named],
+                background=find_image(options.images_dir, file_name),
+            )
+        )
+    return report
 
 
 def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = False) -> TaskResult:
@@ -240,6 +291,7 @@ def _decode(
     height: int,
     threshold: int,
 ) -> Mask | None:
+    """The region's mask, cropped to its box, by the reader's decoders."""
     try:
         geometry = region_geometry(kind)
         if geometry == "brush":
@@ -253,7 +305,9 @@ def _decode(
                         f"{width * height * 4}",
                     )
                     return None
-            return _alpha_mask(rec, brush.decode(rle, width, height), threshold)
+            # The alpha counts come from the RLE's runs and the mask from its crop: no image-size plane.
+            _check_soft_edges(rec, brush.alpha_histogram(rle, width, height), threshold)
+            return brush.decode_mask(rle, width, height, threshold)
         if geometry == "bitmask":
             alpha = bitmask.decode(value.get("imageDataURL"))
             if alpha.shape != (height, width):
@@ -262,24 +316,25 @@ def _decode(
                     f"the bitmask PNG is {alpha.shape[1]}x{alpha.shape[0]}; the image is {width}x{height}",
                 )
                 return None
-            return _alpha_mask(rec, alpha, threshold)
+            _check_soft_edges(rec, np.bincount(alpha.ravel(), minlength=256), threshold)
+            return brush.to_mask(alpha, threshold)
         return ls_regions.result_to_segment(region, category_id=0).mask
     except SegassistError as error:
         rec.add("MASK_UNDECODABLE", f"the {kind} region does not decode: {error.reason}")
         return None
 
 
-def _alpha_mask(rec: Recorder, alpha: np.ndarray, threshold: int) -> Mask:
-    soft = int(np.count_nonzero((alpha > 0) & (alpha < 255)))
+def _check_soft_edges(rec: Recorder, histogram: np.ndarray, threshold: int) -> None:
+    """LS_BRUSH_ANTIALIASED when some pixels have an alpha from 1 to 254 (`histogram`: pixels per alpha)."""
+    soft = int(histogram[1:255].sum())
     if soft:
         rec.add(
             "LS_BRUSH_ANTIALIASED",
             f"{soft} edge pixels have alpha between 1 and 254; foreground is alpha >= {threshold}",
             soft_pixels=soft,
-            area_alpha_gt0=int(np.count_nonzero(alpha)),
-            area_at_threshold=int(np.count_nonzero(alpha >= threshold)),
+            area_alpha_gt0=int(histogram[1:].sum()),
+            area_at_threshold=int(histogram[threshold:].sum()),
         )
-    return brush.to_mask(alpha, threshold)
 
 
 def _check_agreement(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from converters import naming
-from converters.qa.findings import CHECKS, Finding, Severity
+from converters.qa.findings import CHECKS, Finding, Severity, badness
 from converters.qa.run import QAResult
 
 WORST_SHOWN = 10
@@ -53,14 +53,10 @@ def worst_images(findings: list[Finding]) -> list[tuple[tuple[str, str], list[Fi
     for finding in findings:
         groups[finding.image_key()].append(finding)
 
-    def badness(item: tuple[tuple[str, str], list[Finding]]) -> tuple[int, ...]:
-        counts = Counter(finding.severity for finding in item[1])
-        return tuple(-counts[severity] for severity in reversed(Severity))
-
     # sorted() is stable: ties keep the order in which images were checked, and findings their check order.
     return [
         (key, sorted(group, key=lambda finding: -finding.severity))
-        for key, group in sorted(groups.items(), key=badness)
+        for key, group in sorted(groups.items(), key=lambda item: badness(item[1]))
     ]
 
 

@@ -309,13 +309,16 @@ class TorchvisionEngine(Engine):
         """Per image: the class map (H, W) and the winning class's probability (H, W), at full resolution."""
         resized = []
         for image in batch:
-            # torchvision's SemanticSegmentation preset: the short side to semantic_size, antialiased.
+            # torchvision's SemanticSegmentation preset: the short side to semantic_size, antialiased, on the
+            # uint8 image, so the result is rounded to whole levels (resizing the float image instead
+            # shifts inputs by up to 0.009 after normalisation and flips labels along class borders).
             height, width = image.shape[-2:]
             short, long = sorted((height, width))
             scaled = (self._semantic_size, int(self._semantic_size * long / short))
             size = scaled if height <= width else scaled[::-1]
-            small = F.interpolate(image[None], size, mode="bilinear", align_corners=False, antialias=True)
-            resized.append((small[0] - self._mean) / self._std)
+            levels = (image[None] * 255).round_()
+            small = F.interpolate(levels, size, mode="bilinear", align_corners=False, antialias=True)
+            resized.append((small[0].round_().clamp_(0, 255) / 255 - self._mean) / self._std)
         # Pad to one batch (bottom/right), as torchvision's detection transform does.
         rows, cols = max(r.shape[1] for r in resized), max(r.shape[2] for r in resized)
         padded = resized[0].new_zeros((len(resized), 3, rows, cols))

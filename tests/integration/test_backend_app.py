@@ -5,6 +5,7 @@ and RLE decoder as oracles."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
 import socket
@@ -15,11 +16,13 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import requests
 from label_studio_sdk.converter.brush import decode_rle
 from label_studio_sdk.label_interface import LabelInterface
+from PIL import Image, ImageDraw
 
 from ml_backend.app import create_app
 from ml_backend.service import STAGES
@@ -148,24 +151,74 @@ def test_instance_predictions_are_valid_and_equal_the_engines_masks(make_client,
 
 
 @pytest.mark.parametrize("control", ["PolygonLabels", "RectangleLabels", "BitmaskLabels"])
-def test_other_controls_get_their_own_region_type(make_client, control: str) -> None:
+def test_other_controls_get_their_own_region_type_and_follow_the_engines_masks(
+    make_client, engine, control: str
+) -> None:
     client = make_client(mode="instance", score_threshold=0.0)
     config = label_config(control)
-    response = client.post("/predict", json=predict_body([ls_task(1, list(IMAGES)[0])], config))
+    path = list(IMAGES)[0]
+    response = client.post("/predict", json=predict_body([ls_task(1, path)], config))
     [prediction] = response.json["results"]
     assert prediction["result"] and all(r["type"] == control.lower() for r in prediction["result"])
     _validate(config, prediction)
+    # Each region comes from the engine's segment with its score (a polygon too small to draw is skipped).
+    by_score = {
+        segment.score: segment.mask.dense() for segment in engine.predict([IMAGES[path]], "instance")[0]
+    }
+    for region in prediction["result"]:
+        mask, value = by_score[region["score"]], region["value"]
+        height, width = mask.shape
+        if control == "RectangleLabels":
+            rows, cols = np.nonzero(mask)
+            box = (cols.min(), rows.min(), cols.max() + 1 - cols.min(), rows.max() + 1 - rows.min())
+            scale = (width, height, width, height)
+            written = (value["x"], value["y"], value["width"], value["height"])
+            assert written == pytest.approx([100 * v / s for v, s in zip(box, scale, strict=True)], abs=1e-5)
+        elif control == "PolygonLabels":
+            _assert_polygon_follows_largest_part(value["points"], mask)
+        else:
+            assert np.array_equal(_bitmask_alpha(value["imageDataURL"]) >= 128, mask)
 
 
-def test_semantic_mode_writes_one_region_per_label(make_client) -> None:
+def _bitmask_alpha(data_url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGBA"))[
+        ..., 3
+    ]
+
+
+def _assert_polygon_follows_largest_part(points: list[list[float]], mask: np.ndarray) -> None:
+    """The polygon outlines the mask's largest part, holes filled (OpenCV's contours are the oracle): drawn
+    back (pixel centres inside), it differs from that part only within 2 px of the part's outline, the
+    simplification tolerance (1 px) plus the rounding of pixel-corner vertices."""
+    height, width = mask.shape
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    part = np.zeros((height, width), np.uint8)
+    cv2.drawContours(part, [max(contours, key=cv2.contourArea)], -1, 1, thickness=cv2.FILLED)
+    corners = [(x * width / 100, y * height / 100) for x, y in points]
+    drawn = Image.new("L", (width * 8, height * 8))
+    # Drawn at 8x with vertices on pixel corners, then sampled at pixel centres.
+    ImageDraw.Draw(drawn).polygon([(8 * x, 8 * y) for x, y in corners], fill=1)
+    drawn = np.asarray(drawn)[4::8, 4::8].astype(bool)
+    outline = part.astype(bool) ^ cv2.erode(part, np.ones((3, 3), np.uint8)).astype(bool)
+    near_outline = cv2.dilate(outline.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert not ((drawn ^ part.astype(bool)) & ~near_outline).any()
+    assert (drawn & part.astype(bool)).sum() > 0.5 * part.sum()
+
+
+def test_semantic_mode_writes_one_region_per_label_with_the_engines_pixels(make_client, engine) -> None:
     client = make_client(mode="semantic", score_threshold=0.0)
     config = label_config()
-    [prediction] = client.post("/predict", json=predict_body([ls_task(1, list(IMAGES)[1])], config)).json[
-        "results"
-    ]
+    path = list(IMAGES)[1]
+    [prediction] = client.post("/predict", json=predict_body([ls_task(1, path)], config)).json["results"]
     labels = [r["value"]["brushlabels"][0] for r in prediction["result"]]
     assert labels and len(labels) == len(set(labels))
     _validate(config, prediction)
+    # The regions paint the engine's semantic map: each label's pixels, nothing more, nothing less.
+    names = {category.id: category.name for category in engine.categories}
+    expected = {names[s.category_id]: s.mask.dense() for s in engine.predict([IMAGES[path]], "semantic")[0]}
+    assert sorted(labels) == sorted(expected)
+    for region in prediction["result"]:
+        assert np.array_equal(_brush_alpha(region) > 0, expected[region["value"]["brushlabels"][0]])
 
 
 def test_panoptic_regions_never_overlap(make_client) -> None:

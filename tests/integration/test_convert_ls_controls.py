@@ -199,3 +199,30 @@ def test_without_image_root_the_data_holds_the_file_name_under_the_configs_key(
     [task] = json.loads(out.read_text())
     assert task["data"] == {"photo": "b.jpg"}
     assert {(r["from_name"], r["to_name"]) for r in task["annotations"][0]["result"]} == {("b", "pic")}
+
+
+def test_from_name_and_to_name_pick_among_the_configs_controls_and_images(
+    realdata: Path, tmp_path: Path
+) -> None:
+    source = realdata / "datumaro_coco/coco_instances/annotations/instances_val.json"
+    labels = '<Label value="a"/><Label value="b"/><Label value="c"/>'
+    config = tmp_path / "config.xml"
+    config.write_text(
+        '<View><Image name="left" value="$left"/><Image name="right" value="$right"/>'
+        f'<BrushLabels name="first" toName="left">{labels}</BrushLabels>'
+        f'<BrushLabels name="second" toName="left,right">{labels}</BrushLabels></View>'
+    )
+    out = tmp_path / "tasks.json"
+    convert("coco", "labelstudio", source, out, label_config=config)
+    [task] = json.loads(out.read_text())
+    assert {(r["from_name"], r["to_name"]) for r in task["annotations"][0]["result"]} == {("first", "left")}
+    convert("coco", "labelstudio", source, out, label_config=config, from_name="second", to_name="right")
+    [task] = json.loads(out.read_text())
+    assert task["data"] == {"right": "b.jpg"}
+    assert {(r["from_name"], r["to_name"]) for r in task["annotations"][0]["result"]} == {("second", "right")}
+    with pytest.raises(SegassistError, match="control 'first' labels no <Image> named 'right'"):
+        convert("coco", "labelstudio", source, out, label_config=config, to_name="right")
+    with pytest.raises(
+        SegassistError, match="no BrushLabels, BitmaskLabels or PolygonLabels control named 'x'"
+    ):
+        convert("coco", "labelstudio", source, out, label_config=config, from_name="x")

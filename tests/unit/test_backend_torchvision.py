@@ -25,7 +25,7 @@ from ml_backend.engines.torch_utils import CpuWorkers, resolve_device, split_on_
 from ml_backend.postprocess import shape
 from ml_backend.service import PredictionService
 from ml_backend.settings import Settings
-from tests.backend_support import FAST_OPTIONS, load_test_engine, sample_image
+from tests.backend_support import FAST_OPTIONS, load_test_engine, sample_image, save_random_semantic_weights
 
 CPU = torch.device("cpu")
 
@@ -92,24 +92,60 @@ def test_the_gpu_paths_batched_forward_equals_torchvisions_batched_forward(engin
         assert_no_overlap(_exclusive(engine, candidates), image)
 
 
-def test_semantic_map_equals_torchvision_preset_and_argmax(engine) -> None:
-    image = IMAGES[0]
+def _assert_semantic_map_equals_torchvision_preset_and_argmax(engine, image: np.ndarray) -> None:
+    """Pixel for pixel: torchvision's SemanticSegmentation preset, the model, bilinear upsampling and the
+    argmax; background (class 0) is void, not a segment."""
     [segments] = engine.predict([image], "semantic")
     preset = SemanticSegmentation(resize_size=FAST_OPTIONS["semantic_size"])
     with torch.inference_mode():
         batch = preset(torch.from_numpy(image).permute(2, 0, 1))[None]
         logits = engine._semantic.module(batch)["out"]
-        expected = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False).argmax(
-            1
-        )[0]
+        upsampled = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
+        expected = upsampled.argmax(1)[0].numpy()
+    offset = len(engine._instance.class_names) if engine._instance else 0
     painted = np.zeros(image.shape[:2], dtype=np.int64)
     for segment in segments:
         assert 0 < segment.score <= 1
-        segment.mask.paste_into(painted, segment.category_id - 91)
-    expected = expected.numpy()
-    expected[expected == 0] = 0  # background is void: not a segment, left 0
-    assert (painted == expected).mean() > 0.999
-    assert sum(segment.mask.area for segment in segments) == np.count_nonzero(expected)
+        segment.mask.paste_into(painted, segment.category_id - offset)
+    assert len(segments) >= 2, "a map with one class would not test the borders"
+    assert np.array_equal(painted, expected)
+
+
+def test_semantic_map_equals_torchvision_preset_and_argmax(tmp_path) -> None:
+    path = tmp_path / "deeplab.pth"
+    torch.manual_seed(2)
+    save_random_semantic_weights("deeplabv3_mobilenet_v3_large", path)
+    engine = load_test_engine(None, path)
+    for image in (*IMAGES, sample_image(300, 200, seed=4)):
+        _assert_semantic_map_equals_torchvision_preset_and_argmax(engine, image)
+
+
+@pytest.fixture(scope="module")
+def default_engine(random_torchvision_weights, tmp_path_factory):
+    """The default model pair (DEFAULT_MODEL) with random weights: the session's Mask R-CNN v2 and a
+    DeepLabV3-ResNet50 saved here."""
+    instance_arch, semantic_arch = torchvision_engine.DEFAULT_MODEL.split(",")
+    assert instance_arch == "maskrcnn_resnet50_fpn_v2"  # the architecture of the session's instance weights
+    semantic = tmp_path_factory.mktemp("default") / f"{semantic_arch}.pth"
+    torch.manual_seed(1)
+    save_random_semantic_weights(semantic_arch, semantic)
+    return torchvision_engine.load(
+        f"{instance_arch}={random_torchvision_weights[0]},{semantic_arch}={semantic}", CPU, **FAST_OPTIONS
+    )
+
+
+@pytest.mark.timeout(600)
+def test_the_default_models_semantic_half_deeplabv3_resnet50(default_engine) -> None:
+    assert default_engine._semantic.arch == "deeplabv3_resnet50"
+    assert default_engine.modes == ("panoptic", "instance", "semantic")
+    _assert_semantic_map_equals_torchvision_preset_and_argmax(default_engine, IMAGES[0])
+    service = PredictionService(
+        Settings(engine="torchvision", mode="panoptic", score_threshold=0.0), default_engine
+    )
+    for result, image in zip(service.predict(IMAGES, lambda image: image), IMAGES, strict=True):
+        segments = [item.segment for item in result.segments]
+        assert_no_overlap(segments, image)
+        assert any(not engine_category(default_engine, s.category_id).isthing for s in segments)
 
 
 def assert_no_overlap(segments: list, image: np.ndarray) -> None:
