@@ -160,11 +160,21 @@ def load_pairs(
     gt: Side, pred: Side, metrics: tuple[str, ...], unpaired: Unpaired, workers: int
 ) -> Iterator[ImagePair]:
     """The loaded image pairs in GT order, `workers` threads loading ahead."""
-    need_ids = "pq" in metrics or "miou" in metrics
-    need_records = "ap" in metrics
     pairs = (
         _with_results(gt, pred, unpaired) if pred.format == COCO_RESULTS else pair_entries(gt, pred, unpaired)
     )
+    return _loaded(gt, pred, pairs, metrics, workers)
+
+
+def _loaded(
+    gt: Side,
+    pred: Side,
+    pairs: Iterator[tuple[Any, Entry, Entry | None]],
+    metrics: tuple[str, ...],
+    workers: int,
+) -> Iterator[ImagePair]:
+    need_ids = "pq" in metrics or "miou" in metrics
+    need_records = "ap" in metrics
 
     def load(pair: tuple[Any, Entry, Entry | None]) -> ImagePair:
         key, gt_entry, pred_entry = pair
@@ -177,6 +187,12 @@ def load_pairs(
     with ThreadPoolExecutor(workers) as pool:
         for future in submit_ahead(pool, load, pairs, AHEAD_PER_WORKER * workers):
             yield future.result()
+
+
+def reload_pairs(result: EvalResult, options: EvalOptions, keys: set[Any]) -> Iterator[ImagePair]:
+    """The image pairs with these keys, loaded again as for the evaluation (for the HTML report)."""
+    wanted = (pair for pair in pair_entries(result.gt, result.pred, Unpaired()) if pair[0] in keys)
+    yield from _loaded(result.gt, result.pred, wanted, result.metrics, options.workers)
 
 
 def _with_results(gt: Side, pred: Side, unpaired: Unpaired) -> Iterator[tuple[Any, Entry, None]]:
