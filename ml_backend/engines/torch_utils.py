@@ -147,7 +147,7 @@ def weights_path(given: str | None, url: str) -> Path:
             if given
             else "run `segassist weights download NAME` on a machine with internet and copy the file there"
         )
-        raise SegassistError(f"model weights not found: {path} ({hint})", file=str(path))
+        raise SegassistError(f"model weights not found ({hint})", file=str(path))
     return path
 
 
