@@ -295,10 +295,11 @@ def test_modes_follow_the_umask_as_open_and_mkdir_would(tmp_path, coco_file, cat
         files = ["pan.json", "r.json", "r.html", "fixed.json", "config.xml", "labelmap.json", "b.png"]
         assert {name: modes[name] for name in files} == dict.fromkeys(files, file_mode)
         assert {name: modes[name] for name in ("pan", "maps")} == dict.fromkeys(("pan", "maps"), folder_mode)
-        # An existing file keeps its mode, as open(path, "w") keeps it.
-        (out / "pan.json").chmod(0o600)
-        run_cli(capsys, *convert_argv(coco_file, out / "pan.json", "coco-panoptic"))
-        assert stat.S_IMODE((out / "pan.json").stat().st_mode) == 0o600
+        # An existing file keeps its mode, as open(path, "w") keeps it; a read-only one too.
+        for kept in (0o600, 0o444):
+            (out / "pan.json").chmod(kept)
+            run_cli(capsys, *convert_argv(coco_file, out / "pan.json", "coco-panoptic"))
+            assert stat.S_IMODE((out / "pan.json").stat().st_mode) == kept
     finally:
         os.umask(previous)
 
