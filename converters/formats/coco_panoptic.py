@@ -28,6 +28,7 @@ from converters.formats.coco_json import (
 )
 from converters.formats.common import Options, OverlapOptions, Rendered, exclusive_segments, with_colors
 from converters.formats.label_map import PNG_PARAMS, masks_from_label_map, png_name
+from converters.id_png import decode_ids
 from converters.io import JsonArrayWriter, Outputs, inside
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
@@ -160,11 +161,19 @@ class PngRead:
 def read_id_map(path: Path) -> PngRead:
     """A panoptic PNG as uint32 ids; palette, grey and 16-bit PNGs give none (panopticapi fails on them).
 
-    Pillow reads the header (the mode); OpenCV decodes the pixels, about twice as fast as Pillow on big PNGs,
-    and its 4-byte RGBA layout read as little-endian uint32 is R + 256·G + 256²·B + 256³·A in one step.
+    8-bit RGB/RGBA PNGs go through the fast id decoder (converters.id_png). Others: Pillow reads the header
+    (the mode); OpenCV decodes the pixels, and its 4-byte RGBA layout read as little-endian uint32 is
+    R + 256·G + 256²·B + 256³·A in one step.
     """
     if not path.is_file():
         return PngRead(None, missing=True)
+    try:
+        fast = decode_ids(path.read_bytes())
+    except OSError as error:
+        return PngRead(None, error=str(error))
+    if fast is not None:
+        ids, mode, translucent = fast
+        return PngRead(ids, mode=mode, alpha_pixels=translucent)
     try:
         with Image.open(path) as image:
             mode = image.mode
