@@ -21,9 +21,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TARGET = HERE.parent / "BENCHMARKS.md"
 # Order of sections in BENCHMARKS.md.
-MODULES = ("codecs", "convert", "qa", "backend", "sam", "prelabel")
+MODULES = ("codecs", "convert", "qa", "eval", "backend", "sam", "prelabel")
 # Modules whose script takes `--quick` (timing.main).
-QUICK_MODULES = ("codecs", "convert", "qa")
+QUICK_MODULES = ("codecs", "convert", "qa", "eval")
 HEADER = (
     "# Benchmarks\n\n"
     "Written by `make bench`. Every figure is a ratio against a peer run in the same process and session,\n"

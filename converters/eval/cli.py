@@ -85,9 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     export_mode = args.predictions_vs_annotations or args.annotators
-    if export_mode == (args.pred is not None):
+    if export_mode == (args.pred is not None) or (export_mode and args.html):
         print(
-            "segassist eval: error: give GT and PRED, or one Label Studio export with "
+            "segassist eval: error: give GT and PRED (--html only then), or one Label Studio export with "
             "--predictions-vs-annotations or --annotators",
             file=sys.stderr,
         )
@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Outputs() as outputs:  # reserved (so checked) before the work, committed together at the end
             json_path = outputs.file(args.json) if args.json else None
+            html_path = outputs.file(args.html) if args.html else None
             if args.predictions_vs_annotations:
                 scores = predictions_vs_annotations(
                     args.gt,
@@ -121,8 +122,13 @@ def run(args: argparse.Namespace) -> int:
                 scores = annotator_agreement(args.gt, reading=options.reading(), workers=options.workers)
                 print(agreement_report(scores), end="")
             else:
-                scores = evaluate(args.gt, args.pred, options).to_dict()
+                result = evaluate(args.gt, args.pred, options)
+                scores = result.to_dict()
                 print(text_report(scores), end="")
+                if html_path is not None:
+                    from converters.eval.html import write_html
+
+                    write_html(result, options, html_path)
             if json_path is not None:
                 json_path.write_text(to_json(scores))
             outputs.commit()

@@ -48,27 +48,24 @@ def _count(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     used = 0
     id_mask = np.uint64(ID_MASK)
     shift = np.uint64(ID_BITS)
-    run_key = _EMPTY
-    run = 0
-    for index in range(gt.size + 1):
-        if index < gt.size:
-            key = ((np.uint64(gt[index]) & id_mask) << shift) | (np.uint64(pred[index]) & id_mask)
-            if key == run_key:
-                run += 1
-                continue
-        if run:
-            slot = _slot(keys, run_key, bits)
-            if keys[slot] == _EMPTY:
-                if 2 * (used + 1) > keys.size:  # keep the table at most half full
-                    keys, counts = _grown(keys, counts, bits)
-                    bits += 1
-                    slot = _slot(keys, run_key, bits)
-                keys[slot] = run_key
-                used += 1
-            counts[slot] += run
-        if index < gt.size:
-            run_key = key
-            run = 1
+    size = gt.size
+    start = 0
+    while start < size:
+        g, p = gt[start], pred[start]
+        end = start + 1
+        while end < size and gt[end] == g and pred[end] == p:  # a run of one pair
+            end += 1
+        key = ((np.uint64(g) & id_mask) << shift) | (np.uint64(p) & id_mask)
+        slot = _slot(keys, key, bits)
+        if keys[slot] == _EMPTY:
+            if 2 * (used + 1) > keys.size:  # keep the table at most half full
+                keys, counts = _grown(keys, counts, bits)
+                bits += 1
+                slot = _slot(keys, key, bits)
+            keys[slot] = key
+            used += 1
+        counts[slot] += end - start
+        start = end
     filled = keys != _EMPTY
     return keys[filled], counts[filled]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from converters.eval.pq import PQEvaluator
 from converters.eval.semantic import SemanticEvaluator
 from converters.formats.common import Options
 from converters.overlap import POLICIES
-from converters.parallel import AHEAD_PER_WORKER, submit_ahead
+from converters.parallel import thread_map
 
 METRICS = ("pq", "ap", "miou")
 WORST_IMAGES = 20
@@ -160,11 +159,21 @@ def load_pairs(
     gt: Side, pred: Side, metrics: tuple[str, ...], unpaired: Unpaired, workers: int
 ) -> Iterator[ImagePair]:
     """The loaded image pairs in GT order, `workers` threads loading ahead."""
-    need_ids = "pq" in metrics or "miou" in metrics
-    need_records = "ap" in metrics
     pairs = (
         _with_results(gt, pred, unpaired) if pred.format == COCO_RESULTS else pair_entries(gt, pred, unpaired)
     )
+    return _loaded(gt, pred, pairs, metrics, workers)
+
+
+def _loaded(
+    gt: Side,
+    pred: Side,
+    pairs: Iterator[tuple[Any, Entry, Entry | None]],
+    metrics: tuple[str, ...],
+    workers: int,
+) -> Iterator[ImagePair]:
+    need_ids = "pq" in metrics or "miou" in metrics
+    need_records = "ap" in metrics
 
     def load(pair: tuple[Any, Entry, Entry | None]) -> ImagePair:
         key, gt_entry, pred_entry = pair
@@ -173,10 +182,13 @@ def load_pairs(
         except SegassistError as error:
             raise error.at(image_id=gt_entry.image_id) from None
 
-    workers = max(1, workers)
-    with ThreadPoolExecutor(workers) as pool:
-        for future in submit_ahead(pool, load, pairs, AHEAD_PER_WORKER * workers):
-            yield future.result()
+    yield from thread_map(load, pairs, workers)
+
+
+def reload_pairs(result: EvalResult, options: EvalOptions, keys: set[Any]) -> Iterator[ImagePair]:
+    """The image pairs with these keys, loaded again as for the evaluation (for the HTML report)."""
+    wanted = (pair for pair in pair_entries(result.gt, result.pred, Unpaired()) if pair[0] in keys)
+    yield from _loaded(result.gt, result.pred, wanted, result.metrics, options.workers)
 
 
 def _with_results(gt: Side, pred: Side, unpaired: Unpaired) -> Iterator[tuple[Any, Entry, None]]:

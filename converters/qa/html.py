@@ -15,6 +15,7 @@ from typing import Any
 
 from converters import naming
 from converters.qa.findings import CHECKS, Finding, Severity
+from converters.qa.overlay import Pictures
 from converters.qa.report import group_title, summary, worst_images
 from converters.qa.run import MAX_PICTURES, QAResult
 
@@ -81,8 +82,6 @@ def _findings_table(findings: list[Finding]) -> str:
 def _document(result: QAResult, groups: list[Any], shown: list[Any]) -> str:
     counts = summary(result)
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>segassist QA: {html.escape(result.input.name)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>QA of {html.escape(str(result.input))}</h1>",
         f"<p>{html.escape(result.format)}: {result.checked} checked; "
         + ", ".join(f'<span class="{label}">{n} {label}</span>' for label, n in counts["by_severity"].items())
@@ -110,22 +109,32 @@ def _document(result: QAResult, groups: list[Any], shown: list[Any]) -> str:
         errors = sum(1 for f in findings if f.severity == Severity.ERROR)
         title = html.escape(group_title(result, key, findings))
         drawn = result.pictures.get(key)
-        picture = ""
-        if drawn is not None:
-            thumbnail, full = (
-                base64.b64encode(data).decode("ascii") for data in (drawn.thumbnail_png, drawn.full_jpeg)
-            )
-            picture = (
-                f'<a class="zoom" href="#" title="click for the full-size overlay" data-title="{title}" '
-                f'data-full="data:image/jpeg;base64,{full}">'
-                f'<img alt="{title}" src="data:image/png;base64,{thumbnail}"></a>'
-            )
+        picture = zoomable_picture(drawn, title) if drawn is not None else ""
         counted = f"{naming.plural(errors, 'error')}, {naming.plural(len(findings), 'finding')}"
         parts.append(
             f'<div class="image">{picture}<div>'
             f"<h3>{title}: {counted}</h3>"
             f"{_findings_table(findings)}</div></div>"
         )
-    parts.append(_VIEWER_SCRIPT)
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+    return page(f"segassist QA: {result.input.name}", parts)
+
+
+def page(title: str, parts: list[str]) -> str:
+    """A self-contained report page (also the eval report's): the style, the body `parts` (HTML), the
+    full-size viewer."""
+    head = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    return "\n".join(
+        [f"{head}<style>{_STYLE}</style></head><body>", *parts, _VIEWER_SCRIPT, "</body></html>\n"]
+    )
+
+
+def zoomable_picture(drawn: Pictures, title: str) -> str:
+    """The thumbnail; a click opens the full-size overlay (`title`: already escaped)."""
+    thumbnail, full = (
+        base64.b64encode(data).decode("ascii") for data in (drawn.thumbnail_png, drawn.full_jpeg)
+    )
+    return (
+        f'<a class="zoom" href="#" title="click for the full-size overlay" data-title="{title}" '
+        f'data-full="data:image/jpeg;base64,{full}">'
+        f'<img alt="{title}" src="data:image/png;base64,{thumbnail}"></a>'
+    )

@@ -172,3 +172,18 @@ def test_png_ids_missing_from_segments_info_are_an_error(tmp_path, capsys):
     code, _ = _pq(tmp_path, gt, pred)
     assert code == 2
     assert "segments_info does not list: [2]" in capsys.readouterr().err
+
+
+def test_html_report_shows_the_worst_image_first_gt_beside_prediction(tmp_path, realdata):
+    sample = h.read_panoptic(realdata / "panopticapi_sample" / "panoptic_examples.json")
+    gt_path = h.write_panoptic(sample, tmp_path / "gt.json")
+    damaged = sample.copy()
+    damaged.images[1] = h.relabelled(h.PanDataset(sample.categories, [sample.images[1]]), 1).images[0]
+    pred_path = h.write_panoptic(damaged, tmp_path / "pred.json")
+    report = tmp_path / "report.html"
+    assert main(["eval", str(gt_path), str(pred_path), "--html", str(report)]) == 0
+    text = report.read_text()
+    assert "<h2>Panoptic quality (%)</h2>" in text and "<h2>Semantic (%)</h2>" in text
+    worst, best = sample.images[1].entry["file_name"], sample.images[0].entry["file_name"]
+    assert text.index(f"<h3>{worst} (PQ 0.00 %)") < text.index(f"<h3>{best} (PQ 100.00 %)")
+    assert text.count('<a class="zoom"') == 4  # GT and prediction for each of the two images
