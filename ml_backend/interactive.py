@@ -150,8 +150,8 @@ def _to_prompt(regions: list[dict[str, Any]], width: int, height: int) -> Prompt
         value = region["value"]
         try:
             if region["type"] == "keypointlabels":
-                x = float(np.clip(float(value["x"]) * width / 100, 0, width - 1))
-                y = float(np.clip(float(value["y"]) * height / 100, 0, height - 1))
+                x = float(np.clip(_finite(value["x"]) * width / 100, 0, width - 1))
+                y = float(np.clip(_finite(value["y"]) * height / 100, 0, height - 1))
                 points.append((x, y))
                 point_labels.append(0 if region.get("is_positive") is False else 1)
             else:
@@ -170,8 +170,8 @@ def _to_prompt(regions: list[dict[str, Any]], width: int, height: int) -> Prompt
 
 def _box_pixels(value: dict[str, Any], width: int, height: int) -> tuple[float, float, float, float]:
     """A percent rectangle as pixel bounds (x0, y0, x1, y1) clipped to the image."""
-    x, y, w, h = (float(value[key]) for key in ("x", "y", "width", "height"))
-    rotation = float(value.get("rotation") or 0)
+    x, y, w, h = (_finite(value[key]) for key in ("x", "y", "width", "height"))
+    rotation = _finite(value.get("rotation") or 0)
     if rotation % 360 and w > 0 and h > 0:
         # The rotated rectangle's pixels, then their bounds (empty when it lies outside the image).
         left, top, w_px, h_px = rectangle_to_mask(x, y, w, h, rotation, width, height).bbox
@@ -182,3 +182,11 @@ def _box_pixels(value: dict[str, Any], width: int, height: int) -> tuple[float, 
         float(np.clip((x + w) * width / 100, 0, width)),
         float(np.clip((y + h) * height / 100, 0, height)),
     )
+
+
+def _finite(value: object) -> float:
+    """A coordinate as a float; NaN and infinities (which JSON parsers let through) are refused."""
+    number = float(value)
+    if not np.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number

@@ -161,7 +161,8 @@ class MediaFetcher:
                 self._cache.move_to_end(reference)
                 return cached
         try:
-            image = decode_rgb(self._read(reference, task_id), self._settings.max_image_pixels)
+            data, content_type = self._read(reference, task_id)
+            image = decode_rgb(data, self._settings.max_image_pixels, content_type)
         except SegassistError as error:
             raise error.at(task_id=task_id, file=_redact(reference)) from None
         self._remember(reference, image)
@@ -169,7 +170,8 @@ class MediaFetcher:
 
     # -- resolution ------------------------------------------------------------------------------------------
 
-    def _read(self, reference: str, task_id: object) -> bytes:
+    def _read(self, reference: str, task_id: object) -> tuple[bytes, str | None]:
+        """The bytes behind `reference` and their declared Content-Type (None for local files)."""
         parts = urlsplit(reference)
         scheme = parts.scheme.lower()
         if scheme in ("http", "https"):
@@ -185,7 +187,7 @@ class MediaFetcher:
         if path.startswith("/data/local-files"):
             relative = parse_qs(parts.query).get("d", [""])[0]
             if self._document_root is not None:
-                return self._read_local(relative)
+                return self._read_local(relative), None
             return self._download(self._ls(reference.lstrip("/")))
         if path.startswith(("/data/upload/", "data/upload/")):
             return self._download(self._ls(path.lstrip("/")))
@@ -238,7 +240,7 @@ class MediaFetcher:
             if address in METADATA_ADDRESSES or address.is_link_local or address.is_unspecified:
                 raise SegassistError(f"refusing host {host!r}: it resolves to a link-local/metadata address")
 
-    def _download(self, url: str) -> bytes:
+    def _download(self, url: str) -> tuple[bytes, str | None]:
         settings = self._settings
         for _ in range(MAX_REDIRECTS + 1):
             self._check_url(url)
@@ -261,7 +263,9 @@ class MediaFetcher:
                     raise (TemporaryMediaError if temporary else SegassistError)(
                         f"the image download answered HTTP {status}"
                     )
-                return _read_limited(response, settings.max_download_bytes)
+                return _read_limited(response, settings.max_download_bytes), response.headers.get(
+                    "Content-Type"
+                )
         raise SegassistError(f"more than {MAX_REDIRECTS} redirects")
 
     # -- cache -----------------------------------------------------------------------------------------------
@@ -301,9 +305,11 @@ def _redact(reference: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
-def decode_rgb(data: bytes, max_pixels: int) -> np.ndarray:
+def decode_rgb(data: bytes, max_pixels: int, content_type: str | None = None) -> np.ndarray:
     """Decode image bytes to (H, W, 3) uint8 RGB: EXIF orientation applied; grey, alpha, palette and 16-bit
-    images converted; the pixel count checked from the header before any pixel is decoded."""
+    images converted; the pixel count checked from the header before any pixel is decoded. Bytes that do not
+    decode are described in the error (size, `content_type` as the server declared it, first bytes): an HTML
+    login page or an error text says at once what went wrong."""
     try:
         image = Image.open(io.BytesIO(data))
         width, height = image.size
@@ -324,5 +330,15 @@ def decode_rgb(data: bytes, max_pixels: int) -> np.ndarray:
         return np.array(image.convert("RGB"))
     except SegassistError:
         raise
+    except Image.UnidentifiedImageError:
+        raise SegassistError(
+            f"the image does not decode: not an image format Pillow reads; {_received(data, content_type)}"
+        ) from None
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise SegassistError(f"the image does not decode: {error}") from None
+        raise SegassistError(f"the image does not decode: {error}; {_received(data, content_type)}") from None
+
+
+def _received(data: bytes, content_type: str | None) -> str:
+    """What arrived instead of an image, for the log: size, declared type, the first bytes."""
+    declared = f", Content-Type {content_type}" if content_type else ""
+    return f"received {len(data)} bytes{declared}, starting {data[:24]!r}"
