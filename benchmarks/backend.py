@@ -35,8 +35,9 @@ from torchvision.models import detection
 from werkzeug.serving import make_server
 
 from ml_backend.allocator import keep_freed_memory
-from ml_backend.app import STAGES, create_app
+from ml_backend.app import create_app
 from ml_backend.engines import torchvision_engine
+from ml_backend.service import STAGES
 from ml_backend.settings import Settings
 
 SIZE = 1024

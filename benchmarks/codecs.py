@@ -1,12 +1,13 @@
 """Brush RLE encode/decode against label-studio-sdk and label-studio-brush-rle-rs, in the same run
-(plus COCO RLE against pycocotools, for scale).
+(plus COCO RLE against pycocotools and hotcoco, for scale).
 
 Masks: 5 smooth filled ellipses (0/255), organic blobs (thresholded smooth noise, 25% coverage, ~200k runs at
 12 MP, holes and many parts) and anti-aliased ellipses (alpha 0..255 like editor strokes), at 1024x1024 and
 4000x3000. Inputs and outputs are what a user holds: the mask array in, the JSON list of ints out (rle-rs
 needs the 4x RGBA byte buffer and returns bytes; building that buffer is part of its time). Every output is
-checked against the peers before timing. Times are medians; segassist's are warm (its numba kernels are
-compiled and cached on disk before timing, as in any process after the first call).
+checked against the peers before timing. Each pair is timed alike (`timing.timed_pair`: one warm-up call per
+side, the same repetitions, calls alternating); segassist's numba kernels are compiled and cached on disk
+before timing, as in any process after the first call.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from __future__ import annotations
 import cv2
 import label_studio_brush_rle_rs as rle_rs
 import numpy as np
+from hotcoco import mask as hotcoco_mask
 from label_studio_sdk.converter import brush as sdk
 from pycocotools import mask as coco_mask
-from timing import median_seconds
+from timing import main, timed_pair
 
 from converters import brush, coco_rle
 from converters.mask import Mask
 
 SIZES = ((1024, 1024), (4000, 3000))
-# Repeats: segassist is fast; the peers take up to 1.5 s per call on 12 MP.
+QUICK_SIZES = ((256, 192),)
+# Repeats per pair, the same for both sides: pairs with a peer that takes up to 1.5 s per 12-MP call get few.
 FAST_REPEATS, SLOW_REPEATS = 15, 3
 TARGETS = {"enc_sdk": 15.0, "enc_rs": 15.0, "dec_sdk": 50.0, "dec_rs": 1.0}
 
@@ -55,8 +58,9 @@ def _organic(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     return np.where(smooth > np.quantile(smooth, 0.75), 255, 0).astype(np.uint8)
 
 
-def _median_ms(function, repeats: int) -> float:
-    return median_seconds(function, repeats) * 1000
+def _pair_ms(ours, peer, repeats: int) -> tuple[float, float]:
+    ours_s, peer_s = timed_pair(ours, peer, repeats)
+    return ours_s * 1000, peer_s * 1000
 
 
 def _sdk_decode(rle: list[int], width: int, height: int) -> np.ndarray:
@@ -71,7 +75,7 @@ def _rs_decode(rle: list[int], width: int, height: int) -> np.ndarray:
     return rle_rs.decode_rle(rle, False).reshape(height, width, 4)[:, :, 3]
 
 
-def _case(mask: np.ndarray) -> dict[str, float]:
+def _case(mask: np.ndarray, fast: int, slow: int) -> dict[str, float]:
     height, width = mask.shape
     ours = brush.encode(mask)
     reference = sdk.mask2rle(mask)
@@ -82,31 +86,34 @@ def _case(mask: np.ndarray) -> dict[str, float]:
     for decoder in (brush.decode, _sdk_decode, _rs_decode):
         assert np.array_equal(decoder(ours, width, height), mask), f"{decoder.__name__} does not round-trip"
     runs = int(np.count_nonzero(mask.ravel()[1:] != mask.ravel()[:-1])) + 1
-    return {
-        "runs": runs,
-        "enc_ours": _median_ms(lambda: brush.encode(mask), FAST_REPEATS),
-        "enc_sdk": _median_ms(lambda: sdk.mask2rle(mask), SLOW_REPEATS),
-        "enc_rs": _median_ms(lambda: _rs_encode(mask), SLOW_REPEATS),
-        "dec_ours": _median_ms(lambda: brush.decode(ours, width, height), FAST_REPEATS),
-        "dec_sdk": _median_ms(lambda: _sdk_decode(ours, width, height), SLOW_REPEATS),
-        "dec_rs": _median_ms(lambda: _rs_decode(ours, width, height), FAST_REPEATS),
-    }
+    times = {"runs": runs}
+    encode = lambda: brush.encode(mask)  # noqa: E731
+    decode = lambda: brush.decode(ours, width, height)  # noqa: E731
+    times["enc_ours_sdk"], times["enc_sdk"] = _pair_ms(encode, lambda: sdk.mask2rle(mask), slow)
+    times["enc_ours_rs"], times["enc_rs"] = _pair_ms(encode, lambda: _rs_encode(mask), slow)
+    times["dec_ours_sdk"], times["dec_sdk"] = _pair_ms(decode, lambda: _sdk_decode(ours, width, height), slow)
+    times["dec_ours_rs"], times["dec_rs"] = _pair_ms(decode, lambda: _rs_decode(ours, width, height), fast)
+    return times
 
 
-def _coco_case(dense: np.ndarray) -> dict[str, float]:
-    """Mask <-> COCO RLE: segassist against pycocotools on the dense array (its only input and output)."""
-    mask = Mask.from_dense(dense)
-    rle = coco_rle.encode(mask)
+def _coco_case(dense: np.ndarray, repeats: int) -> dict[str, float]:
+    """COCO RLE, the same work on every side: the dense bool array in and the RLE out (encode), the RLE in
+    and the dense array out (decode); segassist goes through its cropped Mask both ways."""
+    rle = coco_rle.encode(Mask.from_dense(dense))
     assert rle["counts"].encode() == coco_mask.encode(np.asfortranarray(dense.view(np.uint8)))["counts"]
-    assert coco_rle.decode(rle) == mask
-    return {
-        "enc_ours": _median_ms(lambda: coco_rle.encode(mask), FAST_REPEATS),
-        "enc_coco": _median_ms(
-            lambda: coco_mask.encode(np.asfortranarray(dense.view(np.uint8))), FAST_REPEATS
-        ),
-        "dec_ours": _median_ms(lambda: coco_rle.decode(rle), FAST_REPEATS),
-        "dec_coco": _median_ms(lambda: Mask.from_dense(coco_mask.decode(rle)), FAST_REPEATS),
-    }
+    assert rle["counts"].encode() == hotcoco_mask.encode(dense)["counts"]
+    assert np.array_equal(coco_rle.decode(rle).dense(), dense)
+    assert np.array_equal(coco_mask.decode(rle), dense) and np.array_equal(hotcoco_mask.decode(rle), dense)
+    encode = lambda: coco_rle.encode(Mask.from_dense(dense))  # noqa: E731
+    decode = lambda: coco_rle.decode(rle).dense()  # noqa: E731
+    times = {}
+    times["enc_ours_coco"], times["enc_coco"] = _pair_ms(
+        encode, lambda: coco_mask.encode(np.asfortranarray(dense.view(np.uint8))), repeats
+    )
+    times["enc_ours_hot"], times["enc_hot"] = _pair_ms(encode, lambda: hotcoco_mask.encode(dense), repeats)
+    times["dec_ours_coco"], times["dec_coco"] = _pair_ms(decode, lambda: coco_mask.decode(rle), repeats)
+    times["dec_ours_hot"], times["dec_hot"] = _pair_ms(decode, lambda: hotcoco_mask.decode(rle), repeats)
+    return times
 
 
 def _ratio(peer: float, ours: float, target: float) -> str:
@@ -114,55 +121,65 @@ def _ratio(peer: float, ours: float, target: float) -> str:
     return f"{ratio:.1f}x {'✅' if ratio >= target else '❌'}"
 
 
-def run() -> str:
+def run(quick: bool) -> str:
     rng = np.random.default_rng(7)
+    fast, slow = (1, 1) if quick else (FAST_REPEATS, SLOW_REPEATS)
     rows, coco_rows = [], []
-    for width, height in SIZES:
+    for width, height in QUICK_SIZES if quick else SIZES:
         masks = {
             "5 ellipses": _ellipses(width, height, rng, anti_aliased=False),
             "organic 25%": _organic(width, height, rng),
             "ellipses AA": _ellipses(width, height, rng, anti_aliased=True),
         }
         for name, mask in masks.items():
-            c = _coco_case(mask > 0)
+            c = _coco_case(mask > 0, fast)
             coco_rows.append(
-                f"| {width}x{height} {name} | {c['enc_ours']:.2f} | {c['enc_coco']:.2f} "
-                f"| {c['enc_coco'] / c['enc_ours']:.1f}x | {c['dec_ours']:.2f} | {c['dec_coco']:.2f} "
-                f"| {c['dec_coco'] / c['dec_ours']:.1f}x |"
+                f"| {width}x{height} {name} "
+                + "".join(
+                    f"| {c[f'{op}_ours_coco']:.2f} | {c[f'{op}_coco']:.2f} "
+                    f"| {c[f'{op}_coco'] / c[f'{op}_ours_coco']:.1f}x "
+                    f"| {c[f'{op}_hot']:.2f} | {c[f'{op}_hot'] / c[f'{op}_ours_hot']:.1f}x "
+                    for op in ("enc", "dec")
+                )
+                + "|"
             )
-            t = _case(mask)
+            t = _case(mask, fast, slow)
             rows.append(
                 f"| {width}x{height} {name} | {t['runs']:,} "
-                f"| {t['enc_ours']:.2f} | {t['enc_sdk']:.1f} | {t['enc_rs']:.1f} "
-                f"| {_ratio(t['enc_sdk'], t['enc_ours'], TARGETS['enc_sdk'])} "
-                f"| {_ratio(t['enc_rs'], t['enc_ours'], TARGETS['enc_rs'])} "
-                f"| {t['dec_ours']:.2f} | {t['dec_sdk']:.1f} | {t['dec_rs']:.2f} "
-                f"| {_ratio(t['dec_sdk'], t['dec_ours'], TARGETS['dec_sdk'])} "
-                f"| {_ratio(t['dec_rs'], t['dec_ours'], TARGETS['dec_rs'])} |"
+                f"| {t['enc_ours_sdk']:.2f} | {t['enc_sdk']:.1f} | {t['enc_rs']:.1f} "
+                f"| {_ratio(t['enc_sdk'], t['enc_ours_sdk'], TARGETS['enc_sdk'])} "
+                f"| {_ratio(t['enc_rs'], t['enc_ours_rs'], TARGETS['enc_rs'])} "
+                f"| {t['dec_ours_rs']:.2f} | {t['dec_sdk']:.1f} | {t['dec_rs']:.2f} "
+                f"| {_ratio(t['dec_sdk'], t['dec_ours_sdk'], TARGETS['dec_sdk'])} "
+                f"| {_ratio(t['dec_rs'], t['dec_ours_rs'], TARGETS['dec_rs'])} |"
             )
     header = (
         "## Codecs: Label Studio brush RLE\n\n"
         "Median ms per mask; segassist `brush.encode(array) -> list[int]` and "
         "`brush.decode(list, w, h) -> alpha`\nagainst label-studio-sdk (`mask2rle`, `decode_rle`) and "
-        "label-studio-brush-rle-rs (`encode_rle`, `decode_rle`)\nin the same process. Ratios are peer time / "
-        "segassist time. Targets (issue 2): encode "
-        f"≥ {TARGETS['enc_sdk']:.0f}x the SDK and ≥ {TARGETS['enc_rs']:.0f}x rle-rs at 4000x3000; decode "
-        f"≥ {TARGETS['dec_sdk']:.0f}x the SDK and ≥ 1x rle-rs everywhere.\nsegassist times are warm (numba "
-        "kernels compiled and cached on disk).\n\n"
+        "label-studio-brush-rle-rs (`encode_rle`, `decode_rle`)\nin the same process, each pair timed alike "
+        f"({slow} calls per side against the SDK and for rle-rs encoding, {fast} for rle-rs decoding, after "
+        "one warm-up call each). Ratios are peer time / segassist time in the same pair; the `ours` columns "
+        "show segassist's time from the pair against the SDK (encode) and rle-rs (decode). Targets "
+        f"(issue 2): encode ≥ {TARGETS['enc_sdk']:.0f}x the SDK and ≥ {TARGETS['enc_rs']:.0f}x rle-rs at "
+        f"4000x3000; decode ≥ {TARGETS['dec_sdk']:.0f}x the SDK and ≥ 1x rle-rs everywhere.\n\n"
         "| mask | pixel runs | enc ours | enc SDK | enc rs | enc vs SDK | enc vs rs "
         "| dec ours | dec SDK | dec rs | dec vs SDK | dec vs rs |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     coco_header = (
         "\n### COCO RLE (no target; for scale)\n\n"
-        "segassist `coco_rle.encode(Mask)` / `coco_rle.decode(rle) -> Mask` (crop-based) "
-        "against\npycocotools `encode(np.asfortranarray(dense))` / `Mask.from_dense(decode(rle))`; "
-        "the binarised masks above.\n\n"
-        "| mask | enc ours | enc pycocotools | enc ratio | dec ours | dec pycocotools | dec ratio |\n"
-        "|---|---|---|---|---|---|---|\n"
+        "The same work on every side: encode takes the dense bool array and returns the compressed RLE "
+        "(segassist `coco_rle.encode(Mask.from_dense(a))`, pycocotools `encode(np.asfortranarray(a))`, "
+        "hotcoco `mask.encode(a)`); decode takes the RLE and returns the dense array (segassist "
+        "`coco_rle.decode(rle).dense()`). Outputs checked equal; the binarised masks above; "
+        f"{fast} calls per side.\n\n"
+        "| mask | enc ours | enc pycocotools | ratio | enc hotcoco | ratio "
+        "| dec ours | dec pycocotools | ratio | dec hotcoco | ratio |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     return header + "\n".join(rows) + "\n" + coco_header + "\n".join(coco_rows) + "\n"
 
 
 if __name__ == "__main__":
-    print(run())
+    main(run)

@@ -3,7 +3,9 @@
 Each benchmark module prints its Markdown section (a table of medians and ratios against a peer measured in
 the same run) when run as a script; each runs in a process of its own, as a server or a command would, so no
 benchmark inherits another's threads, heap or caches. `python benchmarks/run_all.py codecs` reruns one
-section and keeps the others as they were.
+section and keeps the others as they were. `python benchmarks/run_all.py --quick [NAME ...]` runs the quick
+modes (small inputs, one call per side: every "same output" check, no meaningful times), prints them and
+writes nothing; the test suite runs it, so a broken equality fails CI.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TARGET = HERE.parent / "BENCHMARKS.md"
 # Order of sections in BENCHMARKS.md.
-MODULES = ("codecs", "convert", "qa", "backend", "sam")
+MODULES = ("codecs", "convert", "qa", "eval", "backend", "sam", "prelabel")
+# Modules whose script takes `--quick` (timing.main).
+QUICK_MODULES = ("codecs", "convert", "qa", "eval")
 HEADER = (
     "# Benchmarks\n\n"
     "Written by `make bench`. Every figure is a ratio against a peer run in the same process and session,\n"
@@ -32,10 +36,16 @@ def _section_pattern(name: str) -> re.Pattern[str]:
 
 
 def main(argv: list[str]) -> int:
-    wanted = argv or list(MODULES)
-    unknown = set(wanted) - set(MODULES)
+    quick = "--quick" in argv
+    known = QUICK_MODULES if quick else MODULES
+    wanted = [name for name in argv if name != "--quick"] or list(known)
+    unknown = set(wanted) - set(known)
     if unknown:
-        raise SystemExit(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(MODULES)}")
+        raise SystemExit(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(known)}")
+    if quick:
+        for name in wanted:
+            subprocess.run([sys.executable, str(HERE / f"{name}.py"), "--quick"], check=True)
+        return 0
     previous = TARGET.read_text() if TARGET.exists() else ""
     sections = {}
     for name in MODULES:

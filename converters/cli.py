@@ -16,7 +16,12 @@ from importlib.metadata import entry_points
 from converters.errors import SegassistError
 
 # Modules inside `converters` that provide commands (each has a `register(subparsers)` function).
-BUILTIN_COMMANDS: tuple[str, ...] = ("converters.convert", "converters.lsconfig", "converters.qa.cli")
+BUILTIN_COMMANDS: tuple[str, ...] = (
+    "converters.convert",
+    "converters.lsconfig_cli",
+    "converters.qa.cli",
+    "converters.eval.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except SegassistError as error:
         print(f"segassist {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        return error.exit_code
     except KeyboardInterrupt:
         return 130
 

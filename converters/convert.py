@@ -1,58 +1,40 @@
 """Conversion between Label Studio JSON, COCO instance, COCO panoptic and semantic label maps.
 
 Python API: `convert("labelstudio", "coco", "export.json", "coco.json", overlap="order")` returns a
-`ConversionReport`; `read("coco-panoptic", "panoptic.json")` gives the input as a `Dataset` (streamed).
-Command: `segassist convert --from labelstudio --to coco export.json coco.json`.
+`ConversionReport`; `read("coco-panoptic", "panoptic.json")` (from `converters.registry`) gives the input as
+a `Dataset` (streamed). Command: `segassist convert --from labelstudio --to coco export.json coco.json`.
 
-The registry below maps format names to a reader (`Source`) and a writer (`Sink`); the model knows no format.
+`converters.registry` maps format names to a reader (`Source`) and a writer (`Sink`); the model knows none.
 Items stream from the reader through `load` and `render` (in `workers` processes when asked, a bounded number
-of images in flight) to the writer, which writes to temporary paths and renames them at the end.
+of images in flight: `converters.parallel`) to the writer. All outputs of a conversion (the writer's, the
+report) are reserved in one `converters.io.Outputs` before the work and committed together at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
-import multiprocessing
 import sys
-from collections import deque
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from converters.brush import check_threshold
+from converters import naming
 from converters.errors import SegassistError
-from converters.formats.coco import CocoSink, CocoSource
-from converters.formats.coco_panoptic import CocoPanopticSink, CocoPanopticSource
-from converters.formats.common import (
-    Options,
-    Renderer,
-    Sink,
-    Source,
-    read_categories_file,
-    write_text_atomically,
-)
-from converters.formats.labelstudio import ANNOTATION_CHOICES, LabelStudioSink, LabelStudioSource
-from converters.formats.semantic import SemanticSink, SemanticSource
-from converters.model import Category, Dataset, ImageRecord
+from converters.formats.common import Options, Renderer, Sink, Source, read_categories_file
+from converters.formats.labelstudio import ANNOTATION_CHOICES
+from converters.io import Outputs
 from converters.overlap import POLICIES
+from converters.parallel import process_map
+from converters.registry import FORMATS, get, options_from, read
 
+__all__ = ["ConversionReport", "convert", "read"]
 
-@dataclass(frozen=True)
-class Format:
-    source: Callable[[Path, Options], Source]
-    sink: Callable[[Path, list[Category], Options], Sink]
-
-
-FORMATS: dict[str, Format] = {
-    "labelstudio": Format(LabelStudioSource, LabelStudioSink),
-    "coco": Format(CocoSource, CocoSink),
-    "coco-panoptic": Format(CocoPanopticSource, CocoPanopticSink),
-    "semantic": Format(SemanticSource, SemanticSink),
-}
 ON_ERROR = ("fail", "skip")
 
 
@@ -99,10 +81,12 @@ class ConversionReport:
         }
 
     def summary(self) -> str:
+        plural = naming.plural
         return (
-            f"{self.images} images, {self.segments} segments written to {self.output}; "
-            f"{self.pixels_moved} overlapping pixels moved, {self.segments_dropped} segments dropped, "
-            f"{len(self.skipped)} items skipped on error, {len(self.not_labeled)} not labeled"
+            f"{plural(self.images, 'image')}, {plural(self.segments, 'segment')} written to {self.output}; "
+            f"{plural(self.pixels_moved, 'overlapping pixel')} moved, "
+            f"{plural(self.segments_dropped, 'segment')} dropped, "
+            f"{plural(len(self.skipped), 'item')} skipped on error, {len(self.not_labeled)} not labeled"
         )
 
 
@@ -122,26 +106,43 @@ def convert(
 
     `options` are the fields of `Options` (overlap, categories_file, annotations, ...). With
     `on_error="skip"` an image whose conversion raises SegassistError is left out and listed in the report;
-    with "fail" the error propagates and nothing is written. `report` also writes the report as JSON.
+    with "fail" the error propagates and nothing is written. `report` also writes the report as JSON; an
+    output that cannot be written raises `OutputError` before the input is converted.
     """
-    for name, value, known in (("source", src_format, FORMATS), ("target", dst_format, FORMATS)):
-        if value not in known:
-            raise SegassistError(f"unknown {name} format {value!r}; known: {', '.join(known)}")
+    reader, writer = get(src_format, "source").reader, get(dst_format, "target").writer
     if on_error not in ON_ERROR:
         raise SegassistError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    settings = _options(options)
+    settings = options_from(options)
     input, output = Path(input), Path(output)
-    source = FORMATS[src_format].source(input, settings)
-    categories = (
-        read_categories_file(settings.categories_file) if settings.categories_file else source.categories
-    )
-    sink = FORMATS[dst_format].sink(output, categories, settings)
-    result = ConversionReport(src_format, dst_format, str(input), str(output))
+    with Outputs() as outputs:
+        report_temp = outputs.file(report) if report is not None else None
+        source = reader(input, settings)
+        categories = (
+            read_categories_file(settings.categories_file) if settings.categories_file else source.categories
+        )
+        sink = writer(output, categories, settings, outputs)
+        result = ConversionReport(src_format, dst_format, str(input), str(output))
+        _run_conversion(source, sink, result, max(1, int(workers)), on_error, progress)
+        if report_temp is not None:
+            report_temp.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        outputs.commit()
+    return result
+
+
+def _run_conversion(
+    source: Source, sink: Sink, result: ConversionReport, workers: int, on_error: str, progress: bool | None
+) -> None:
+    """Every item through load + render (in workers when asked) into the sink; `result` counts outcomes."""
+    # Two views of one stream: the workers read ahead of the loop by at most the map's bound, which is all the
+    # tee holds.
+    items, processed = itertools.tee(source.items())
     bar = tqdm(
         desc="converting", unit="image", disable=not sys.stderr.isatty() if progress is None else not progress
     )
-    try:
-        for item, outcome in _process_all(source, sink.renderer, max(1, int(workers))):
+    process = partial(_process_one, source=source, renderer=sink.renderer)
+    # Closed on an error too, so the workers stop before the error goes up.
+    with contextlib.closing(process_map(process, processed, workers)) as outcomes, bar:
+        for item, outcome in zip(items, outcomes, strict=True):
             bar.update()
             kind, value = outcome
             if kind == "not_labeled":
@@ -161,62 +162,10 @@ def convert(
             result.segments += value.segments
             if value.report:
                 result.changes.append({"image_id": value.image_id, **value.report})
-        sink.commit()
-    except BaseException:
-        sink.abort()
-        raise
-    finally:
-        bar.close()
-    if report is not None:
-        write_text_atomically(Path(report), json.dumps(result.to_dict(), indent=1) + "\n")
-    return result
-
-
-def read(src_format: str, input: str | Path, **options: Any) -> Dataset:
-    """The input as the model: its categories and a one-shot iterator over its images, streamed.
-
-    Takes the reading options of `convert` (annotations, predictions, alpha_threshold, images ...). Tasks with
-    nothing to convert are left out; a SegassistError names the file, image or task, and region.
-    """
-    if src_format not in FORMATS:
-        raise SegassistError(f"unknown source format {src_format!r}; known: {', '.join(FORMATS)}")
-    source = FORMATS[src_format].source(Path(input), _options(options))
-    return Dataset(source.categories, _loaded_images(source))
-
-
-def _loaded_images(source: Source) -> Iterator[ImageRecord]:
-    for item in source.items():
-        try:
-            image = source.load(item)
-        except SegassistError as error:
-            raise error.at(**source.where(item)) from None
-        if image is not None:
-            yield image
-
-
-def _options(options: dict[str, Any]) -> Options:
-    known = {item.name for item in fields(Options)}
-    unknown = set(options) - known
-    if unknown:
-        raise TypeError(f"unknown conversion option(s): {', '.join(sorted(unknown))}")
-    for key in ("categories_file", "label_config", "images", "png_dir"):
-        if options.get(key) is not None:
-            options[key] = Path(options[key])
-    settings = Options(**options)
-    if settings.overlap not in POLICIES:
-        raise SegassistError(f"overlap policy must be one of {', '.join(POLICIES)}, got {settings.overlap!r}")
-    check_threshold(settings.alpha_threshold)  # before any file is read
-    return settings
+        sink.finish()
 
 
 # -- the pipeline: load + render per item, in this process or in workers -------------------------------------
-
-_worker_state: tuple[Source, Renderer] | None = None
-
-
-def _init_worker(source: Source, renderer: Renderer) -> None:
-    global _worker_state
-    _worker_state = (source, renderer)
 
 
 def _process_one(item: Any, source: Source, renderer: Renderer) -> tuple[str, Any]:
@@ -228,30 +177,6 @@ def _process_one(item: Any, source: Source, renderer: Renderer) -> tuple[str, An
         return "ok", renderer.render(image)
     except SegassistError as error:
         return "error", error
-
-
-def _process_in_worker(item: Any) -> tuple[str, Any]:
-    assert _worker_state is not None
-    return _process_one(item, *_worker_state)
-
-
-def _process_all(source: Source, renderer: Renderer, workers: int) -> Iterator[tuple[Any, tuple[str, Any]]]:
-    """(item, outcome) in input order. With workers, at most 2 × workers items are in flight, so a streamed
-    input is never read far ahead (Pool.imap would queue the whole input)."""
-    if workers == 1:
-        for item in source.items():
-            yield item, _process_one(item, source, renderer)
-        return
-    with multiprocessing.get_context("fork").Pool(workers, _init_worker, (source, renderer)) as pool:
-        pending: deque[tuple[Any, Any]] = deque()
-        for item in source.items():
-            pending.append((item, pool.apply_async(_process_in_worker, (item,))))
-            if len(pending) >= 2 * workers:
-                done_item, result = pending.popleft()
-                yield done_item, result.get()
-        while pending:
-            done_item, result = pending.popleft()
-            yield done_item, result.get()
 
 
 def _present(where: dict[str, Any]) -> dict[str, Any]:
@@ -269,10 +194,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(PNGs in the folder of the same name without .json, or --png-dir); semantic output is a folder "
         "of PNGs plus labelmap.json.",
     )
-    parser.add_argument("--from", dest="src_format", required=True, choices=tuple(FORMATS))
-    parser.add_argument("--to", dest="dst_format", required=True, choices=tuple(FORMATS))
-    parser.add_argument("input", type=Path)
-    parser.add_argument("output", type=Path)
+    parser.add_argument(
+        "--from", dest="src_format", required=True, choices=tuple(FORMATS), help="the input's format"
+    )
+    parser.add_argument(
+        "--to", dest="dst_format", required=True, choices=tuple(FORMATS), help="the output's format"
+    )
+    parser.add_argument(
+        "input",
+        type=Path,
+        help="Label Studio export (JSON list of tasks), COCO JSON, COCO panoptic JSON, or semantic folder",
+    )
+    parser.add_argument(
+        "output",
+        type=Path,
+        help="JSON file (labelstudio, coco; '-' for standard output), COCO panoptic JSON (its PNGs go to the "
+        "folder of the same name, or --png-dir), or a folder (semantic)",
+    )
     parser.add_argument(
         "--categories",
         dest="categories_file",
@@ -326,6 +264,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--from-name", help="Label Studio output: labels control name (default: tag)")
     parser.add_argument("--to-name", help="Label Studio output: image tag name (default: image)")
+    parser.add_argument(
+        "--image-root",
+        metavar="URL_OR_PREFIX",
+        help="Label Studio output from file names: prefix of each task's image URL, e.g. "
+        "/data/local-files/?d=dataset/images/ or https://bucket/images/ (default: the bare file name)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument(
         "--on-error",

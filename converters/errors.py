@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from converters import naming
+
 
 class SegassistError(Exception):
     """A user-caused error (bad file, undecodable region, unknown label ...).
 
     The message names where the problem is: file, task, annotation and region when known, so a person can
-    find and fix it. The CLI prints `str(error)` without a traceback and exits non-zero.
+    find and fix it. The CLI prints `str(error)` without a traceback and exits with `exit_code`.
     """
+
+    exit_code = 1
 
     def __init__(
         self,
@@ -29,18 +33,13 @@ class SegassistError(Exception):
         super().__init__(self._render())
 
     def location(self) -> str:
-        parts = [
-            f"{label} {value}"
-            for label, value in (
-                ("file", self.file),
-                ("image", self.image_id),
-                ("task", self.task_id),
-                ("annotation", self.annotation_id),
-                ("region", self.region_id),
-            )
-            if value is not None
-        ]
-        return ", ".join(parts)
+        return naming.describe(
+            file=self.file,
+            image_id=self.image_id,
+            task_id=self.task_id,
+            annotation_id=self.annotation_id,
+            region_id=self.region_id,
+        )
 
     def _render(self) -> str:
         where = self.location()
@@ -56,3 +55,9 @@ class SegassistError(Exception):
 
     def __str__(self) -> str:
         return self._render()
+
+
+class OutputError(SegassistError):
+    """An output that cannot be written ("cannot write PATH: reason"): the command is unusable as given."""
+
+    exit_code = 2

@@ -10,7 +10,9 @@ Policies (each combinable with `things_over_stuff`, which puts every thing above
 Resolution is greedy from the top segment down on one owner canvas per image (never one full-size array per
 segment): each segment keeps its pixels nobody above it claimed. A segment left with fewer than
 `min_kept_fraction` of its pixels or fewer than `min_area` pixels is dropped, and its pixels go to the
-segments below it. Masks (hence area and bbox) are rebuilt from the kept pixels.
+segments below it. Stuff segments may have thresholds of their own (`stuff_min_kept_fraction`,
+`stuff_min_area`), as detectron2's panoptic fusion drops a thing by the share it keeps and a stuff region by
+its area. Masks (hence area and bbox) are rebuilt from the kept pixels.
 """
 
 from __future__ import annotations
@@ -96,8 +98,11 @@ def resolve(
     things_over_stuff: bool = False,
     min_kept_fraction: float = 0.0,
     min_area: int = 0,
+    stuff_min_kept_fraction: float | None = None,
+    stuff_min_area: int | None = None,
 ) -> tuple[list[Segment], OverlapReport]:
-    """Exclusive segments of one image (in input order) and the report of what changed."""
+    """Exclusive segments of one image (in input order) and the report of what changed. The `stuff_`
+    thresholds, when given, replace the others for segments whose category is not a thing."""
     if policy not in POLICIES:
         raise ValueError(f"overlap policy must be one of {POLICIES}, got {policy!r}")
     report = OverlapReport(policy=policy, segments_in=len(segments))
@@ -122,8 +127,14 @@ def resolve(
     # owner[y, x] = index of the segment that holds the pixel, -1 while unclaimed.
     owner = np.full((height, width), -1, dtype=np.int32)
     kept: dict[int, Mask] = {}
+    stuff_thresholds = (
+        min_kept_fraction if stuff_min_kept_fraction is None else stuff_min_kept_fraction,
+        min_area if stuff_min_area is None else stuff_min_area,
+    )
     for index in ranking:
         mask = segments[index].mask
+        is_thing = isthing.get(segments[index].category_id, True)
+        kept_fraction, least_area = (min_kept_fraction, min_area) if is_thing else stuff_thresholds
         change = SegmentChange(
             index=index,
             origin=segments[index].origin,
@@ -144,12 +155,10 @@ def resolve(
             change.lost_to = [(int(winner), int(counts[winner])) for winner in np.flatnonzero(counts)]
         if kept_area == 0:
             change.dropped = "fully covered by segments above it"
-        elif kept_area < min_kept_fraction * mask.area:
-            change.dropped = (
-                f"kept {kept_area}/{mask.area} pixels, below min_kept_fraction {min_kept_fraction}"
-            )
-        elif kept_area < min_area:
-            change.dropped = f"kept {kept_area} pixels, below min_area {min_area}"
+        elif kept_area < kept_fraction * mask.area:
+            change.dropped = f"kept {kept_area}/{mask.area} pixels, below min_kept_fraction {kept_fraction}"
+        elif kept_area < least_area:
+            change.dropped = f"kept {kept_area} pixels, below min_area {least_area}"
         if change.dropped:
             report.changes.append(change)
             continue

@@ -5,16 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from converters.errors import SegassistError
-from ml_backend.settings import ENGINES, ENV_VARS, MODES, Settings
+from ml_backend.settings import ENGINES, ENV_VARS, MODE_CHOICES, Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """The backend's commands, added to the `segassist` parser (the `segassist.commands` entry point)."""
+    from ml_backend.prelabel.command import register_prelabel
+
     register_serve(subparsers)
     register_weights(subparsers)
+    register_prelabel(subparsers)
 
 
 def register_serve(subparsers: argparse._SubParsersAction) -> None:
@@ -27,9 +35,9 @@ def register_serve(subparsers: argparse._SubParsersAction) -> None:
     for name, flag, kind, extra in (
         ("host", "--host", str, {}),
         ("port", "--port", int, {}),
-        ("engine", "--engine", str, {"choices": ENGINES}),
+        ("engine", "--engine", str, {"choices": tuple(ENGINES)}),
         ("model", "--model", str, {"metavar": "NAME_OR_PATH"}),
-        ("mode", "--mode", str, {"choices": MODES}),
+        ("mode", "--mode", str, {"choices": MODE_CHOICES}),
         ("device", "--device", str, {"metavar": "auto|cpu|cuda[:N]"}),
         ("threads", "--threads", int, {}),
     ):
@@ -55,18 +63,29 @@ def register_weights(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gunicorn.app.base import BaseApplication
-    from gunicorn.arbiter import Arbiter
-
     from ml_backend.app import configure_logging, create_app
 
     settings = Settings.from_env(**{name: getattr(args, name) for name in ENV_VARS if hasattr(args, name)})
-    configure_logging()
+    configure_logging(settings)
+    run_server(settings, lambda: create_app(settings))
+    return 0
+
+
+def run_server(settings: Settings, make_app: Callable[[], Flask]) -> None:
+    """Serve `make_app()` with gunicorn as `segassist serve` does: one worker process (one model copy) whose
+    threads keep /health answering during a long /predict. `make_app` runs in the worker; a SegassistError
+    there is said in one line and the process exits 2."""
+    import multiprocessing
+
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
+
+    # Set by the worker (a fork of this process) when it has said why it cannot start.
+    unusable = multiprocessing.Value("b", 0, lock=False)
 
     class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{settings.host}:{settings.port}")
-            # One process holds one model copy; threads keep /health answering during a long /predict.
             self.cfg.set("workers", 1)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", settings.threads)
@@ -74,16 +93,29 @@ def _serve(args: argparse.Namespace) -> int:
             # gunicorn's control socket has one path per user: two backends on one machine would share it.
             self.cfg.set("control_socket_disable", True)
 
-        def load(self):  # noqa: ANN202 - gunicorn's hook
+        def load(self) -> Flask:
             try:
-                return create_app(settings)
+                return make_app()
             except SegassistError as error:
-                # Said without a traceback; exit code 3 tells gunicorn the worker cannot boot, so it stops.
+                # One line, no traceback; the exit code tells gunicorn the worker cannot boot.
                 print(f"segassist serve: error: {error}", file=sys.stderr, flush=True)
+                unusable.value = 1
                 sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
+        def run(self) -> None:
+            QuietArbiter(self).run()
+
+    class QuietArbiter(Arbiter):
+        def reap_workers(self) -> None:
+            if unusable.value:
+                # The worker has said why: stop without gunicorn's lines about it; exit 2, unusable input.
+                unusable.value = 0  # stop() reaps again
+                self.WORKERS.clear()
+                self.stop(graceful=False)
+                sys.exit(2)
+            super().reap_workers()
+
     Server().run()
-    return 0
 
 
 def _weights(args: argparse.Namespace) -> int:

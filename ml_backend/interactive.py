@@ -1,6 +1,6 @@
 """Interactive (smart-tool) requests: Label Studio's prompt regions in, one suggested mask region out.
 
-    handle(engine, task, context, info) -> {"result": [region] or [], "score": float,
+    handle(engine, task, context, info, load_image) -> {"result": [region] or [], "score": float,
                                            "model_version": str, "reason": str (only when result is empty)}
 
 The app calls this for a /predict whose params.context is set. `context["result"]` holds the smart regions the
@@ -25,6 +25,7 @@ negative clicks, a mask the model finds empty) is not an error: the reply has an
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,21 +33,27 @@ import numpy as np
 from converters import Segment
 from converters.errors import SegassistError
 from converters.formats.ls_regions import result_label, segment_to_result
+from converters.lsconfig import CONTROL_TYPES
 from converters.polygons import rectangle_to_mask
 from ml_backend.engines.base import Engine, InteractiveEngine, Prompt
 from ml_backend.labeling import ControlInfo, LabelConfigInfo
 
 log = logging.getLogger(__name__)
 
-PROMPT_TYPES = ("keypointlabels", "rectanglelabels")
+PROMPT_TYPES = tuple(kind.name for kind in CONTROL_TYPES if kind.prompt)
 # The control that receives the suggestion, in order of preference (masks, not boxes).
-MASK_CONTROL_PREFERENCE = ("brushlabels", "bitmasklabels", "polygonlabels")
+MASK_CONTROL_PREFERENCE = tuple(kind.name for kind in CONTROL_TYPES if kind.mask)
 
 
 def handle(
-    engine: Engine, task: dict[str, Any], context: dict[str, Any], info: LabelConfigInfo
+    engine: Engine,
+    task: dict[str, Any],
+    context: dict[str, Any],
+    info: LabelConfigInfo,
+    load_image: Callable[[dict[str, Any]], np.ndarray],
 ) -> dict[str, Any]:
-    """One Label Studio prediction answering the prompt regions in `context` for `task`."""
+    """One Label Studio prediction answering the prompt regions in `context` for `task`, whose image
+    `load_image(task)` gives (after the prompt is checked)."""
     task_id = task.get("id")
     if not isinstance(engine, InteractiveEngine):
         raise SegassistError(
@@ -54,18 +61,22 @@ def handle(
             task_id=task_id,
         )
     try:
-        return _answer(engine, task, context, info)
+        return _answer(engine, task, context, info, load_image)
     except SegassistError as error:
         raise error.at(task_id=task_id) from None
 
 
 def _answer(
-    engine: InteractiveEngine, task: dict[str, Any], context: dict[str, Any], info: LabelConfigInfo
+    engine: InteractiveEngine,
+    task: dict[str, Any],
+    context: dict[str, Any],
+    info: LabelConfigInfo,
+    load_image: Callable[[dict[str, Any]], np.ndarray],
 ) -> dict[str, Any]:
     regions = _prompt_regions(context)
     control = _mask_control(info)
     label = _prompt_label(regions, control)
-    image = info.load_image(task)
+    image = load_image(task)
     height, width = image.shape[:2]
     prompt = _to_prompt(regions, width, height)
     if prompt is None:
@@ -100,7 +111,7 @@ def _prompt_regions(context: dict[str, Any]) -> list[dict[str, Any]]:
             raise SegassistError("a prompt region is not an object with a value")
         if region.get("type") not in PROMPT_TYPES:
             raise SegassistError(
-                f"prompt regions must be {' or '.join(PROMPT_TYPES)}, got {region.get('type')!r}",
+                f"prompt regions must be {' or '.join(sorted(PROMPT_TYPES))}, got {region.get('type')!r}",
                 region_id=region.get("id"),
             )
     return regions
@@ -111,8 +122,9 @@ def _mask_control(info: LabelConfigInfo) -> ControlInfo:
         for control in info.controls.values():
             if control.type == kind:
                 return control
+    tags = [kind.tag for kind in CONTROL_TYPES if kind.mask]
     raise SegassistError(
-        "the label config has no BrushLabels, BitmaskLabels or PolygonLabels control to put the mask in"
+        f"the label config has no {', '.join(tags[:-1])} or {tags[-1]} control to put the mask in"
     )
 
 
@@ -138,8 +150,8 @@ def _to_prompt(regions: list[dict[str, Any]], width: int, height: int) -> Prompt
         value = region["value"]
         try:
             if region["type"] == "keypointlabels":
-                x = float(np.clip(float(value["x"]) * width / 100, 0, width - 1))
-                y = float(np.clip(float(value["y"]) * height / 100, 0, height - 1))
+                x = float(np.clip(_finite(value["x"]) * width / 100, 0, width - 1))
+                y = float(np.clip(_finite(value["y"]) * height / 100, 0, height - 1))
                 points.append((x, y))
                 point_labels.append(0 if region.get("is_positive") is False else 1)
             else:
@@ -158,8 +170,8 @@ def _to_prompt(regions: list[dict[str, Any]], width: int, height: int) -> Prompt
 
 def _box_pixels(value: dict[str, Any], width: int, height: int) -> tuple[float, float, float, float]:
     """A percent rectangle as pixel bounds (x0, y0, x1, y1) clipped to the image."""
-    x, y, w, h = (float(value[key]) for key in ("x", "y", "width", "height"))
-    rotation = float(value.get("rotation") or 0)
+    x, y, w, h = (_finite(value[key]) for key in ("x", "y", "width", "height"))
+    rotation = _finite(value.get("rotation") or 0)
     if rotation % 360 and w > 0 and h > 0:
         # The rotated rectangle's pixels, then their bounds (empty when it lies outside the image).
         left, top, w_px, h_px = rectangle_to_mask(x, y, w, h, rotation, width, height).bbox
@@ -170,3 +182,11 @@ def _box_pixels(value: dict[str, Any], width: int, height: int) -> tuple[float, 
         float(np.clip((x + w) * width / 100, 0, width)),
         float(np.clip((y + h) * height / 100, 0, height)),
     )
+
+
+def _finite(value: object) -> float:
+    """A coordinate as a float; NaN and infinities (which JSON parsers let through) are refused."""
+    number = float(value)
+    if not np.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number

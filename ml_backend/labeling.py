@@ -1,36 +1,27 @@
 """The label config as the backend needs it: the image, the controls on it, and class -> label maps.
 
-Parsing goes through label-studio-sdk's `LabelInterface`. Model class names map to a control's labels by, in
-order: the mapping file, a `<Label predicted_values="a,b">` attribute, the exact name, the name ignoring case.
-Classes that map to nothing are dropped; they are logged once, when a config is first parsed.
+Parsing is converters' Label Studio config module (`converters.lsconfig`, on label-studio-sdk's
+`LabelInterface`), which also says which control types there are. Model class names map to a control's
+labels by, in order: the mapping file, a `<Label predicted_values="a,b">` attribute, the exact name, the name
+ignoring case. Classes that map to nothing are dropped; they are logged once, when a config is first parsed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from label_studio_sdk.label_interface import LabelInterface
 
 from converters import Category
 from converters.errors import SegassistError
+from converters.lsconfig import CONTROL_TYPES, Control, ImageObject
+from converters.lsconfig import parse_label_config as parse_config
 
 log = logging.getLogger(__name__)
-
-# Control tags the backend reads or writes, as LS result types. The first present one in OUTPUT_PREFERENCE
-# receives automatic predictions; keypoints are interactive prompts only.
-SUPPORTED_CONTROLS = ("brushlabels", "bitmasklabels", "polygonlabels", "rectanglelabels", "keypointlabels")
-OUTPUT_PREFERENCE = ("brushlabels", "bitmasklabels", "polygonlabels", "rectanglelabels")
-
-
-@dataclass(frozen=True)
-class ImageObject:
-    name: str  # the <Image name=...>, i.e. every region's to_name
-    value_key: str  # the task data key holding the image URL ($image -> "image")
 
 
 @dataclass(frozen=True)
@@ -49,8 +40,6 @@ class LabelConfigInfo:
     output: ControlInfo | None
     # Engine category id -> label of the output control; categories absent here are dropped.
     label_for_category: dict[int, str]
-    # Fetches a task's image as (H, W, 3) uint8 RGB, raising SegassistError naming the task; set by the app.
-    load_image: Callable[[dict], np.ndarray] | None = field(default=None, compare=False)
 
 
 def load_label_map(path: str | None) -> dict[str, str]:
@@ -73,56 +62,45 @@ def parse_label_config(
     categories: Sequence[Category],
     label_map: Mapping[str, str],
 ) -> LabelConfigInfo:
-    """Find the Image object and its controls, and map the engine's categories onto the output control."""
-    try:
-        interface = LabelInterface(xml)
-    except Exception as error:  # the SDK raises several types for malformed XML
-        raise SegassistError(f"the label config does not parse: {error}") from None
-    images = [obj for obj in interface.objects if obj.tag == "Image"]
-    for image in images:
-        controls = {
-            control.name: ControlInfo(
-                name=control.name,
-                type=control.tag.lower(),
-                to_name=image.name,
-                labels=tuple(control.labels),
-            )
-            for control in interface.controls
-            if control.tag.lower() in SUPPORTED_CONTROLS and image.name in (control.to_name or ())
-        }
-        if controls:
+    """Find the Image object and its controls, and map the engine's categories onto the output control.
+
+    Automatic predictions go to the first control in converters' order of preference (masks, then boxes);
+    key points are interactive prompts only."""
+    config = parse_config(xml)
+    # In converters' order of preference, so the first control with an area is the output.
+    for image in config.images:
+        found = config.image_controls(image, [kind.name for kind in CONTROL_TYPES])
+        if found:
             break
     else:
+        tags = [kind.tag for kind in CONTROL_TYPES]
         raise SegassistError(
-            "the label config has no <Image> with a BrushLabels, BitmaskLabels, PolygonLabels, "
-            "RectangleLabels or KeyPointLabels control"
+            f"the label config has no <Image> with a {', '.join(tags[:-1])} or {tags[-1]} control"
         )
-    output = next(
-        (c for kind in OUTPUT_PREFERENCE for c in controls.values() if c.type == kind),
-        None,
-    )
-    label_for_category = _map_categories(interface, output, categories, label_map) if output else {}
+    controls = {
+        control.name: ControlInfo(
+            name=control.name, type=control.tag, to_name=image.name, labels=control.labels
+        )
+        for control in found
+    }
+    output = next((control for control in found if control.type.area), None)
+    label_for_category = _map_categories(output, categories, label_map) if output else {}
     return LabelConfigInfo(
-        interface=interface,
-        image=ImageObject(name=image.name, value_key=image.value_name),
+        interface=config.interface,
+        image=image,
         controls=controls,
-        output=output,
+        output=controls[output.name] if output else None,
         label_for_category=label_for_category,
     )
 
 
 def _map_categories(
-    interface: LabelInterface,
-    output: ControlInfo,
+    output: Control,
     categories: Sequence[Category],
     label_map: Mapping[str, str],
 ) -> dict[int, str]:
     labels = output.labels
-    by_predicted_value: dict[str, str] = {}
-    for label, tag in interface.get_control(output.name).labels_attrs.items():
-        for value in (tag.attr.get("predicted_values") or "").split(","):
-            if value.strip():
-                by_predicted_value[value.strip()] = label
+    by_predicted_value = dict(output.predicted_values)
     by_lower = {label.lower(): label for label in labels}
     mapped: dict[int, str] = {}
     unmapped: list[str] = []

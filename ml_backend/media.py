@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import io
 import ipaddress
 import json
@@ -22,6 +23,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
@@ -36,11 +38,18 @@ log = logging.getLogger(__name__)
 
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
 MAX_REDIRECTS = 5
+# HTTP statuses below 500 that say "not now" rather than "never": timeout, too early, rate limited.
+TEMPORARY_STATUSES = (408, 425, 429)
 # Addresses no image lives at: cloud metadata services (and the rest of the link-local ranges).
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
 )
 METADATA_HOSTNAMES = frozenset({"metadata.google.internal", "metadata"})
+
+
+class TemporaryMediaError(SegassistError):
+    """An image that could not be fetched now but may be later: a timeout, a refused connection, an HTTP 5xx
+    or 429. Such a task gets no prediction, so Label Studio asks for it again."""
 
 
 class LabelStudioAuth:
@@ -122,6 +131,26 @@ class MediaFetcher:
 
     # -- public ----------------------------------------------------------------------------------------------
 
+    def task_loader(self, value_key: str) -> Callable[[dict], np.ndarray]:
+        """A function loading a Label Studio task's image from its data key `value_key` (the label config's
+        `<Image value="$key">`), raising SegassistError naming the task."""
+        return functools.partial(self.load_task, value_key=value_key)
+
+    def load_task(self, task: dict, value_key: str) -> np.ndarray:
+        """The image of a Label Studio task, found under `task["data"][value_key]`."""
+        task_id = task.get("id") if isinstance(task, dict) else None
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict):
+            raise SegassistError("the task has no data object", task_id=task_id)
+        # Label Studio names the value $undefined$ in tasks imported before the config named it.
+        reference = data.get(value_key, data.get("$undefined$"))
+        if reference is None:
+            raise SegassistError(
+                f'the task data has no {value_key!r} (the config\'s <Image value="${value_key}">)',
+                task_id=task_id,
+            )
+        return self.load_rgb(reference, task_id)
+
     def load_rgb(self, reference: str, task_id: object = None) -> np.ndarray:
         """The image `reference` (as found in task data) as (H, W, 3) uint8 RGB."""
         if not isinstance(reference, str) or not reference:
@@ -132,7 +161,8 @@ class MediaFetcher:
                 self._cache.move_to_end(reference)
                 return cached
         try:
-            image = decode_rgb(self._read(reference, task_id), self._settings.max_image_pixels)
+            data, content_type = self._read(reference, task_id)
+            image = decode_rgb(data, self._settings.max_image_pixels, content_type)
         except SegassistError as error:
             raise error.at(task_id=task_id, file=_redact(reference)) from None
         self._remember(reference, image)
@@ -140,7 +170,8 @@ class MediaFetcher:
 
     # -- resolution ------------------------------------------------------------------------------------------
 
-    def _read(self, reference: str, task_id: object) -> bytes:
+    def _read(self, reference: str, task_id: object) -> tuple[bytes, str | None]:
+        """The bytes behind `reference` and their declared Content-Type (None for local files)."""
         parts = urlsplit(reference)
         scheme = parts.scheme.lower()
         if scheme in ("http", "https"):
@@ -156,7 +187,7 @@ class MediaFetcher:
         if path.startswith("/data/local-files"):
             relative = parse_qs(parts.query).get("d", [""])[0]
             if self._document_root is not None:
-                return self._read_local(relative)
+                return self._read_local(relative), None
             return self._download(self._ls(reference.lstrip("/")))
         if path.startswith(("/data/upload/", "data/upload/")):
             return self._download(self._ls(path.lstrip("/")))
@@ -209,7 +240,7 @@ class MediaFetcher:
             if address in METADATA_ADDRESSES or address.is_link_local or address.is_unspecified:
                 raise SegassistError(f"refusing host {host!r}: it resolves to a link-local/metadata address")
 
-    def _download(self, url: str) -> bytes:
+    def _download(self, url: str) -> tuple[bytes, str | None]:
         settings = self._settings
         for _ in range(MAX_REDIRECTS + 1):
             self._check_url(url)
@@ -220,14 +251,21 @@ class MediaFetcher:
                     url, headers=headers, timeout=settings.media_timeout_s, stream=True, allow_redirects=False
                 )
             except requests.RequestException as error:
-                raise SegassistError(f"cannot download the image: {type(error).__name__}") from None
+                # Timeouts and refused or dropped connections may pass: Label Studio should ask again.
+                raise TemporaryMediaError(f"cannot download the image: {type(error).__name__}") from None
             with response:
                 if response.is_redirect:
                     url = urljoin(url, response.headers["Location"])
                     continue
                 if response.status_code != 200:
-                    raise SegassistError(f"the image download answered HTTP {response.status_code}")
-                return _read_limited(response, settings.max_download_bytes)
+                    status = response.status_code
+                    temporary = status >= 500 or status in TEMPORARY_STATUSES
+                    raise (TemporaryMediaError if temporary else SegassistError)(
+                        f"the image download answered HTTP {status}"
+                    )
+                return _read_limited(response, settings.max_download_bytes), response.headers.get(
+                    "Content-Type"
+                )
         raise SegassistError(f"more than {MAX_REDIRECTS} redirects")
 
     # -- cache -----------------------------------------------------------------------------------------------
@@ -267,9 +305,11 @@ def _redact(reference: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
-def decode_rgb(data: bytes, max_pixels: int) -> np.ndarray:
+def decode_rgb(data: bytes, max_pixels: int, content_type: str | None = None) -> np.ndarray:
     """Decode image bytes to (H, W, 3) uint8 RGB: EXIF orientation applied; grey, alpha, palette and 16-bit
-    images converted; the pixel count checked from the header before any pixel is decoded."""
+    images converted; the pixel count checked from the header before any pixel is decoded. Bytes that do not
+    decode are described in the error (size, `content_type` as the server declared it, first bytes): an HTML
+    login page or an error text says at once what went wrong."""
     try:
         image = Image.open(io.BytesIO(data))
         width, height = image.size
@@ -290,5 +330,15 @@ def decode_rgb(data: bytes, max_pixels: int) -> np.ndarray:
         return np.array(image.convert("RGB"))
     except SegassistError:
         raise
+    except Image.UnidentifiedImageError:
+        raise SegassistError(
+            f"the image does not decode: not an image format Pillow reads; {_received(data, content_type)}"
+        ) from None
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise SegassistError(f"the image does not decode: {error}") from None
+        raise SegassistError(f"the image does not decode: {error}; {_received(data, content_type)}") from None
+
+
+def _received(data: bytes, content_type: str | None) -> str:
+    """What arrived instead of an image, for the log: size, declared type, the first bytes."""
+    declared = f", Content-Type {content_type}" if content_type else ""
+    return f"received {len(data)} bytes{declared}, starting {data[:24]!r}"

@@ -1,7 +1,8 @@
 """Backend settings: one frozen object built from the environment, overridden by `segassist serve` options.
 
-Every field has exactly one environment variable (`ENV_VARS`); the README's table is generated from the same
-names. Label Studio's own variable names are kept where the ecosystem already uses them.
+This is the one place the backend reads environment variables: every field has exactly one (`ENV_VARS`), and
+everything else (engines, media, the HTTP layer, logging) takes its values from a `Settings`. Label Studio's
+own variable names are kept where the ecosystem already uses them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from converters.errors import SegassistError
+from ml_backend.engines import ENGINES, MODES
 
-ENGINES = ("sam", "torchvision", "transformers")
-MODES = ("auto", "semantic", "instance", "panoptic")
+# `auto`: the richest automatic mode the engine has.
+MODE_CHOICES = ("auto", *MODES)
 
 
 @dataclass(frozen=True)
@@ -47,16 +49,21 @@ class Settings:
     # Seconds a batch /predict spends before it answers with what it has (0: no limit); below Label Studio's
     # ML_TIMEOUT_PREDICT (100 s) by the time of a forward or two.
     predict_budget_s: float = 60.0
+    # The SAM family's image embedding cache (one embedding is 4 MiB, so 64 images; SAM 2: 16 MiB).
+    sam_cache_mb: float = 256.0
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise SegassistError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
-        if self.mode not in MODES:
-            raise SegassistError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.mode not in MODE_CHOICES:
+            raise SegassistError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODE_CHOICES)}")
         if (self.basic_auth_user is None) != (self.basic_auth_pass is None):
             raise SegassistError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
         if self.threads < 1 or self.batch_size < 0:
             raise SegassistError("threads must be at least 1 and the batch size at least 0 (automatic)")
+        if self.sam_cache_mb < 0:
+            raise SegassistError("the SAM embedding cache must be at least 0 MiB")
         if self.predict_budget_s < 0:
             raise SegassistError("the predict budget must be at least 0 seconds (0: no limit)")
 
@@ -100,6 +107,8 @@ ENV_VARS: dict[str, str] = {
     "media_timeout_s": "SEGASSIST_MEDIA_TIMEOUT",
     "media_cache_bytes": "SEGASSIST_MEDIA_CACHE_BYTES",
     "predict_budget_s": "SEGASSIST_PREDICT_BUDGET",
+    "sam_cache_mb": "SEGASSIST_SAM_CACHE_MB",
+    "log_level": "LOG_LEVEL",
 }
 
 

@@ -6,5 +6,6 @@ from __future__ import annotations
 from ml_backend.app import configure_logging, create_app
 from ml_backend.settings import Settings
 
-configure_logging()
-app = create_app(Settings.from_env())
+settings = Settings.from_env()
+configure_logging(settings)
+app = create_app(settings)

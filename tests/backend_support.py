@@ -49,6 +49,21 @@ def save_random_weights(folder: Path) -> tuple[Path, Path]:
     return instance, semantic
 
 
+def save_random_semantic_weights(arch: str, path: Path) -> None:
+    """A torchvision semantic architecture with random weights, auxiliary head included as in torchvision's
+    checkpoints, and logits shaped like a trained model's: a random classifier bias picks one class for
+    every pixel and the random features give logits of ~1e-10, so the bias is zeroed and the classifier
+    scaled to logits of unit spread. The maps then have several classes, with borders (the session's
+    weights above keep the random bias: one class everywhere, which the panoptic tests use as stuff)."""
+    model = getattr(segmentation, arch)(weights=None, weights_backbone=None, aux_loss=True).eval()
+    classifier = model.classifier[-1]
+    with torch.no_grad():
+        classifier.bias.zero_()
+        image = torch.from_numpy(sample_image(64, 80)).permute(2, 0, 1).float()[None] / 255
+        classifier.weight /= model(image)["out"].std()
+    torch.save(model.state_dict(), path)
+
+
 def load_test_engine(instance: Path | None, semantic: Path | None, **options: object):
     spec = ",".join(
         part

@@ -1,19 +1,46 @@
-"""Shared fixtures. Real fixtures are read from ../shared/realdata beside the checkout, never copied in."""
+"""Shared fixtures. Real fixtures are read from ../shared/realdata beside the checkout, never copied in.
+
+Under CI (the `CI` environment variable set to true, as CI services and `.ci/run` do) nothing that a green run
+depends on may be skipped silently: a missing realdata folder fails every test that needs it, and Hypothesis
+runs derandomized (the same examples on every run, so a failure reproduces)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+# Hypothesis picks a CI profile by itself when `CI` is merely set (even to "false"); the choice is made here,
+# on the same rule as the realdata check. Loaded at import, before the test modules build their own
+# `settings(...)`, which inherit from it.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.load_profile("ci" if IN_CI else "default")
+
+
+SLOW_TIMEOUT_S = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` (servers, real model sizes) get SLOW_TIMEOUT_S instead of the default timeout in
+    pyproject.toml, unless they set their own with @pytest.mark.timeout."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:
-    """The shared real-data folder; tests that need it skip with the reason when it is absent."""
+    """The shared real-data folder; without it a test skips with the reason, or fails under CI."""
     if not REALDATA.is_dir():
-        pytest.skip(f"real fixtures not found at {REALDATA} (shared/realdata beside the checkout)")
+        reason = f"real fixtures not found at {REALDATA} (shared/realdata beside the checkout)"
+        if IN_CI:
+            pytest.fail(f"{reason}; CI must not skip the tests that read them", pytrace=False)
+        pytest.skip(reason)
     return REALDATA
 
 

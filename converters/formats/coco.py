@@ -9,77 +9,24 @@ tight box, so both always agree with the segmentation.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from converters import coco_rle, polygons
 from converters.errors import SegassistError
-from converters.formats.common import (
-    JsonArrayWriter,
-    Options,
-    Rendered,
-    category_from_dict,
-    category_to_dict,
-    check_categories,
-    move_into_place,
+from converters.formats.coco_json import (
+    finish_coco_json,
+    image_entry,
+    parse_iscrowd,
+    read_categories,
+    read_document,
 )
+from converters.formats.common import Options, Rendered
+from converters.io import JsonArrayWriter, Outputs
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
-
-_TRUE_STRINGS = {"1", "true", "yes"}
-_FALSE_STRINGS = {"0", "false", "no", ""}
-
-
-def load_json(path: Path) -> dict[str, Any]:
-    try:
-        with Path(path).open("rb") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise SegassistError(f"cannot read the JSON file: {error}", file=str(path)) from None
-    if not isinstance(data, dict):
-        raise SegassistError("a COCO file must be a JSON object", file=str(path))
-    return data
-
-
-def parse_iscrowd(value: Any) -> bool:
-    """0/1, booleans, and the strings some exporters write ("false", "1")."""
-    if isinstance(value, bool | int):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE_STRINGS | _FALSE_STRINGS:
-        return value.strip().lower() in _TRUE_STRINGS
-    raise SegassistError(f"iscrowd must be 0 or 1, got {value!r}")
-
-
-def image_entry(data: dict[str, Any], file: str) -> tuple[int, str, int, int]:
-    """(id, file_name, width, height) of a COCO `images` entry."""
-    try:
-        return int(data["id"]), str(data["file_name"]), int(data["width"]), int(data["height"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise SegassistError(
-            f"image entry lacks a valid {error}", file=file, image_id=data.get("id")
-        ) from None
-
-
-def read_categories(data: dict[str, Any], path: Path) -> list[Category]:
-    """The `categories` of a COCO (instance or panoptic) file, checked."""
-    try:
-        categories = [category_from_dict(entry) for entry in data.get("categories") or []]
-    except (KeyError, TypeError, ValueError) as error:
-        raise SegassistError(f"invalid category entry: {error!r}", file=str(path)) from None
-    check_categories(categories, str(path))
-    return categories
-
-
-def finish_coco_json(json_file: JsonArrayWriter, categories: list[Category]) -> None:
-    """Close a COCO (instance or panoptic) file: its info and categories around the streamed arrays."""
-    fields = {
-        "info": {"description": "written by segassist"},
-        "categories": [category_to_dict(category) for category in categories],
-    }
-    json_file.finish(fields, ("info", "images", "annotations", "categories"))
 
 
 class CocoSource:
@@ -87,12 +34,13 @@ class CocoSource:
 
     def __init__(self, path: Path, options: Options) -> None:
         self.path = Path(path)
-        data = load_json(self.path)
-        self.categories = read_categories(data, self.path)
-        self._images = data.get("images") or []
+        document = read_document(self.path)
+        document.check_shape()
+        self.categories = read_categories(document)
+        self._images = document.images
         if not self._images:
             raise SegassistError("the file has no `images`", file=str(self.path))
-        annotations = data.get("annotations") or []
+        annotations = document.annotations
         if annotations and "segments_info" in annotations[0]:
             raise SegassistError(
                 "this is a COCO panoptic file: read it with --from coco-panoptic", file=str(path)
@@ -153,31 +101,34 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> Mask:
     raise SegassistError("annotation has no segmentation (box-only annotations have no mask to convert)")
 
 
-class CocoSink:
-    """Streams a COCO instance file: images and annotations to temporary parts, joined on commit."""
+class CocoPayload(NamedTuple):
+    """One image's entry and annotations (without ids: the sink numbers them, unless one is given)."""
 
-    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+    image: dict[str, Any]
+    annotations: list[dict[str, Any]]
+
+
+class CocoSink:
+    """Streams a COCO instance file: images and annotations to scratch parts, joined by `finish`."""
+
+    def __init__(self, output: Path, categories: list[Category], options: Options, outputs: Outputs) -> None:
         self.output = Path(output)
         self.categories = categories
         self.renderer = CocoRenderer(
             {category.id for category in categories}, options.segmentation, options.polygon_tolerance
         )
-        self._json = JsonArrayWriter(self.output, ("images", "annotations"))
+        self._json = JsonArrayWriter(outputs, self.output, ("images", "annotations"))
         self._next_id = 1
 
-    def write(self, rendered: Rendered) -> None:
+    def write(self, rendered: Rendered[CocoPayload]) -> None:
         image, annotations = rendered.payload
         self._json.append("images", image)
         for annotation in annotations:
             self._json.append("annotations", {"id": self._next_id, **annotation})
             self._next_id += 1
 
-    def commit(self) -> None:
+    def finish(self) -> None:
         finish_coco_json(self._json, self.categories)
-        move_into_place(self._json.temp, self.output)
-
-    def abort(self) -> None:
-        self._json.abort()
 
 
 class CocoRenderer:
@@ -190,7 +141,7 @@ class CocoRenderer:
         self.segmentation = segmentation
         self.polygon_tolerance = polygon_tolerance
 
-    def render(self, image: ImageRecord) -> Rendered:
+    def render(self, image: ImageRecord) -> Rendered[CocoPayload]:
         annotations = []
         dropped = []
         polygon_loss = []
@@ -224,7 +175,7 @@ class CocoRenderer:
         report = {
             key: value for key, value in (("dropped", dropped), ("polygon_loss", polygon_loss)) if value
         }
-        return Rendered(image.id, (entry, annotations), segments=len(annotations), report=report)
+        return Rendered(image.id, CocoPayload(entry, annotations), segments=len(annotations), report=report)
 
     def _encode(self, segment: Segment) -> tuple[Any, Mask]:
         """The segmentation to write and the mask it stands for (polygons lose holes and specks)."""

@@ -9,44 +9,35 @@ area and bbox from the pixels written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from converters.errors import SegassistError
-from converters.formats.coco import finish_coco_json, image_entry, load_json, parse_iscrowd, read_categories
-from converters.formats.common import (
-    JsonArrayWriter,
-    Options,
-    Rendered,
-    exclusive_segments,
-    move_into_place,
-    remove_path,
-    temp_path_beside,
-    with_colors,
+from converters.formats.coco_json import (
+    finish_coco_json,
+    image_entry,
+    parse_iscrowd,
+    read_categories,
+    read_document,
 )
-from converters.formats.label_map import masks_from_label_map
+from converters.formats.common import Options, OverlapOptions, Rendered, exclusive_segments, with_colors
+from converters.formats.label_map import PNG_PARAMS, masks_from_label_map, png_name
+from converters.id_png import decode_ids
+from converters.io import JsonArrayWriter, Outputs, inside
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
 
-# zlib's run-length strategy: label maps are long runs, and it writes a 2048x2048 id map several times faster
-# than the default strategy at any level, at a similar size.
-PNG_PARAMS = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 MAX_SEGMENT_ID = 2**24 - 1
 
 
 def png_folder(json_path: Path, png_dir: Path | None) -> Path:
     return Path(png_dir) if png_dir else Path(json_path).with_suffix("")
-
-
-def png_name(file_name: str) -> str:
-    """The PNG's name for an image: its file name with the extension replaced (dots inside the name kept)."""
-    return Path(file_name).with_suffix(".png").name
 
 
 class CocoPanopticSource:
@@ -55,10 +46,11 @@ class CocoPanopticSource:
     def __init__(self, path: Path, options: Options) -> None:
         self.path = Path(path)
         self.png_dir = png_folder(self.path, options.png_dir)
-        data = load_json(self.path)
-        self.categories = read_categories(data, self.path)
-        self._images = {entry.get("id"): entry for entry in data.get("images") or []}
-        self._annotations = data.get("annotations") or []
+        document = read_document(self.path)
+        document.check_shape()
+        self.categories = read_categories(document)
+        self._images = {entry.get("id"): entry for entry in document.images}
+        self._annotations = document.annotations
         if self._annotations and "segments_info" not in self._annotations[0]:
             raise SegassistError(
                 "this is not a COCO panoptic file (annotations have no segments_info)", file=str(path)
@@ -78,47 +70,81 @@ class CocoPanopticSource:
         return {"file": str(self.path), "image_id": item[1].get("image_id")}
 
     def load(self, item: tuple[dict[str, Any], dict[str, Any]]) -> ImageRecord:
+        ids = self.load_id_map(item)
+        masks = masks_from_label_map(ids.id_map)
+        ids.check_present(masks)
+        segments = [
+            Segment(
+                mask=masks[info.id],
+                category_id=info.category_id,
+                iscrowd=info.iscrowd,
+                origin=Origin(file=str(self.path), region_id=info.id, order=position),
+                id=info.id,
+            )
+            for position, info in enumerate(ids.segments)
+        ]
+        image = ids.image
+        return ImageRecord(image.id, image.file_name, image.width, image.height, segments)
+
+    def load_id_map(self, item: tuple[dict[str, Any], dict[str, Any]]) -> IdMapImage:
+        """The image with its PNG's id map and its checked segments_info, no masks: for work on the id map
+        itself (eval). The caller checks the ids present in the map with `check_present`."""
         entry, annotation = item
         image_id, file_name, width, height = image_entry(entry, str(self.path))
-        png_path = self.png_dir / str(annotation.get("file_name") or png_name(file_name))
-        ids = read_id_png(png_path, width, height)
-        masks = masks_from_label_map(ids)
+        png_path = inside(self.png_dir, annotation.get("file_name") or png_name(file_name))
+        id_map = read_id_png(png_path, width, height)
         category_ids = {category.id for category in self.categories}
-        segments = []
-        listed = set()
-        for position, info in enumerate(annotation.get("segments_info") or []):
+        infos: dict[int, SegmentInfo] = {}
+        for info in annotation.get("segments_info") or []:
             segment_id = info.get("id")
             where = {"file": str(png_path), "image_id": image_id, "region_id": segment_id}
-            if segment_id in listed:
+            if segment_id in infos:
                 raise SegassistError("segment id is listed twice in segments_info", **where)
-            listed.add(segment_id)
             if info.get("category_id") not in category_ids:
                 raise SegassistError(f"unknown category_id {info.get('category_id')!r}", **where)
-            if segment_id not in masks:
-                raise SegassistError(
-                    "segment is listed in segments_info but has no pixels in the PNG", **where
-                )
             try:
                 iscrowd = parse_iscrowd(info.get("iscrowd", 0))
             except SegassistError as error:
                 raise error.at(**where) from None
-            segments.append(
-                Segment(
-                    mask=masks[segment_id],
-                    category_id=int(info["category_id"]),
-                    iscrowd=iscrowd,
-                    origin=Origin(file=str(self.path), region_id=segment_id, order=position),
-                    id=segment_id,
+            infos[segment_id] = SegmentInfo(segment_id, int(info["category_id"]), iscrowd)
+        image = ImageRecord(image_id, file_name, width, height)
+        return IdMapImage(image, list(infos.values()), id_map, png_path)
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    id: int
+    category_id: int
+    iscrowd: bool
+
+
+@dataclass
+class IdMapImage:
+    """A panoptic image as read: the image (without segments), its segments_info in order, its id map."""
+
+    image: ImageRecord
+    segments: list[SegmentInfo]
+    id_map: np.ndarray
+    png_path: Path
+
+    def check_present(self, present: Iterable[int]) -> None:
+        """Every listed segment has pixels and every non-void id in the map is listed (`present`: the ids
+        found in the map, void included or not)."""
+        present = set(present) - {0}
+        listed = {info.id for info in self.segments}
+        where = {"file": str(self.png_path), "image_id": self.image.id}
+        for info in self.segments:
+            if info.id not in present:
+                raise SegassistError(
+                    "segment is listed in segments_info but has no pixels in the PNG",
+                    **where,
+                    region_id=info.id,
                 )
-            )
-        unlisted = sorted(set(masks) - listed)
+        unlisted = sorted(present - listed)
         if unlisted:
             raise SegassistError(
-                f"PNG holds segment ids that segments_info does not list: {unlisted[:10]}",
-                file=str(png_path),
-                image_id=image_id,
+                f"PNG holds segment ids that segments_info does not list: {unlisted[:10]}", **where
             )
-        return ImageRecord(image_id, file_name, width, height, segments)
 
 
 @dataclass
@@ -135,11 +161,19 @@ class PngRead:
 def read_id_map(path: Path) -> PngRead:
     """A panoptic PNG as uint32 ids; palette, grey and 16-bit PNGs give none (panopticapi fails on them).
 
-    Pillow reads the header (the mode); OpenCV decodes the pixels, about twice as fast as Pillow on big PNGs,
-    and its 4-byte RGBA layout read as little-endian uint32 is R + 256·G + 256²·B + 256³·A in one step.
+    8-bit RGB/RGBA PNGs go through the fast id decoder (converters.id_png). Others: Pillow reads the header
+    (the mode); OpenCV decodes the pixels, and its 4-byte RGBA layout read as little-endian uint32 is
+    R + 256·G + 256²·B + 256³·A in one step.
     """
     if not path.is_file():
         return PngRead(None, missing=True)
+    try:
+        fast = decode_ids(path.read_bytes())
+    except OSError as error:
+        return PngRead(None, error=str(error))
+    if fast is not None:
+        ids, mode, translucent = fast
+        return PngRead(ids, mode=mode, alpha_pixels=translucent)
     try:
         with Image.open(path) as image:
             mode = image.mode
@@ -174,19 +208,27 @@ def read_id_png(path: Path, width: int, height: int) -> np.ndarray:
     return read.id_map
 
 
-class CocoPanopticSink:
-    """Writes PNGs into a temporary folder and the JSON in parts; both are renamed into place on commit."""
+class PanopticPayload(NamedTuple):
+    """One image's entry, its panoptic annotation and the PNG bytes of its segment ids."""
 
-    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+    image: dict[str, Any]
+    annotation: dict[str, Any]
+    png: bytes
+
+
+class CocoPanopticSink:
+    """Writes PNGs into a reserved temporary folder and the JSON in parts (committed together)."""
+
+    def __init__(self, output: Path, categories: list[Category], options: Options, outputs: Outputs) -> None:
         self.output = Path(output)
         self.png_dir = png_folder(self.output, options.png_dir)
         self.categories = with_colors(categories)
         self.renderer = CocoPanopticRenderer(categories, options)
-        self._png_temp = temp_path_beside(self.png_dir, directory=True)
-        self._json = JsonArrayWriter(self.output, ("images", "annotations"))
+        self._json = JsonArrayWriter(outputs, self.output, ("images", "annotations"))
+        self._png_temp = outputs.folder(self.png_dir)
         self._png_names: set[str] = set()
 
-    def write(self, rendered: Rendered) -> None:
+    def write(self, rendered: Rendered[PanopticPayload]) -> None:
         image, annotation, png = rendered.payload
         if annotation["file_name"] in self._png_names:
             raise SegassistError(
@@ -194,18 +236,12 @@ class CocoPanopticSink:
                 image_id=image["id"],
             )
         self._png_names.add(annotation["file_name"])
-        (self._png_temp / annotation["file_name"]).write_bytes(png)
+        inside(self._png_temp, annotation["file_name"]).write_bytes(png)  # --fix passes the input's names
         self._json.append("images", image)
         self._json.append("annotations", annotation)
 
-    def commit(self) -> None:
+    def finish(self) -> None:
         finish_coco_json(self._json, self.categories)
-        move_into_place(self._png_temp, self.png_dir)
-        move_into_place(self._json.temp, self.output)
-
-    def abort(self) -> None:
-        self._json.abort()
-        remove_path(self._png_temp)
 
 
 class CocoPanopticRenderer:
@@ -214,10 +250,10 @@ class CocoPanopticRenderer:
     def __init__(self, categories: list[Category], options: Options) -> None:
         self.categories = categories
         self.isthing = {category.id: category.isthing for category in categories}
-        self.options = options
+        self.overlap = OverlapOptions.of(options)
 
-    def render(self, image: ImageRecord) -> Rendered:
-        kept, report = exclusive_segments(image, self.categories, self.options)
+    def render(self, image: ImageRecord) -> Rendered[PanopticPayload]:
+        kept, report = exclusive_segments(image, self.categories, self.overlap)
         segments = self._merge_stuff(kept)
         if len(segments) > MAX_SEGMENT_ID:
             raise SegassistError(f"{len(segments)} segments do not fit in a 24-bit panoptic PNG")
@@ -240,7 +276,8 @@ class CocoPanopticRenderer:
         entry = {"id": image.id, "file_name": image.file_name, "width": image.width, "height": image.height}
         annotation = {"image_id": image.id, "file_name": name, "segments_info": segments_info}
         changes = {"overlap": report.to_dict()} if report.changes else {}
-        return Rendered(image.id, (entry, annotation, encode_id_png(ids)), len(segments_info), changes)
+        payload = PanopticPayload(entry, annotation, encode_id_png(ids))
+        return Rendered(image.id, payload, len(segments_info), changes)
 
     def _merge_stuff(self, segments: list[Segment]) -> list[tuple[int, bool, list[Mask]]]:
         """(category, iscrowd, masks) in input order; all stuff of a category is one segment."""

@@ -1,36 +1,35 @@
-"""What every format shares: conversion options, the reader/writer protocol, atomic output, category files.
+"""What every format shares: conversion options, the reader/writer protocol, category files.
 
 A reader is a `Source`: its categories, an iterator of raw items (one per image, picklable, cheap) and a
 `load(item) -> ImageRecord | None` (None: nothing to convert, e.g. an unlabeled task). A writer is a `Sink`:
 a picklable `renderer` whose `render(image) -> Rendered` does the heavy work (overlap resolution, encoding),
-and `write(rendered)`, `commit()`, `abort()` in the main process. Sources and renderers are picklable because
-`load` and `render` run in worker processes. Output goes to temporary paths beside the target, renamed
-on commit.
+and `write(rendered)`, `finish()` in the main process. Sources and renderers are picklable because `load` and
+`render` run in worker processes. A sink reserves its outputs in the command's `converters.io.Outputs` when it
+is made and writes into their temporary paths; the command commits them (or drops them on an error).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from PIL import Image
 
-from converters import overlap
+from converters import naming, overlap
 from converters.errors import SegassistError
+from converters.io import parse_json
 from converters.model import Category, ImageRecord, Segment
 
 
 @dataclass(frozen=True)
 class Options:
-    """Every conversion option; each format reads the ones that concern it."""
+    """Every option of a conversion, as the command takes them. Each format keeps only its own part
+    (`OverlapOptions`, `LabelStudioReading`, `LabelStudioWriting`, a COCO writer's segmentation ...), taken
+    from these when its reader or writer is made, so what travels to the workers is that part alone."""
 
     categories_file: Path | None = None
     label_config: Path | None = None
@@ -49,14 +48,33 @@ class Options:
     model_version: str = "segassist"
     from_name: str | None = None
     to_name: str | None = None
+    image_root: str | None = None  # Label Studio output: URL or prefix joined to file names in task data
+
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class OverlapOptions:
+    """How a writer that allows one segment per pixel (panoptic, semantic) makes the segments exclusive."""
+
+    policy: str = "error"
+    things_over_stuff: bool = False
+    min_area: int = 0
+    min_kept_fraction: float = 0.0
+
+    @classmethod
+    def of(cls, options: Options) -> OverlapOptions:
+        return cls(options.overlap, options.things_over_stuff, options.min_area, options.min_kept_fraction)
 
 
 @dataclass
-class Rendered:
-    """A writer's output for one image, made in a worker: the payload plus report entries."""
+class Rendered(Generic[P]):
+    """A writer's output for one image, made in a worker: the payload (each format's own type: what its sink
+    writes) plus report entries."""
 
     image_id: Any
-    payload: Any
+    payload: P
     segments: int = 0
     report: dict[str, Any] = field(default_factory=dict)
 
@@ -80,9 +98,9 @@ class Sink(Protocol):
 
     def write(self, rendered: Rendered) -> None: ...
 
-    def commit(self) -> None: ...
-
-    def abort(self) -> None: ...
+    def finish(self) -> None:
+        """Complete the reserved temporary outputs (the command then commits them)."""
+        ...
 
 
 # -- categories ----------------------------------------------------------------------------------------------
@@ -130,13 +148,29 @@ def with_colors(categories: list[Category]) -> list[Category]:
 
 
 def read_categories_file(path: Path) -> list[Category]:
-    """A COCO-style category list (a JSON list, or an object with `categories`)."""
+    """A COCO-style category list (a JSON list, or an object with `categories`), not empty."""
+    where = {"file": str(path)}
     try:
-        data = json.loads(Path(path).read_text())
-        entries = data["categories"] if isinstance(data, dict) else data
-        categories = [category_from_dict(entry) for entry in entries]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SegassistError(f"cannot read the category list: {error}", file=str(path)) from None
+        data = parse_json(Path(path).read_bytes())
+    except OSError as error:
+        raise SegassistError(f"cannot read the category list: {error.strerror or error}", **where) from None
+    except ValueError as error:
+        raise SegassistError(f"cannot read the category list: {error}", **where) from None
+    entries = data.get("categories") if isinstance(data, dict) else data
+    if not isinstance(entries, list) or not entries:
+        raise SegassistError(
+            "a category list is a non-empty JSON list of categories, or an object with one as `categories`",
+            **where,
+        )
+    categories = []
+    for position, entry in enumerate(entries):
+        try:
+            categories.append(category_from_dict(entry))
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            reason = f"it has no {error}" if isinstance(error, KeyError) else str(error)
+            raise SegassistError(
+                f"category {naming.position_ref(position)} ({entry!r:.60}) cannot be read: {reason}", **where
+            ) from None
     check_categories(categories, str(path))
     return categories
 
@@ -151,7 +185,7 @@ def check_categories(categories: list[Category], file: str | None) -> None:
 
 
 def exclusive_segments(
-    image: ImageRecord, categories: list[Category], options: Options
+    image: ImageRecord, categories: list[Category], options: OverlapOptions
 ) -> tuple[list[Segment], overlap.OverlapReport]:
     """The image's segments made non-overlapping by the options' policy, for writers that need one owner
     per pixel (panoptic, semantic); a segment of an unknown category is an error naming its region."""
@@ -164,7 +198,7 @@ def exclusive_segments(
             )
     return overlap.resolve(
         image.segments,
-        options.overlap,
+        options.policy,
         categories=categories,
         things_over_stuff=options.things_over_stuff,
         min_kept_fraction=options.min_kept_fraction,
@@ -187,97 +221,3 @@ def image_file_size(path: Path) -> tuple[int, int]:
     except OSError as error:
         raise SegassistError(f"cannot read the image size: {error}", file=str(path)) from None
     return (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
-
-
-# -- atomic output -------------------------------------------------------------------------------------------
-
-
-def temp_path_beside(target: Path, *, directory: bool = False) -> Path:
-    """A fresh temporary file or folder in the target's folder (same file system, so the rename is atomic)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{target.name}.tmp-"
-    if directory:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-    handle, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
-    os.close(handle)
-    return Path(name)
-
-
-def move_into_place(temp: Path, target: Path) -> None:
-    """Rename `temp` to `target`, replacing what is there (a replaced folder is removed after the swap)."""
-    if temp.is_dir() and target.exists():
-        old = temp_path_beside(target, directory=True)
-        old.rmdir()
-        os.replace(target, old)
-        os.replace(temp, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(temp, target)
-
-
-def write_text_atomically(target: Path, text: str) -> None:
-    """Write `target` through a temporary file beside it, renamed into place: never half-written."""
-    temp = temp_path_beside(target)
-    try:
-        temp.write_text(text)
-        move_into_place(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def remove_path(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-class JsonArrayWriter:
-    """Streams a JSON document whose big arrays are written one element at a time.
-
-    Each array goes to its own temporary file; `finish` joins them with the small fields into the target's
-    temporary file, so memory never holds more than one element.
-    """
-
-    def __init__(self, target: Path, arrays: tuple[str, ...]) -> None:
-        self.target = target
-        self.temp = temp_path_beside(target)
-        self._parts = {name: temp_path_beside(target) for name in arrays}
-        # "r+" on the fresh empty files: truncating ("w") makes ext4 flush each file on close.
-        self._files = {name: path.open("r+") for name, path in self._parts.items()}
-        self._counts = dict.fromkeys(arrays, 0)
-
-    def append(self, array: str, element: Any) -> None:
-        handle = self._files[array]
-        handle.write(",\n" if self._counts[array] else "\n")
-        json.dump(element, handle, separators=(",", ":"))
-        self._counts[array] += 1
-
-    def finish(self, fields: dict[str, Any], order: tuple[str, ...]) -> None:
-        """Write the document to the temporary path: keys in `order`, taken from `fields` or the arrays."""
-        for handle in self._files.values():
-            handle.close()
-        with self.temp.open("r+") as out:
-            out.write("{")
-            for position, key in enumerate(order):
-                out.write(",\n" if position else "\n")
-                out.write(json.dumps(key) + ": ")
-                if key in self._parts:
-                    out.write("[")
-                    with self._parts[key].open() as part:
-                        shutil.copyfileobj(part, out)
-                    out.write("\n]")
-                else:
-                    out.write(json.dumps(fields[key]))
-            out.write("\n}\n")
-        self._remove_parts()
-
-    def abort(self) -> None:
-        for handle in self._files.values():
-            handle.close()
-        self._remove_parts()
-        self.temp.unlink(missing_ok=True)
-
-    def _remove_parts(self) -> None:
-        for path in self._parts.values():
-            path.unlink(missing_ok=True)

@@ -9,28 +9,27 @@ PolygonLabels with `segmentation="polygon"`).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
-import json
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import ijson
 import numba
 import numpy as np
 
-from converters import polygons
+from converters import naming, polygons
 from converters.errors import SegassistError
 from converters.formats.common import (
     Options,
     Rendered,
     check_categories,
     image_file_size,
-    move_into_place,
     read_categories_file,
-    temp_path_beside,
 )
 from converters.formats.ls_regions import (
     is_region,
@@ -39,10 +38,41 @@ from converters.formats.ls_regions import (
     result_to_segment,
     segment_to_result,
 )
+from converters.io import Outputs, dump_json
 from converters.lsconfig import DEFAULT_FROM_NAME, DEFAULT_IMAGE_KEY, DEFAULT_TO_NAME, read_label_config
 from converters.model import Category, ImageRecord, Origin
 
 ANNOTATION_CHOICES = ("all", "latest", "ground-truth")
+
+
+@dataclass(frozen=True)
+class LabelStudioReading:
+    """What the reader takes from the options once its categories are known (travels to the workers)."""
+
+    annotations: str = "latest"
+    predictions: bool = False
+    alpha_threshold: int = 128
+    images: Path | None = None
+
+    @classmethod
+    def of(cls, options: Options) -> LabelStudioReading:
+        return cls(options.annotations, options.predictions, options.alpha_threshold, options.images)
+
+
+@dataclass(frozen=True)
+class LabelStudioWriting:
+    """What the writer takes from the options besides the control it writes to."""
+
+    polygon_tolerance: float = 1.0
+    write_predictions: bool = False
+    model_version: str = "segassist"
+    image_root: str | None = None
+
+    @classmethod
+    def of(cls, options: Options) -> LabelStudioWriting:
+        return cls(
+            options.polygon_tolerance, options.write_predictions, options.model_version, options.image_root
+        )
 
 
 class LabelStudioSource:
@@ -50,12 +80,13 @@ class LabelStudioSource:
 
     def __init__(self, path: Path, options: Options) -> None:
         self.path = Path(path)
-        self.options = options
+        self.options = LabelStudioReading.of(options)
         if options.annotations not in ANNOTATION_CHOICES:
             raise SegassistError(f"--annotations must be one of {', '.join(ANNOTATION_CHOICES)}")
         if options.predictions and options.annotations == "ground-truth":
             raise SegassistError("predictions have no ground truth: use --annotations all or latest")
-        config = read_label_config(options.label_config) if options.label_config else None
+        self.config = read_label_config(options.label_config) if options.label_config else None
+        config = self.config
         self.image_key = config.image_key if config else None
         if options.categories_file:
             self.categories = read_categories_file(options.categories_file)
@@ -70,17 +101,20 @@ class LabelStudioSource:
         with self.path.open("rb") as handle:
             for position, task in enumerate(iter_tasks(handle, str(self.path))):
                 if not isinstance(task, dict):
-                    raise SegassistError(f"task #{position} is not a JSON object", file=str(self.path))
+                    raise SegassistError(
+                        f"{naming.name('task', naming.position_ref(position))} is not a JSON object",
+                        file=str(self.path),
+                    )
                 yield position, task
 
     def where(self, item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
         position, task = item
-        return {"file": str(self.path), "task_id": _task_ref(position, task)}
+        return {"file": str(self.path), "task_id": naming.task_ref(position, task)}
 
     def load(self, item: tuple[int, dict[str, Any]]) -> ImageRecord | None:
         """The task as an image with its regions, or None when it has nothing to convert (not labeled)."""
         position, task = item
-        task_id = _task_ref(position, task)
+        task_id = naming.task_ref(position, task)
         sources = self._selected(task)
         if sources is None:
             return None
@@ -97,6 +131,12 @@ class LabelStudioSource:
                 )
                 try:
                     label = result_label(result)
+                    if self.config is not None:
+                        # The control the result names must have its label (when the config has that
+                        # control: QA reports a result from an unknown control).
+                        for mismatch in self.config.mismatches(result, [label]):
+                            if mismatch.kind == "label":
+                                raise SegassistError(mismatch.message)
                     if label not in self._category_ids:
                         raise SegassistError(f"label {label!r} is not among the categories")
                     if image_size is None:
@@ -135,38 +175,42 @@ class LabelStudioSource:
 
     def _selected(self, task: dict[str, Any]) -> list[tuple[Any, list[dict[str, Any]], Any]] | None:
         """(annotation id, results, score) of the annotations or predictions to convert; None when none."""
+        kind = "prediction" if self.options.predictions else "annotation"
+        entries = (
+            task.get("predictions")
+            if self.options.predictions
+            else task.get("annotations", task.get("completions"))
+        )
+        entries = entries or []
         if self.options.predictions:
-            chosen = task.get("predictions") or []
-            if any(not isinstance(entry, dict) for entry in chosen):
+            if any(not isinstance(entry, dict) for entry in entries):
                 # Label Studio's JSON export lists prediction ids unless predictions are exported too.
                 raise SegassistError(
                     "the task lists prediction ids, not predictions: export the project with its predictions"
                 )
-            if self.options.annotations == "latest":
-                chosen = chosen[-1:]
+        # (ref, entry): an entry without an id is named by its position among all of the task's entries.
+        numbered = [(naming.annotation_ref(kind, i, entry), entry) for i, entry in enumerate(entries)]
+        if self.options.predictions:
+            chosen = numbered[-1:] if self.options.annotations == "latest" else numbered
         else:
-            candidates = [
-                annotation
-                for annotation in task.get("annotations", task.get("completions")) or []
-                if not annotation.get("was_cancelled")
-            ]
+            candidates = [pair for pair in numbered if not pair[1].get("was_cancelled")]
             if self.options.annotations == "ground-truth":
-                candidates = [annotation for annotation in candidates if annotation.get("ground_truth")]
+                candidates = [pair for pair in candidates if pair[1].get("ground_truth")]
             if self.options.annotations == "all" or not candidates:
                 chosen = candidates
             else:
                 chosen = [
                     max(
                         enumerate(candidates),
-                        key=lambda pair: (
-                            pair[1].get("updated_at") or pair[1].get("created_at") or "",
-                            pair[0],
+                        key=lambda item: (
+                            item[1][1].get("updated_at") or item[1][1].get("created_at") or "",
+                            item[0],
                         ),
                     )[1]
                 ]
         if not chosen:
             return None
-        return [(entry.get("id"), entry.get("result") or [], entry.get("score")) for entry in chosen]
+        return [(ref, entry.get("result") or [], entry.get("score")) for ref, entry in chosen]
 
     def _image_reference(self, task: dict[str, Any]) -> str:
         data = task.get("data") or {}
@@ -202,23 +246,25 @@ class LabelStudioSource:
         return [Category(id=position, name=name) for position, name in enumerate(names, start=1)]
 
 
-def _task_ref(position: int, task: dict[str, Any]) -> Any:
-    """The task's id, or "#n" (its position from 1) for tasks without one, as import files have."""
-    return task.get("id", f"#{position + 1}")
-
-
 def iter_tasks(handle: BinaryIO, file: str) -> Iterator[Any]:
     """Tasks from a JSON list, or the one task of a cloud-storage `<task_id>.json` file, as ijson.items would
-    give them (an element that is not an object included), but with brush RLE lists parsed fast."""
+    give them (an element that is not an object included), except that each brush RLE list of ints 0..255
+    is `bytes` (parsed fast, and what `brush` decodes without a conversion). A UTF-8 byte order mark is
+    skipped; invalid JSON is an error naming the last complete task and the byte offset."""
+    start = len(codecs.BOM_UTF8) if handle.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
+    handle.seek(start)
     head = handle.read(4096).lstrip()
-    handle.seek(0)
+    handle.seek(start)
+    if not head:
+        raise SegassistError("the file is empty: a Label Studio export is a JSON list of tasks", file=file)
     prefix = "item" if head.startswith(b"[") else ""
     lifter = _RleLifter()
     tasks = ijson.sendable_list()
     parser = ijson.items_coro(tasks, prefix, use_float=True)
-    count = 0
+    count, last, offset = 0, None, start
     while True:
         chunk = handle.read(max(_READ_BYTES, len(lifter.undone)))
+        offset += len(chunk)
         error = None
         try:
             text = lifter.feed(chunk, final=not chunk)
@@ -232,13 +278,24 @@ def iter_tasks(handle: BinaryIO, file: str) -> Iterator[Any]:
         for task in tasks:
             if isinstance(task, dict | list):  # a scalar holds no RLE
                 lifter.restore(task)
+            last = naming.name("task", naming.task_ref(count, task))
             count += 1
             yield task
         del tasks[:]
         if error is not None:
-            raise SegassistError(f"invalid JSON after {count} task(s): {error}", file=file) from None
+            raise SegassistError(_invalid_json(error, count, last, offset), file=file) from None
         if not chunk:
             return
+
+
+def _invalid_json(error: Exception, count: int, last: str | None, offset: int) -> str:
+    """ijson's error in one line, placed: after how many tasks (and which), at or before which byte."""
+    where = f"invalid JSON after {naming.plural(count, 'task')}" + (f" ({last})" if last else "")
+    lines = str(error).splitlines()  # yajl: the reason, then the text around the error and a pointer line
+    if "premature EOF" in lines[0]:
+        return f"{where}: the file is truncated, it stops at byte {offset} inside a value"
+    near = f" near {lines[1].strip()!r}" if len(lines) > 1 and lines[1].strip() else ""
+    return f"{where}, before byte {offset}: {lines[0]}{near}"
 
 
 # -- reading: brush RLE lists lifted out of the JSON text ---------------------------------------------------
@@ -246,8 +303,9 @@ def iter_tasks(handle: BinaryIO, file: str) -> Iterator[Any]:
 # A brush region's `value.rle` holds up to millions of small ints, and ijson builds one Python int per
 # element: that was most of the reading time. So the text goes through `_lift_rle` on its way to ijson: each
 # `"rle": [...]` list of plain JSON integers 0..255 is parsed there (into bytes) and replaced by a string
-# token unique to this read; once ijson has built a task, `_RleLifter.restore` puts the same list of ints
-# back in place of the token. Everything else, invalid JSON included, reaches ijson unchanged.
+# token unique to this read; once ijson has built a task, `_RleLifter.restore` puts those bytes in place of
+# the token, which `brush` decodes as they are (no list of Python ints is ever made). Everything else, invalid
+# JSON included, reaches ijson unchanged.
 
 _READ_BYTES = 1 << 20
 _QUOTE, _BACKSLASH, _COLON, _COMMA, _OPEN, _CLOSE, _ZERO, _NINE = 34, 92, 58, 44, 91, 93, 48, 57
@@ -396,13 +454,13 @@ class _RleLifter:
         return b"".join(pieces)
 
     def restore(self, node: Any) -> None:
-        """Put the lifted lists back, as the lists of ints ijson would have built."""
+        """Put the lifted lists back, as bytes."""
         items = node.items() if isinstance(node, dict) else enumerate(node)
         for key, value in items:
             if isinstance(value, dict | list):
                 self.restore(value)
             elif key == "rle" and isinstance(value, str) and value in self.lifted:
-                node[key] = list(self.lifted.pop(value))
+                node[key] = self.lifted.pop(value)
 
 
 def reference_file_name(reference: str) -> str:
@@ -413,62 +471,93 @@ def reference_file_name(reference: str) -> str:
     return PurePosixPath(path).name or reference
 
 
-class LabelStudioSink:
-    """Streams an importable task list to a temporary file, renamed on commit."""
+def image_reference(root: str, file_name: str) -> str:
+    """A task's image URL for `file_name` under `root`: a URL or path prefix (quoted into it), or Label
+    Studio's local-files URL `/data/local-files/?d=DIR/` (appended to DIR), as LS's own COCO importer joins
+    them (label_studio_sdk.converter.utils.join_input_url, which takes seconds to import)."""
+    relative = file_name.replace("\\", "/").strip("/")
+    parts = urlsplit(root)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.path.rstrip("/").endswith("/data/local-files") and any(key == "d" for key, _ in query):
+        query = [
+            (key, (f"{value.rstrip('/')}/{relative}" if value else relative) if key == "d" else value)
+            for key, value in query
+        ]
+        return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote, safe="/")))
+    path = quote(relative, safe="/")
+    if parts.scheme or parts.netloc:
+        return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{path}"))
+    return f"{root.rstrip('/')}/{path}"
 
-    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+
+class LabelStudioSink:
+    """Streams an importable task list into its reserved temporary file."""
+
+    def __init__(self, output: Path, categories: list[Category], options: Options, outputs: Outputs) -> None:
         self.output = Path(output)
         self.renderer = LabelStudioRenderer.create(categories, options)
-        self.temp = temp_path_beside(self.output)
-        self._handle = self.temp.open("w")
-        self._handle.write("[")
+        self._handle = outputs.open(outputs.file(self.output), "wb")
+        self._handle.write(b"[")
         self._count = 0
 
-    def write(self, rendered: Rendered) -> None:
-        self._handle.write(",\n" if self._count else "\n")
+    def write(self, rendered: Rendered[bytes]) -> None:
+        self._handle.write(b",\n" if self._count else b"\n")
         self._handle.write(rendered.payload)
         self._count += 1
 
-    def commit(self) -> None:
-        self._handle.write("\n]\n")
+    def finish(self) -> None:
+        self._handle.write(b"\n]\n")
         self._handle.close()
-        move_into_place(self.temp, self.output)
-
-    def abort(self) -> None:
-        self._handle.close()
-        self.temp.unlink(missing_ok=True)
 
 
 class LabelStudioRenderer:
     """Turns one image into one task's JSON text (picklable; runs in worker processes)."""
 
     def __init__(
-        self, labels: dict[int, str], control_type: str, from_name: str, to_name: str, options: Options
+        self,
+        labels: dict[int, str],
+        control_type: str,
+        from_name: str,
+        to_name: str,
+        image_key: str,
+        writing: LabelStudioWriting,
     ) -> None:
         self.labels = labels
         self.control_type = control_type
         self.from_name = from_name
         self.to_name = to_name
-        self.options = options
+        self.image_key = image_key
+        self.options = writing
 
     @classmethod
     def create(cls, categories: list[Category], options: Options) -> LabelStudioRenderer:
-        config = read_label_config(options.label_config) if options.label_config else None
-        if options.segmentation == "polygon":
-            control_type = "polygonlabels"
-        elif config and config.control_type in ("brushlabels", "bitmasklabels", "polygonlabels"):
-            control_type = config.control_type
+        """Masks go to BrushLabels (PolygonLabels with `segmentation="polygon"`); with a labeling config,
+        to its control of a type that fits (BrushLabels before BitmaskLabels before PolygonLabels, or the
+        one `from_name` names), on the Image it labels; an error when the config has none."""
+        wanted = "polygonlabels" if options.segmentation == "polygon" else None
+        if options.label_config:
+            config = read_label_config(options.label_config)
+            try:
+                control = config.output_control(wanted, options.from_name)
+                image = config.target_image(control, options.to_name)
+            except SegassistError as error:
+                raise error.at(file=str(options.label_config)) from None
+            control_type, from_name = control.tag, control.name
+            to_name, image_key = image.name, image.value_key
         else:
-            control_type = "brushlabels"
+            control_type, from_name = wanted or "brushlabels", options.from_name or DEFAULT_FROM_NAME
+            to_name, image_key = options.to_name or DEFAULT_TO_NAME, DEFAULT_IMAGE_KEY
         return cls(
             labels={category.id: category.name for category in categories},
             control_type=control_type,
-            from_name=options.from_name or (config.from_name if config else DEFAULT_FROM_NAME),
-            to_name=options.to_name or (config.to_name if config else DEFAULT_TO_NAME),
-            options=options,
+            from_name=from_name,
+            to_name=to_name,
+            image_key=image_key,
+            writing=LabelStudioWriting.of(options),
         )
 
-    def render(self, image: ImageRecord) -> Rendered:
+    def render(self, image: ImageRecord) -> Rendered[bytes]:
+        """The task as JSON bytes (what the sink writes between the list's commas)."""
         results = []
         polygon_loss = []
         for segment in image.segments:
@@ -494,7 +583,11 @@ class LabelStudioRenderer:
             body = {"predictions": [entry]}
         else:
             body = {"annotations": [{"result": results, "ground_truth": False}]}
-        data = image.extra.get("data") or {DEFAULT_IMAGE_KEY: image.file_name}
+        data = image.extra.get("data") or {self.image_key: self._image_url(image.file_name)}
         task = {"data": data, **body}
         report = {"polygon_loss": polygon_loss} if polygon_loss else {}
-        return Rendered(image_id=image.id, payload=json.dumps(task), segments=len(results), report=report)
+        return Rendered(image_id=image.id, payload=dump_json(task), segments=len(results), report=report)
+
+    def _image_url(self, file_name: str) -> str:
+        root = self.options.image_root
+        return image_reference(root, file_name) if root else file_name

@@ -15,17 +15,9 @@ from typing import Any
 
 from converters import bitmask, brush, polygons
 from converters.errors import SegassistError
+from converters.lsconfig import WRITABLE_TYPES, region_geometry
 from converters.mask import Mask
 from converters.model import Origin, Segment
-
-# Result types that carry a region's geometry, by the kind of geometry.
-BRUSH_TYPES = frozenset({"brushlabels", "brush"})
-BITMASK_TYPES = frozenset({"bitmasklabels", "bitmask"})
-POLYGON_TYPES = frozenset({"polygonlabels", "polygon"})
-RECTANGLE_TYPES = frozenset({"rectanglelabels", "rectangle"})
-REGION_TYPES = BRUSH_TYPES | BITMASK_TYPES | POLYGON_TYPES | RECTANGLE_TYPES
-
-CONTROL_TYPES = ("brushlabels", "polygonlabels", "bitmasklabels", "rectanglelabels")
 
 # Percent coordinates are written with this many decimals: 1e-6 % of a 100k-pixel side is 0.001 px.
 PERCENT_DECIMALS = 6
@@ -33,7 +25,7 @@ PERCENT_DECIMALS = 6
 
 def is_region(result: dict[str, Any]) -> bool:
     """Whether a result is a region with geometry (relations, choices, text areas ... are not)."""
-    return result.get("type") in REGION_TYPES
+    return region_geometry(result.get("type")) is not None
 
 
 def result_label(result: dict[str, Any]) -> str:
@@ -95,19 +87,20 @@ def _decode_geometry(
     result: dict[str, Any], alpha_threshold: int, image_size: tuple[int, int] | None
 ) -> Mask:
     kind = result.get("type")
+    geometry = region_geometry(kind)
     value = result["value"]
     width, height = result_image_size(result, image_size)
-    if kind in BRUSH_TYPES:
+    if geometry == "brush":
         if value.get("format", "rle") != "rle" or "rle" not in value:
             raise SegassistError(
                 "brush region has no RLE (only submitted brush regions with format 'rle' are read)"
             )
         return brush.decode_mask(value["rle"], width, height, threshold=alpha_threshold)
-    if kind in BITMASK_TYPES:
+    if geometry == "bitmask":
         return bitmask.decode_mask(value["imageDataURL"], width, height, threshold=alpha_threshold)
-    if kind in POLYGON_TYPES:
+    if geometry == "polygon":
         return polygons.ls_to_mask(value["points"], width, height)
-    if kind in RECTANGLE_TYPES:
+    if geometry == "rectangle":
         return polygons.rectangle_to_mask(
             float(value["x"]),
             float(value["y"]),
@@ -136,8 +129,8 @@ def segment_to_result(
     between runs). PolygonLabels holds one ring per region: a segment with several parts is written as its
     largest part and holes are filled (write brushes when that loss matters).
     """
-    if control_type not in CONTROL_TYPES:
-        raise ValueError(f"control_type must be one of {CONTROL_TYPES}, got {control_type!r}")
+    if control_type not in WRITABLE_TYPES:
+        raise ValueError(f"control_type must be one of {WRITABLE_TYPES}, got {control_type!r}")
     mask = segment.mask
     if control_type == "brushlabels":
         value: dict[str, Any] = {"format": "rle", "rle": brush.encode_mask(mask)}

@@ -12,26 +12,24 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 
 from converters.errors import SegassistError
-from converters.formats.coco_panoptic import PNG_PARAMS, png_name
 from converters.formats.common import (
     Options,
+    OverlapOptions,
     Rendered,
     category_from_dict,
     category_to_dict,
     check_categories,
     exclusive_segments,
-    move_into_place,
-    remove_path,
-    temp_path_beside,
     with_colors,
 )
-from converters.formats.label_map import masks_from_label_map, paint_label_map
+from converters.formats.label_map import PNG_PARAMS, masks_from_label_map, paint_label_map, png_name
+from converters.io import Outputs, inside, parse_json
 from converters.model import Category, ImageRecord, Origin, Segment
 
 MAPPING_FILE = "labelmap.json"
@@ -42,21 +40,47 @@ def label_dtype(category_count: int) -> type:
     return np.uint8 if category_count <= 255 else np.uint16
 
 
+def dataset_folder(path: Path) -> Path:
+    """The semantic dataset's folder, given the folder itself or its mapping file."""
+    path = Path(path)
+    return path.parent if path.is_file() else path
+
+
+def read_mapping(folder: Path) -> Any:
+    """The one read of a semantic folder's mapping file (any JSON value: the caller checks its shape)."""
+    mapping_path = folder / MAPPING_FILE
+    try:
+        return parse_json(mapping_path.read_bytes())
+    except OSError as error:
+        reason = error.strerror or error
+        raise SegassistError(
+            f"cannot read the semantic mapping file: {reason}", file=str(mapping_path)
+        ) from None
+    except ValueError as error:
+        raise SegassistError(
+            f"cannot read the semantic mapping file: {error}", file=str(mapping_path)
+        ) from None
+
+
+def read_label_map(path: Path) -> np.ndarray | None:
+    """A label map PNG as stored (any channel count and depth); None when it cannot be read."""
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
 class SemanticSource:
     """A semantic folder (or its mapping file); items are the mapping's image entries."""
 
     def __init__(self, path: Path, options: Options) -> None:
-        path = Path(path)
-        self.folder = path.parent if path.is_file() else path
+        self.folder = dataset_folder(path)
         mapping_path = self.folder / MAPPING_FILE
+        mapping = read_mapping(self.folder)
         try:
-            mapping = json.loads(mapping_path.read_text())
             self.void = int(mapping.get("void", VOID))
             classes = mapping["classes"]
             self.categories = [category_from_dict(entry) for entry in classes]
             self.values = {int(entry["value"]): int(entry["id"]) for entry in classes}
             self._images = list(mapping["images"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (AttributeError, ValueError, KeyError, TypeError) as error:
             raise SegassistError(
                 f"cannot read the semantic mapping file: {error!r}", file=str(mapping_path)
             ) from None
@@ -69,9 +93,9 @@ class SemanticSource:
         return {"file": str(self.folder / str(item.get("label_map"))), "image_id": item.get("id")}
 
     def load(self, item: dict[str, Any]) -> ImageRecord:
-        png_path = self.folder / str(item.get("label_map"))
+        png_path = inside(self.folder, item.get("label_map"))
         width, height = int(item["width"]), int(item["height"])
-        label_map = cv2.imread(str(png_path), cv2.IMREAD_UNCHANGED)
+        label_map = read_label_map(png_path)
         if label_map is None:
             raise SegassistError("cannot read the label map PNG", file=str(png_path))
         if label_map.ndim != 2:
@@ -96,17 +120,24 @@ class SemanticSource:
         return ImageRecord(int(item["id"]), str(item["file_name"]), width, height, segments)
 
 
-class SemanticSink:
-    """Writes PNGs into a temporary folder, then the mapping file, and renames the folder into place."""
+class SemanticPayload(NamedTuple):
+    """One image's entry in the mapping file and the PNG bytes of its label map."""
 
-    def __init__(self, output: Path, categories: list[Category], options: Options) -> None:
+    entry: dict[str, Any]
+    png: bytes
+
+
+class SemanticSink:
+    """Writes PNGs into a reserved temporary folder, then the mapping file (committed by the command)."""
+
+    def __init__(self, output: Path, categories: list[Category], options: Options, outputs: Outputs) -> None:
         self.output = Path(output)
         self.categories = with_colors(sorted(categories, key=lambda category: category.id))
         self.renderer = SemanticRenderer(self.categories, options)
-        self._temp = temp_path_beside(self.output, directory=True)
+        self._temp = outputs.folder(self.output)
         self._images: list[dict[str, Any]] = []
 
-    def write(self, rendered: Rendered) -> None:
+    def write(self, rendered: Rendered[SemanticPayload]) -> None:
         entry, png = rendered.payload
         if (self._temp / entry["label_map"]).exists():
             raise SegassistError(
@@ -116,7 +147,7 @@ class SemanticSink:
         (self._temp / entry["label_map"]).write_bytes(png)
         self._images.append(entry)
 
-    def commit(self) -> None:
+    def finish(self) -> None:
         mapping = {
             "void": VOID,
             "dtype": np.dtype(label_dtype(len(self.categories))).name,
@@ -127,10 +158,6 @@ class SemanticSink:
             "images": self._images,
         }
         (self._temp / MAPPING_FILE).write_text(json.dumps(mapping, indent=1) + "\n")
-        move_into_place(self._temp, self.output)
-
-    def abort(self) -> None:
-        remove_path(self._temp)
 
 
 class SemanticRenderer:
@@ -140,10 +167,10 @@ class SemanticRenderer:
         self.categories = categories
         self.values = {category.id: value for value, category in enumerate(categories, start=1)}
         self.dtype = label_dtype(len(categories))
-        self.options = options
+        self.overlap = OverlapOptions.of(options)
 
-    def render(self, image: ImageRecord) -> Rendered:
-        kept, report = exclusive_segments(image, self.categories, self.options)
+    def render(self, image: ImageRecord) -> Rendered[SemanticPayload]:
+        kept, report = exclusive_segments(image, self.categories, self.overlap)
         label_map = paint_label_map(
             [segment.mask for segment in kept],
             [self.values[segment.category_id] for segment in kept],
@@ -162,4 +189,6 @@ class SemanticRenderer:
             "label_map": png_name(image.file_name),
         }
         changes = {"overlap": report.to_dict()} if report.changes else {}
-        return Rendered(image.id, (entry, png.tobytes()), len(kept), changes)
+        # What the map holds: one segment per class present (instances of a class merge into it).
+        written = len({segment.category_id for segment in kept if not segment.mask.is_empty})
+        return Rendered(image.id, SemanticPayload(entry, png.tobytes()), written, changes)

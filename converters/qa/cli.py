@@ -11,10 +11,11 @@ import json
 import sys
 from pathlib import Path
 
-from converters import overlap
+from converters import naming, overlap, registry
 from converters.errors import SegassistError
+from converters.io import STDOUT, Outputs, check_writable
 from converters.qa.findings import Severity
-from converters.qa.run import FORMATS, TARGETS, QAOptions, check
+from converters.qa.run import TARGETS, FixRequest, QAOptions, check
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_UNREADABLE = 0, 1, 2
 
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "input", type=Path, help="LS export JSON, COCO JSON, COCO panoptic JSON, or semantic folder"
     )
-    parser.add_argument("--format", default="auto", choices=("auto", *FORMATS))
+    parser.add_argument("--format", default="auto", choices=("auto", *registry.FORMATS))
     parser.add_argument(
         "--images", type=Path, help="folder of the image files (enables the image-size checks)"
     )
@@ -77,8 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here so that `segassist --help` does not pay for the report and fix modules.
-    from converters.qa.fix import fix
+    # Imported here so that `segassist --help` does not pay for the report modules.
     from converters.qa.html import write_html
     from converters.qa.report import terminal_summary, write_json
 
@@ -95,36 +95,36 @@ def run(args: argparse.Namespace) -> int:
         bbox_tolerance=args.bbox_tolerance,
         workers=max(1, args.workers),
     )
-    try:
-        result = check(args.input, options)
-    except SegassistError as error:
-        print(f"segassist qa: error: {error}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    print(terminal_summary(result))
-    changes = None
-    if args.fix:
+    # Standard output carries a report written to '-'; the messages then go to standard error.
+    say = sys.stderr if STDOUT in (str(args.report), str(args.html), str(args.fix)) else sys.stdout
+    with Outputs() as outputs:  # reserved (so checked) before the work, committed together at the end
+        report = outputs.file(args.report) if args.report else None
+        html = outputs.file(args.html) if args.html else None
+        fix = None
+        if args.fix:
+            check_writable(args.fix)  # the format's writer reserves its outputs once the format is known
+            fix = FixRequest(args.fix, outputs, args.overlap, args.things_over_stuff, args.min_kept_fraction)
         try:
-            fixed = fix(
-                args.input,
-                args.fix,
-                options,
-                overlap_policy=args.overlap,
-                things_over_stuff=args.things_over_stuff,
-                min_kept_fraction=args.min_kept_fraction,
-            )
+            # One read of the input: the findings, the HTML pictures and the fixed copy all come from it.
+            result = check(args.input, options, pictures=html is not None, fix=fix)
         except SegassistError as error:
-            print(f"segassist qa --fix: error: {error}", file=sys.stderr)
+            print(f"segassist qa: error: {error}", file=sys.stderr)
             return EXIT_UNREADABLE
-        changes = fixed.changes
-        print(f"fixed copy: {fixed.output} ({len(changes)} change(s))")
+        print(terminal_summary(result), file=say)
+        changes = result.fix.changes if result.fix is not None else None
+        if report:
+            write_json(result, report, fix_changes=changes)
+        if html:
+            write_html(result, html)
+        outputs.commit()
+    if changes is not None:
+        print(f"fixed copy: {args.fix} ({naming.plural(len(changes), 'change')})", file=say)
         for change in changes:
-            print("  " + json.dumps(change, default=str))
+            print("  " + json.dumps(change, default=str), file=say)
     if args.report:
-        write_json(result, args.report, fix_changes=changes)
-        print(f"JSON report: {args.report}")
+        print(f"JSON report: {args.report}", file=say)
     if args.html:
-        write_html(result, options, args.html)
-        print(f"HTML report: {args.html}")
+        print(f"HTML report: {args.html}", file=say)
     if args.fail_on == "never":
         return EXIT_CLEAN
     return EXIT_FOUND if result.count(Severity.parse(args.fail_on)) else EXIT_CLEAN

@@ -1,17 +1,23 @@
-"""COCO instance checks: ids and references in the JSON, then every annotation decoded by the codecs."""
+"""COCO instance checks, on what the COCO reader reads: the ids and references of its document, then every
+annotation's mask decoded by the reader's decoder and judged against the annotation's declared facts."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from converters import coco_rle, polygons
+from converters import overlap
 from converters.errors import SegassistError
+from converters.formats import coco as coco_format
+from converters.formats import coco_json
+from converters.formats.common import Options, Rendered
 from converters.mask import Mask, overlapping_pairs
+from converters.model import ImageRecord, Origin, Segment
 from converters.polygons import is_finite_number
 from converters.qa.common import (
     EXCLUSIVE_TARGETS,
@@ -22,10 +28,14 @@ from converters.qa.common import (
     check_polygon_part,
     check_size_of_segment,
     duplicates,
+    find_image,
     is_int,
-    top_level_lists,
+    shape_findings,
 )
+from converters.qa.core import FixRequest, FixResult, ItemReport, QAOptions, Run
 from converters.qa.findings import Finding
+from converters.qa.fix import check_request, set_area_and_bbox
+from converters.qa.overlay import Overlay, pictures
 
 
 @dataclass(frozen=True)
@@ -47,16 +57,43 @@ class ImageJob:
     file: str
     image: dict[str, Any]
     annotations: list[dict[str, Any]]
-    category_ids: frozenset[Any]
+    # Category id -> name, of the listed categories.
+    category_names: dict[Any, str]
 
 
-def check_dataset(path: Path, data: Any, options: CocoOptions) -> tuple[list[Finding], list[ImageJob]]:
-    """JSON-level checks; returns the findings and one job per image for the mask pass."""
+def options_for(options: QAOptions) -> CocoOptions:
+    return CocoOptions(
+        images_dir=options.images_dir,
+        min_area=options.min_area,
+        polygon_area_tolerance=options.polygon_area_tolerance,
+        bbox_tolerance=options.bbox_tolerance,
+        target=options.target,
+    )
+
+
+def start(path: Path, options: QAOptions) -> Run:
+    """Read the file once through the COCO reader; the dataset-level findings and one job per image."""
+    document = coco_json.read_document(path)
+    coco_options = options_for(options)
+    findings, jobs = check_dataset(document, coco_options)
+    return Run(
+        findings,
+        jobs,
+        partial(check_item, options=coco_options),
+        unit="images",
+        total=len(jobs),
+        fixer=partial(CocoFixer, document, len(jobs)),
+    )
+
+
+def check_dataset(
+    document: coco_json.CocoDocument, options: CocoOptions
+) -> tuple[list[Finding], list[ImageJob]]:
+    """Checks of the document's ids and references; returns the findings and one job per image."""
+    path = document.path
     rec = Recorder(file=str(path))
-    lists = top_level_lists(rec, data)
-    if lists is None:
-        return rec.findings, []
-    images, annotations, categories = lists
+    shape_findings(rec, document.problems)
+    images, annotations, categories = document.images, document.annotations, document.categories
 
     for duplicate in duplicates(c.get("id") for c in categories):
         rec.add("DUPLICATE_CATEGORY_ID", f"category id {duplicate} is listed more than once")
@@ -80,7 +117,7 @@ def check_dataset(path: Path, data: Any, options: CocoOptions) -> tuple[list[Fin
             )
             continue
         by_image[image_id].append(annotation)
-    category_ids = frozenset(c.get("id") for c in categories)
+    category_names = {c.get("id"): str(c.get("name")) for c in categories}
     jobs = []
     for image in images_by_id.values():
         width, height = image.get("width"), image.get("height")
@@ -89,32 +126,63 @@ def check_dataset(path: Path, data: Any, options: CocoOptions) -> tuple[list[Fin
                 "JSON_STRUCTURE", f"image size {width!r}x{height!r} is not two positive integers"
             )
             continue
-        jobs.append(ImageJob(str(path), image, by_image.get(image.get("id"), []), category_ids))
+        jobs.append(ImageJob(str(path), image, by_image.get(image.get("id"), []), category_names))
     return rec.findings, jobs
 
 
 def decode_segmentation(segmentation: Any, height: int, width: int) -> Mask | None:
-    """The annotation's mask; None when it has no segmentation (box-only annotations, as detection data has).
+    """The annotation's mask by the reader's decoder, from its well-formed polygon parts (the others are
+    findings of their own); None when there is nothing to decode (box-only annotations, as in detection data).
 
     Raises SegassistError when the segmentation does not decode; the RLE size is checked against the image.
     """
     if segmentation is None:
         return None
-    if isinstance(segmentation, dict):
-        return coco_rle.decode(segmentation, height=height, width=width)
     if isinstance(segmentation, list):
-        parts = [
+        segmentation = [
             part for part in segmentation if isinstance(part, list) and len(part) >= 6 and len(part) % 2 == 0
         ]
-        return polygons.coco_to_mask(parts, height, width) if parts else None
-    raise SegassistError(
-        f"segmentation is a {type(segmentation).__name__}, not a polygon list or an RLE object"
-    )
+        if not segmentation:
+            return None
+    elif not isinstance(segmentation, dict):
+        raise SegassistError(
+            f"segmentation is a {type(segmentation).__name__}, not a polygon list or an RLE object"
+        )
+    return coco_format.decode_segmentation(segmentation, height, width)
 
 
-def check_image(job: ImageJob, options: CocoOptions) -> list[Finding]:
-    """Check one image's annotations (what workers run: the masks stay in the worker)."""
-    return inspect_image(job, options)[0]
+@dataclass
+class CocoRepair:
+    """What --fix needs of one image: its entry and annotations as read, the decoded masks by annotation
+    index, and the codes flagged on each annotation id."""
+
+    job: ImageJob
+    masks: dict[int, Mask]
+    flagged: dict[Any, set[str]]
+
+
+def check_item(job: ImageJob, options: CocoOptions, draw: bool = False, repair: bool = False) -> ItemReport:
+    """Check one image (what workers run); the masks stay here unless the pictures or --fix need them."""
+    findings, masks = inspect_image(job, options)
+    image = job.image
+    report = ItemReport(("image", str(image.get("id"))), findings, file_name=image.get("file_name"))
+    if draw and findings:
+        named = {f.annotation_id for f in findings}
+        report.pictures = pictures(
+            Overlay(
+                image["height"],
+                image["width"],
+                masks=[masks[i] for i in sorted(masks)],
+                outlined=[masks[i] for i in sorted(masks) if job.annotations[i].get("id") in named],
+                background=find_image(options.images_dir, image.get("file_name")),
+            )
+        )
+    if repair:
+        flagged: dict[Any, set[str]] = defaultdict(set)
+        for finding in findings:
+            flagged[finding.annotation_id].add(finding.code)
+        report.repair = CocoRepair(job, masks, dict(flagged))
+    return report
 
 
 def inspect_image(job: ImageJob, options: CocoOptions) -> tuple[list[Finding], dict[int, Mask]]:
@@ -126,18 +194,21 @@ def inspect_image(job: ImageJob, options: CocoOptions) -> tuple[list[Finding], d
     masks: dict[int, Mask] = {}
     for index, annotation in enumerate(job.annotations):
         at = rec.at(annotation_id=annotation.get("id"))
-        mask = _check_annotation(at, annotation, width, height, job.category_ids, options)
+        mask = _check_annotation(at, annotation, width, height, job.category_names, options)
         if mask is not None:
             masks[index] = mask
     if options.target in EXCLUSIVE_TARGETS:
         indices = sorted(masks)
         for a, b, shared in overlapping_pairs([masks[i] for i in indices]):
             first, second = job.annotations[indices[a]], job.annotations[indices[b]]
+            names = [job.category_names.get(entry.get("category_id")) for entry in (first, second)]
             rec.at(annotation_id=first.get("id")).add(
                 "SEGMENTS_OVERLAP",
-                f"annotations {first.get('id')} and {second.get('id')} share {shared} px "
-                f"({options.target} output allows one segment per pixel)",
+                f"annotations {first.get('id')} ({names[0]}) and {second.get('id')} ({names[1]}) share "
+                f"{shared} px ({options.target} output allows one segment per pixel)",
                 other_annotation_id=second.get("id"),
+                category=names[0],
+                other_category=names[1],
                 pixels=shared,
             )
     return rec.findings, masks
@@ -148,13 +219,13 @@ def _check_annotation(
     annotation: dict[str, Any],
     width: int,
     height: int,
-    category_ids: frozenset[Any],
+    category_names: dict[Any, str],
     options: CocoOptions,
 ) -> Mask | None:
     if not is_int(annotation.get("id")):
         at.add("JSON_STRUCTURE", f"annotation id {annotation.get('id')!r} is not an integer")
     category_id = annotation.get("category_id")
-    if category_id not in category_ids:
+    if category_id not in category_names:
         at.add("CATEGORY_REF_MISSING", f"category_id {category_id!r} is not in categories")
     iscrowd = annotation.get("iscrowd", 0)
     if not is_int(iscrowd) or iscrowd not in (0, 1):
@@ -205,3 +276,108 @@ def _check_annotation(
         bbox_tolerance=bbox_tolerance,
     )
     return mask
+
+
+class CocoFixer:
+    """The repaired copy, written through the COCO writer image by image; annotation ids are kept."""
+
+    def __init__(self, document: coco_json.CocoDocument, jobs: int, request: FixRequest) -> None:
+        check_request(request)
+        images = {image.get("id") for image in document.images}
+        if jobs != len(document.images):
+            raise SegassistError(
+                "--fix cannot repair images with duplicate ids or without a valid size; fix those first",
+                file=str(document.path),
+            )
+        self.request = request
+        self.result = FixResult(request.output)
+        for annotation in document.annotations:
+            if annotation.get("image_id") not in images:
+                self.result.changes.append(
+                    {
+                        "image_id": annotation.get("image_id"),
+                        "annotation_id": annotation.get("id"),
+                        "action": "dropped",
+                        "reason": "its image is not in images",
+                    }
+                )
+        self.categories = coco_json.read_categories(document)
+        # RLE for the masks the overlap policy changes: exact, as the input's area and bbox then are.
+        self.sink = coco_format.CocoSink(
+            request.output, self.categories, Options(segmentation="rle"), request.outputs
+        )
+
+    def take(self, report: ItemReport) -> None:
+        repair: CocoRepair = report.repair
+        image, masks = repair.job.image, dict(repair.masks)
+        kept: dict[int, dict[str, Any]] = {}
+        for index, annotation in enumerate(repair.job.annotations):
+            codes = repair.flagged.get(annotation.get("id"), set())
+            change = {"image_id": image.get("id"), "annotation_id": annotation.get("id")}
+            if "SEGMENT_EMPTY" in codes:
+                masks.pop(index, None)
+                self.result.changes.append({**change, "action": "dropped", "reason": "empty mask"})
+                continue
+            annotation = dict(annotation)
+            if index in masks and codes & {"AREA_MISMATCH", "BBOX_MISMATCH"}:
+                set_area_and_bbox(annotation, masks[index].area, masks[index].bbox, change, self.result)
+            kept[index] = annotation
+        if self.request.overlap_policy is not None:
+            self._resolve_overlaps(image, kept, masks)
+        payload = coco_format.CocoPayload(image, list(kept.values()))
+        self.sink.write(Rendered(image.get("id"), payload, segments=len(kept)))
+
+    def _resolve_overlaps(
+        self, image: dict[str, Any], kept: dict[int, dict[str, Any]], masks: dict[int, Mask]
+    ) -> None:
+        """Make the kept annotations exclusive; a changed mask is rendered by the writer."""
+        policy = self.request.overlap_policy
+        segments = [
+            Segment(
+                mask=masks[index],
+                category_id=kept[index].get("category_id"),
+                score=kept[index].get("score"),
+                origin=Origin(annotation_id=kept[index].get("id"), order=index),
+                id=index,
+            )
+            for index in sorted(set(kept) & set(masks))
+        ]
+        resolved, report = overlap.resolve(
+            segments,
+            policy,
+            categories=self.categories,
+            things_over_stuff=self.request.things_over_stuff,
+            min_kept_fraction=self.request.min_kept_fraction,
+        )
+        resolved_by_index = {segment.id: segment for segment in resolved}
+        for change in report.changes:
+            index = segments[change.index].id
+            annotation = kept[index]
+            where = {"image_id": image.get("id"), "annotation_id": annotation.get("id")}
+            if change.dropped:
+                del kept[index]
+                self.result.changes.append(
+                    {**where, "action": "dropped", "reason": f"overlap policy {policy}: {change.dropped}"}
+                )
+                continue
+            record = ImageRecord(image["id"], image["file_name"], image["width"], image["height"])
+            record.segments = [resolved_by_index[index]]
+            _, written = self.sink.renderer.render(record).payload
+            if not written:  # the policy left no pixel (the writer drops empty masks)
+                del kept[index]
+                self.result.changes.append(
+                    {**where, "action": "dropped", "reason": f"overlap policy {policy}: no pixel left"}
+                )
+                continue
+            annotation.update({key: written[0][key] for key in ("segmentation", "area", "bbox")})
+            self.result.changes.append(
+                {
+                    **where,
+                    "action": f"overlap policy {policy}",
+                    "pixels_moved": change.area_before - change.area_after,
+                }
+            )
+
+    def finish(self) -> FixResult:
+        self.sink.finish()
+        return self.result

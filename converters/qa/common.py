@@ -47,12 +47,6 @@ def reading_json(path: Path) -> Iterator[None]:
         raise SegassistError(f"not valid JSON: {error}", file=str(path)) from error
 
 
-def load_json(path: Path) -> Any:
-    """The whole JSON document."""
-    with reading_json(path), path.open("rb") as handle:
-        return json.load(handle)
-
-
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -63,26 +57,10 @@ def duplicates(values: Iterable[Any]) -> list[Any]:
     return [value for value, count in counts.items() if count > 1]
 
 
-def top_level_lists(rec: Recorder, data: Any) -> tuple[list[dict[str, Any]], ...] | None:
-    """The images, annotations and categories objects of a COCO (instance or panoptic) document.
-
-    A key that is not a list counts as empty and entries that are not objects are left out, each with a
-    JSON_STRUCTURE finding; None when the document is not an object at all.
-    """
-    if not isinstance(data, dict):
-        rec.add("JSON_STRUCTURE", "the top level must be an object with images, annotations and categories")
-        return None
-    lists = []
-    for key in ("images", "annotations", "categories"):
-        value = data.get(key)
-        if not isinstance(value, list):
-            rec.add("JSON_STRUCTURE", f"{key!r} must be a list, got {type(value).__name__}")
-            value = []
-        objects = [item for item in value if isinstance(item, dict)]
-        if len(objects) != len(value):
-            rec.add("JSON_STRUCTURE", f"{len(value) - len(objects)} entries of {key!r} are not objects")
-        lists.append(objects)
-    return tuple(lists)
+def shape_findings(rec: Recorder, problems: dict[str, str]) -> None:
+    """A JSON_STRUCTURE finding for each problem with the shape of a file, as its reader found them."""
+    for problem in problems.values():
+        rec.add("JSON_STRUCTURE", problem)
 
 
 def find_image(images_dir: Path | None, file_name: str | None) -> Path | None:

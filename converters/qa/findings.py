@@ -6,9 +6,12 @@ the documentation cannot drift from the code.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 from typing import Any
+
+from converters import naming
 
 
 class Severity(IntEnum):
@@ -219,14 +222,8 @@ class Finding:
 
     def place(self) -> str:
         """Where inside its image or task the finding is: "annotation 3, region r1, segment 5", or ""."""
-        return ", ".join(
-            f"{label} {value}"
-            for label, value in (
-                ("annotation", self.annotation_id),
-                ("region", self.region_id),
-                ("segment", self.segment_id),
-            )
-            if value is not None
+        return naming.describe(
+            annotation_id=self.annotation_id, region_id=self.region_id, segment_id=self.segment_id
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -236,6 +233,12 @@ class Finding:
         ordered.update((key, value) for key, value in record.items() if key not in ordered)
         ordered.update(numbers)
         return ordered
+
+
+def badness(findings: list[Finding]) -> tuple[int, ...]:
+    """Smaller is worse: minus the counts of errors, then warnings, then infos (how reports rank images)."""
+    counts = Counter(finding.severity for finding in findings)
+    return tuple(-counts[severity] for severity in reversed(Severity))
 
 
 def checks_table_markdown() -> str:

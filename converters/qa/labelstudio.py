@@ -6,20 +6,22 @@ checked, so nothing a reader would normalise away (missing sizes, duplicate ids,
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from label_studio_sdk.label_interface import LabelInterface
 
-from converters import bitmask, brush
+from converters import bitmask, brush, naming
 from converters.errors import SegassistError
 from converters.formats import ls_regions
 from converters.formats.labelstudio import iter_tasks as read_tasks
 from converters.formats.labelstudio import reference_file_name
+from converters.lsconfig import LabelConfig, read_label_config, region_geometry
 from converters.mask import Mask, overlapping_pairs
 from converters.qa.common import (
     EXCLUSIVE_TARGETS,
@@ -28,25 +30,19 @@ from converters.qa.common import (
     check_polygon_part,
     check_size_of_segment,
     duplicates,
+    find_image,
     reading_json,
 )
+from converters.qa.core import ItemReport, QAOptions, Run
 from converters.qa.findings import Finding
-
-
-@dataclass(frozen=True)
-class Control:
-    """One labels control of the labeling config."""
-
-    tag: str  # lower case, e.g. "brushlabels", "labels"
-    to_names: frozenset[str]
-    labels: frozenset[str]
+from converters.qa.overlay import Overlay, pictures
 
 
 @dataclass(frozen=True)
 class LabelStudioOptions:
     images_dir: Path | None = None
-    # name -> Control; None when no labeling config was given (label and control checks are skipped).
-    controls: dict[str, Control] | None = None
+    # None when no labeling config was given (label and control checks are skipped).
+    label_config: LabelConfig | None = None
     min_area: int = 0
     alpha_threshold: int = 128
     # Two annotations of one task whose masks of a label match below this IoU are reported for review.
@@ -54,30 +50,30 @@ class LabelStudioOptions:
     target: str = "instance"
 
 
-def read_label_config(path: Path) -> dict[str, Control]:
-    """The labels controls of a labeling config, by name."""
-    try:
-        interface = LabelInterface(Path(path).read_text())
-    except OSError as error:
-        raise SegassistError(
-            f"cannot read the labeling config: {error.strerror or error}", file=str(path)
-        ) from None
-    except Exception as error:  # the SDK raises assorted XML/validation errors
-        raise SegassistError(f"the labeling config does not parse: {error}", file=str(path)) from None
-    return {
-        control.name: Control(
-            tag=control.tag.lower(),
-            to_names=frozenset(control.to_name or ()),
-            labels=frozenset(getattr(control, "labels", None) or ()),
-        )
-        for control in interface.controls
-    }
+def start(path: Path, options: QAOptions) -> Run:
+    """Stream the export once through the Label Studio reader; the export-wide id checks complete as the
+    tasks go by."""
+    ls_options = labelstudio_options(options)
+    id_findings: list[Finding] = []
+    tasks = check_ids(path, iter_tasks(path), id_findings)
+    return Run([], tasks, partial(check_item, options=ls_options), unit="tasks", late_findings=id_findings)
+
+
+def labelstudio_options(options: QAOptions) -> LabelStudioOptions:
+    return LabelStudioOptions(
+        images_dir=options.images_dir,
+        label_config=read_label_config(options.label_config) if options.label_config else None,
+        min_area=options.min_area,
+        alpha_threshold=options.alpha_threshold,
+        agreement=options.agreement,
+        target=options.target,
+    )
 
 
 def iter_tasks(path: Path) -> Iterator[dict[str, Any]]:
     """The tasks of an export (a list of tasks, or one task object), streamed by the converter's reader."""
     with reading_json(path), path.open("rb") as handle:
-        first = handle.read(64).lstrip()[:1]
+        first = handle.read(64).removeprefix(codecs.BOM_UTF8).lstrip()[:1]
         handle.seek(0)
         if first not in (b"{", b"["):
             raise SegassistError(
@@ -108,7 +104,8 @@ def check_ids(path: Path, tasks: Iterator[Any], findings: list[Finding]) -> Iter
     seen_annotations: set[Any] = set()
     for index, task in enumerate(tasks):
         if not isinstance(task, dict):
-            rec.add("JSON_STRUCTURE", f"task #{index} is a {type(task).__name__}, not an object")
+            task_name = naming.name("task", naming.position_ref(index))
+            rec.add("JSON_STRUCTURE", f"{task_name} is a {type(task).__name__}, not an object")
             continue
         task_id = task.get("id")
         if task_id is not None:
@@ -137,9 +134,35 @@ def image_file_name(task: dict[str, Any]) -> str:
     return reference_file_name(reference) if reference else ""
 
 
+def check_item(
+    job: TaskJob, options: LabelStudioOptions, draw: bool = False, repair: bool = False
+) -> ItemReport:
+    """Check one task (what workers run); its masks stay here unless the pictures need them."""
+    checked = check_task(job, options, keep_masks=draw)
+    task = job.task
+    file_name = image_file_name(task)
+    report = ItemReport(
+        ("task", str(naming.task_ref(job.index, task))), checked.findings, file_name=file_name
+    )
+    if draw and checked.findings and checked.masks:
+        height, width = next(iter(checked.masks.values())).shape
+        same_size = [(where, mask) for where, mask in checked.masks.items() if mask.shape == (height, width)]
+        named = {(f.annotation_id, f.region_id) for f in checked.findings}
+        report.pictures = pictures(
+            Overlay(
+                height,
+                width,
+                masks=[mask for _, mask in same_size],
+                outlined=[mask for where, mask in same_size if where in named],
+                background=find_image(options.images_dir, file_name),
+            )
+        )
+    return report
+
+
 def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = False) -> TaskResult:
     task = job.task
-    task_id = task.get("id", f"#{job.index}")
+    task_id = naming.task_ref(job.index, task)
     rec = Recorder(file=job.file, task_id=task_id)
     result = TaskResult(rec.findings)
     sizes: set[tuple[Any, Any]] = set()
@@ -156,10 +179,10 @@ def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = Fal
         for position, entry in enumerate(entries)
     ]
     for kind, position, annotation in sources:
+        annotation_id = naming.annotation_ref(kind, position, annotation)
         if not isinstance(annotation, dict):
-            rec.add("JSON_STRUCTURE", f"{kind} #{position} is not an object")
+            rec.add("JSON_STRUCTURE", f"{naming.name(kind, annotation_id)} is not an object")
             continue
-        annotation_id = annotation.get("id", f"{kind} #{position}")
         at = rec.at(annotation_id=annotation_id)
         if annotation.get("was_cancelled"):
             at.add(
@@ -202,18 +225,21 @@ def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = Fal
 
 def _check_overlaps(at: Recorder, masks: list[tuple[Any, str, Mask]], target: str) -> None:
     for a, b, shared in overlapping_pairs([mask for _, _, mask in masks]):
-        first, second = masks[a][0], masks[b][0]
+        (first, first_label, _), (second, second_label, _) = masks[a], masks[b]
         at.at(region_id=first).add(
             "SEGMENTS_OVERLAP",
-            f"regions {first} and {second} share {shared} px ({target} output allows one segment per pixel)",
+            f"regions {first} ({first_label}) and {second} ({second_label}) share {shared} px "
+            f"({target} output allows one segment per pixel)",
             other_region_id=second,
+            category=first_label,
+            other_category=second_label,
             pixels=shared,
         )
 
 
 def _is_labelled_region(result: dict[str, Any]) -> bool:
     kind = result.get("type")
-    return isinstance(kind, str) and (kind in ls_regions.REGION_TYPES or kind.endswith("labels"))
+    return isinstance(kind, str) and (region_geometry(kind) is not None or kind.endswith("labels"))
 
 
 def _check_region(
@@ -228,14 +254,18 @@ def _check_region(
     label = labels[0] if isinstance(labels, list) and labels and isinstance(labels[0], str) else ""
     if not label:
         rec.add("LS_REGION_NO_LABEL", f"{kind} region has no label")
-    if options.controls is not None:
-        _check_against_config(rec, region, kind, labels if isinstance(labels, list) else [], options.controls)
+    if options.label_config is not None:
+        for mismatch in options.label_config.mismatches(region, labels if isinstance(labels, list) else []):
+            code = "LS_LABEL_NOT_IN_CONFIG" if mismatch.kind == "label" else "LS_CONTROL_MISMATCH"
+            extra = {"label": mismatch.label} if mismatch.label is not None else {}
+            rec.add(code, mismatch.message, **extra)
     rotation = region.get("image_rotation") or 0
     if rotation:
         rec.add("LS_IMAGE_ROTATION", f"image_rotation is {rotation} degrees", image_rotation=rotation)
-    if kind not in ls_regions.REGION_TYPES:
+    geometry = region_geometry(kind)
+    if geometry is None:
         return label, None  # key points and other labelled results carry no area
-    if kind in ls_regions.POLYGON_TYPES:
+    if geometry == "polygon":
         points = np.asarray(value.get("points") or [], dtype=np.float64).reshape(-1, 2)
         # In percent of the image: crossings and out-of-range points do not depend on the size in pixels.
         check_polygon_part(rec, points, 100, 100, 0)
@@ -252,24 +282,6 @@ def _check_region(
     return label, mask
 
 
-def _check_against_config(
-    rec: Recorder, region: dict[str, Any], kind: str, labels: list[Any], controls: dict[str, Control]
-) -> None:
-    from_name, to_name = region.get("from_name"), region.get("to_name")
-    control = controls.get(from_name)
-    if control is None:
-        rec.add("LS_CONTROL_MISMATCH", f"from_name {from_name!r} is not a control of the labeling config")
-        return
-    if to_name not in control.to_names:
-        rec.add("LS_CONTROL_MISMATCH", f"to_name {to_name!r} is not what control {from_name!r} labels")
-    # A generic <Labels> control labels any region type; a specific one only its own.
-    if control.tag != "labels" and control.tag != kind:
-        rec.add("LS_CONTROL_MISMATCH", f"a {kind} result from the {control.tag} control {from_name!r}")
-    for label in labels:
-        if label not in control.labels:
-            rec.add("LS_LABEL_NOT_IN_CONFIG", f"label {label!r} is not in control {from_name!r}", label=label)
-
-
 def _decode(
     rec: Recorder,
     region: dict[str, Any],
@@ -279,10 +291,12 @@ def _decode(
     height: int,
     threshold: int,
 ) -> Mask | None:
+    """The region's mask, cropped to its box, by the reader's decoders."""
     try:
-        if kind in ls_regions.BRUSH_TYPES:
+        geometry = region_geometry(kind)
+        if geometry == "brush":
             rle = value.get("rle")
-            if isinstance(rle, list) and len(rle) >= 4 and all(isinstance(b, int) for b in rle[:4]):
+            if isinstance(rle, list | bytes) and len(rle) >= 4 and all(isinstance(b, int) for b in rle[:4]):
                 declared = int.from_bytes(bytes(b & 0xFF for b in rle[:4]), "big")
                 if declared != width * height * 4:
                     rec.add(
@@ -291,8 +305,10 @@ def _decode(
                         f"{width * height * 4}",
                     )
                     return None
-            return _alpha_mask(rec, brush.decode(rle, width, height), threshold)
-        if kind in ls_regions.BITMASK_TYPES:
+            # The alpha counts come from the RLE's runs and the mask from its crop: no image-size plane.
+            _check_soft_edges(rec, brush.alpha_histogram(rle, width, height), threshold)
+            return brush.decode_mask(rle, width, height, threshold)
+        if geometry == "bitmask":
             alpha = bitmask.decode(value.get("imageDataURL"))
             if alpha.shape != (height, width):
                 rec.add(
@@ -300,30 +316,33 @@ def _decode(
                     f"the bitmask PNG is {alpha.shape[1]}x{alpha.shape[0]}; the image is {width}x{height}",
                 )
                 return None
-            return _alpha_mask(rec, alpha, threshold)
+            _check_soft_edges(rec, np.bincount(alpha.ravel(), minlength=256), threshold)
+            return brush.to_mask(alpha, threshold)
         return ls_regions.result_to_segment(region, category_id=0).mask
     except SegassistError as error:
         rec.add("MASK_UNDECODABLE", f"the {kind} region does not decode: {error.reason}")
         return None
 
 
-def _alpha_mask(rec: Recorder, alpha: np.ndarray, threshold: int) -> Mask:
-    soft = int(np.count_nonzero((alpha > 0) & (alpha < 255)))
+def _check_soft_edges(rec: Recorder, histogram: np.ndarray, threshold: int) -> None:
+    """LS_BRUSH_ANTIALIASED when some pixels have an alpha from 1 to 254 (`histogram`: pixels per alpha)."""
+    soft = int(histogram[1:255].sum())
     if soft:
         rec.add(
             "LS_BRUSH_ANTIALIASED",
             f"{soft} edge pixels have alpha between 1 and 254; foreground is alpha >= {threshold}",
             soft_pixels=soft,
-            area_alpha_gt0=int(np.count_nonzero(alpha)),
-            area_at_threshold=int(np.count_nonzero(alpha >= threshold)),
+            area_alpha_gt0=int(histogram[1:].sum()),
+            area_at_threshold=int(histogram[threshold:].sum()),
         )
-    return brush.to_mask(alpha, threshold)
 
 
 def _check_agreement(
     rec: Recorder, decoded: list[tuple[Any, list[tuple[Any, str, Mask]]]], threshold: float
 ) -> None:
     """Pairwise IoU of each label's union mask between annotations of one task."""
+    if len(decoded) < 2:
+        return  # nothing to compare, and a label's union can span the whole image
     per_annotation = []
     for annotation_id, masks in decoded:
         by_label: dict[str, Mask] = {}

@@ -7,23 +7,33 @@ pixel plus work proportional to the number of runs.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from converters.formats.coco_panoptic import read_id_map
+from converters.errors import SegassistError
+from converters.formats import coco_json
+from converters.formats.coco_panoptic import CocoPanopticSink, PanopticPayload, png_folder, read_id_map
+from converters.formats.common import Options, Rendered
+from converters.formats.label_map import masks_from_label_map
+from converters.io import inside
 from converters.qa.common import (
     Recorder,
     check_area_and_bbox,
     check_image_file,
     duplicates,
+    find_image,
     is_int,
-    top_level_lists,
+    shape_findings,
 )
+from converters.qa.core import FixRequest, FixResult, ItemReport, QAOptions, Run
 from converters.qa.findings import Finding
+from converters.qa.fix import check_request, set_area_and_bbox
+from converters.qa.overlay import Overlay, pictures
 
 
 @dataclass
@@ -89,13 +99,36 @@ class ImageJob:
     isthing: dict[int, bool]
 
 
-def check_dataset(path: Path, data: Any, options: PanopticOptions) -> tuple[list[Finding], list[ImageJob]]:
-    """JSON-level checks; returns the findings and one job per annotation for the pixel pass."""
+def options_for(path: Path, options: QAOptions) -> PanopticOptions:
+    return PanopticOptions(
+        png_dir=png_folder(path, options.png_dir), images_dir=options.images_dir, min_area=options.min_area
+    )
+
+
+def start(path: Path, options: QAOptions) -> Run:
+    """Read the JSON once through the COCO reader; the dataset-level findings and one job per annotation."""
+    document = coco_json.read_document(path)
+    pan_options = options_for(path, options)
+    findings, jobs = check_dataset(document, pan_options)
+    return Run(
+        findings,
+        jobs,
+        partial(check_item, options=pan_options),
+        unit="panoptic images",
+        total=len(jobs),
+        fixer=partial(PanopticFixer, document, pan_options.png_dir),
+    )
+
+
+def check_dataset(
+    document: coco_json.CocoDocument, options: PanopticOptions
+) -> tuple[list[Finding], list[ImageJob]]:
+    """Checks of the document's ids, references and categories; returns the findings and one job per
+    annotation for the pixel pass."""
+    path = document.path
     rec = Recorder(file=str(path))
-    lists = top_level_lists(rec, data)
-    if lists is None:
-        return rec.findings, []
-    images, annotations, categories = lists
+    shape_findings(rec, document.problems)
+    images, annotations, categories = document.images, document.annotations, document.categories
 
     isthing: dict[int, bool] = {}
     for duplicate in duplicates(c.get("id") for c in categories):
@@ -150,8 +183,56 @@ def check_dataset(path: Path, data: Any, options: PanopticOptions) -> tuple[list
     return rec.findings, jobs
 
 
+@dataclass
+class PanopticRepair:
+    """What --fix needs of one annotation: the job as read, the measured {id: (area, bbox)} (None when the
+    PNG could not be read) and the codes flagged on each segment id."""
+
+    job: ImageJob
+    measured: dict[int, Any] | None
+    flagged: dict[Any, set[str]]
+
+
+def check_item(
+    job: ImageJob, options: PanopticOptions, draw: bool = False, repair: bool = False
+) -> ItemReport:
+    """Check one annotation against its PNG (what workers run)."""
+    findings, measured, id_map = _check(job, options)
+    image = job.image or {}
+    report = ItemReport(
+        ("image", str(job.annotation.get("image_id"))),
+        findings,
+        file_name=image.get("file_name") or job.annotation["file_name"],
+    )
+    if draw and findings and id_map is not None:
+        named = {f.segment_id for f in findings}
+        ids, labels = np.unique(id_map, return_inverse=True)
+        outlined = [mask for i, mask in masks_from_label_map(id_map).items() if i in named]
+        report.pictures = pictures(
+            Overlay(
+                *id_map.shape,
+                labels=labels.reshape(id_map.shape).astype(np.int32) + (0 if ids[0] == 0 else 1),
+                outlined=outlined,
+                background=find_image(options.images_dir, image.get("file_name")),
+            )
+        )
+    if repair:
+        flagged: dict[Any, set[str]] = defaultdict(set)
+        for finding in findings:
+            flagged[finding.segment_id].add(finding.code)
+        report.repair = PanopticRepair(job, measured, dict(flagged))
+    return report
+
+
 def check_image(job: ImageJob, options: PanopticOptions) -> tuple[list[Finding], dict[int, Any] | None]:
     """Check one annotation against its PNG. Returns the findings and the measured {id: (area, bbox)}."""
+    findings, measured, _ = _check(job, options)
+    return findings, measured
+
+
+def _check(
+    job: ImageJob, options: PanopticOptions
+) -> tuple[list[Finding], dict[int, Any] | None, np.ndarray | None]:
     annotation = job.annotation
     rec = Recorder(file=job.file, image_id=annotation.get("image_id"), file_name=annotation["file_name"])
     segments = [s for s in annotation["segments_info"] if isinstance(s, dict)]
@@ -197,17 +278,17 @@ def check_image(job: ImageJob, options: PanopticOptions) -> tuple[list[Finding],
             job.image.get("height"),
         )
 
-    png_path = options.png_dir / annotation["file_name"]
+    png_path = inside(options.png_dir, annotation["file_name"], image_id=annotation.get("image_id"))
     read = read_id_map(png_path)
     if read.missing:
         rec.add("PAN_PNG_MISSING", f"{png_path} does not exist")
-        return rec.findings, None
+        return rec.findings, None, None
     if read.error is not None:
         rec.add("PAN_PNG_NOT_RGB", f"{png_path.name} cannot be read as an image: {read.error}")
-        return rec.findings, None
+        return rec.findings, None, None
     if read.id_map is None:
         rec.add("PAN_PNG_NOT_RGB", f"{png_path.name} has mode {read.mode!r}; panoptic PNGs must be 8-bit RGB")
-        return rec.findings, None
+        return rec.findings, None, None
     if read.alpha_pixels:
         rec.add(
             "PAN_PNG_ALPHA",
@@ -252,4 +333,60 @@ def check_image(job: ImageJob, options: PanopticOptions) -> tuple[list[Finding],
             area_tolerance=options.area_tolerance,
             bbox_tolerance=options.bbox_tolerance,
         )
-    return rec.findings, measured
+    return rec.findings, measured, read.id_map
+
+
+class PanopticFixer:
+    """The repaired copy, written through the COCO panoptic writer annotation by annotation: segments_info
+    repaired, each PNG copied as it is (into the folder the writer names after the output JSON)."""
+
+    def __init__(self, document: coco_json.CocoDocument, png_dir: Path, request: FixRequest) -> None:
+        check_request(request)
+        self.png_dir = png_dir
+        self.result = FixResult(request.output)
+        annotated = {annotation.get("image_id") for annotation in document.annotations}
+        for image in document.images:
+            if image.get("id") not in annotated:
+                self.result.changes.append(
+                    {"image_id": image.get("id"), "action": "dropped", "reason": "no panoptic annotation"}
+                )
+        categories = coco_json.read_categories(document)
+        self.sink = CocoPanopticSink(request.output, categories, Options(), request.outputs)
+
+    def take(self, report: ItemReport) -> None:
+        repair: PanopticRepair = report.repair
+        job = repair.job
+        image_id = job.annotation.get("image_id")
+        if job.image is None:
+            self.result.changes.append(
+                {"image_id": image_id, "action": "dropped", "reason": "its image is not in images"}
+            )
+            return
+        if repair.measured is None:
+            raise SegassistError(
+                "--fix cannot repair an annotation whose PNG cannot be read; fix the PNG first",
+                file=str(self.png_dir / job.annotation["file_name"]),
+                image_id=image_id,
+            )
+        kept = []
+        for segment in job.annotation["segments_info"]:
+            if not isinstance(segment, dict):
+                kept.append(segment)
+                continue
+            codes = repair.flagged.get(segment.get("id"), set())
+            change = {"image_id": image_id, "segment_id": segment.get("id")}
+            if "PAN_JSON_ID_MISSING_IN_PNG" in codes:
+                self.result.changes.append({**change, "action": "dropped", "reason": "no pixel in the PNG"})
+                continue
+            segment = dict(segment)
+            if codes & {"AREA_MISMATCH", "BBOX_MISMATCH"}:
+                set_area_and_bbox(segment, *repair.measured[segment["id"]], change, self.result)
+            kept.append(segment)
+        annotation = {**job.annotation, "segments_info": kept}
+        png = (self.png_dir / job.annotation["file_name"]).read_bytes()
+        payload = PanopticPayload(job.image, annotation, png)
+        self.sink.write(Rendered(image_id, payload, segments=len(kept)))
+
+    def finish(self) -> FixResult:
+        self.sink.finish()
+        return self.result

@@ -7,8 +7,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from converters.formats.common import write_text_atomically
-from converters.qa.findings import CHECKS, Finding, Severity
+from converters import naming
+from converters.qa.findings import CHECKS, Finding, Severity, badness
 from converters.qa.run import QAResult
 
 WORST_SHOWN = 10
@@ -41,22 +41,35 @@ def report_json(result: QAResult, fix_changes: list[dict[str, Any]] | None = Non
 
 
 def write_json(result: QAResult, target: Path, fix_changes: list[dict[str, Any]] | None = None) -> None:
-    """Write the JSON report atomically; `fix_changes` from --fix."""
-    write_text_atomically(target, json.dumps(report_json(result, fix_changes), indent=1, default=str) + "\n")
+    """Write the JSON report into `target` (a path reserved in the command's `Outputs`); `fix_changes` from
+    --fix."""
+    target.write_text(json.dumps(report_json(result, fix_changes), indent=1, default=str) + "\n")
 
 
 def worst_images(findings: list[Finding]) -> list[tuple[tuple[str, str], list[Finding]]]:
-    """Findings grouped by image (or task), the groups with most errors, then warnings, first."""
+    """Findings grouped by image (or task), the groups with most errors, then warnings, first; inside a
+    group, errors before warnings before infos."""
     groups: dict[tuple[str, str], list[Finding]] = defaultdict(list)
     for finding in findings:
         groups[finding.image_key()].append(finding)
 
-    def badness(item: tuple[tuple[str, str], list[Finding]]) -> tuple[int, ...]:
-        counts = Counter(finding.severity for finding in item[1])
-        return tuple(-counts[severity] for severity in reversed(Severity))
+    # sorted() is stable: ties keep the order in which images were checked, and findings their check order.
+    return [
+        (key, sorted(group, key=lambda finding: -finding.severity))
+        for key, group in sorted(groups.items(), key=lambda item: badness(item[1]))
+    ]
 
-    # sorted() is stable: ties keep the order in which images were checked.
-    return sorted(groups.items(), key=badness)
+
+def group_title(result: QAResult, key: tuple[str, str], group: list[Finding]) -> str:
+    """`task 7`, `task #1`, `image 5 (a.jpg)`: an image is named by its image file (not, for panoptic data,
+    by its PNG), as the run recorded it."""
+    kind, value = key
+    if kind == "dataset":
+        return "dataset"
+    if kind == "task":
+        return naming.describe(task_id=value)
+    file_name = result.image_names.get(key) or next((f.file_name for f in group if f.file_name), None)
+    return naming.describe(image_id=value, file_name=file_name)
 
 
 def terminal_summary(result: QAResult) -> str:
@@ -73,12 +86,12 @@ def terminal_summary(result: QAResult) -> str:
         lines.append(f"{n:>7}  {check.severity.label:<8} {code}: {check.explanation}")
     lines.append("")
     lines.append("worst first:")
-    for (kind, key), group in worst_images(result.findings)[:WORST_SHOWN]:
+    for key, group in worst_images(result.findings)[:WORST_SHOWN]:
         tally = Counter(finding.severity.label for finding in group)
-        name = f"{kind} {key}" if key else "dataset"
-        file_name = next((f.file_name for f in group if f.file_name), None)
-        label = f"{name} ({file_name})" if file_name else name
-        lines.append(f"  {label}: " + ", ".join(f"{s.label}: {tally[s.label]}" for s in reversed(Severity)))
+        lines.append(
+            f"  {group_title(result, key, group)}: "
+            + ", ".join(f"{s.label}: {tally[s.label]}" for s in reversed(Severity))
+        )
         for finding in group[:MESSAGES_PER_IMAGE]:
             place = finding.place()
             where = f"{place}: " if place else ""

@@ -1,11 +1,16 @@
-"""The QA Python API: `check(path, QAOptions(...))` runs the checks of the input's format."""
+"""The QA Python API: `check(path, QAOptions(...))` runs the checks of the input's format.
+
+The input is read once, through its format's reader (the format's checks come from `converters.registry`).
+The same run draws the HTML report's pictures of the worst flagged images (`pictures=True`) and writes the
+--fix copy through the format's writer (`fix=FixRequest(...)`), so neither reads the input again.
+"""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,45 +18,20 @@ from typing import Any, TypeVar
 import ijson
 from tqdm import tqdm
 
+from converters import registry
 from converters.errors import SegassistError
-from converters.qa import coco, labelstudio, panoptic, semantic
-from converters.qa.common import load_json, reading_json
-from converters.qa.findings import Finding, Severity
+from converters.parallel import process_map
+from converters.qa.common import reading_json
+from converters.qa.core import TARGETS, Fixer, FixRequest, ItemReport, QAOptions, QAResult
+from converters.qa.findings import badness
 
-FORMATS = ("labelstudio", "coco", "coco-panoptic", "semantic")
-TARGETS = ("instance", "panoptic", "semantic")
+# The HTML report shows this many flagged images, worst first; the run keeps the pictures of as many.
+MAX_PICTURES = 200
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-
-@dataclass(frozen=True)
-class QAOptions:
-    format: str = "auto"
-    images_dir: Path | None = None
-    label_config: Path | None = None
-    # COCO panoptic PNG folder; default: the JSON path without ".json" (COCO's layout).
-    png_dir: Path | None = None
-    # What the data is meant for: "panoptic"/"semantic" make overlapping segments an error.
-    target: str = "instance"
-    min_area: int = 10
-    alpha_threshold: int = 128
-    agreement: float = 0.5
-    polygon_area_tolerance: float = 0.01
-    bbox_tolerance: float = 1.0
-    workers: int = 1
-
-
-@dataclass
-class QAResult:
-    input: Path
-    format: str
-    findings: list[Finding] = field(default_factory=list)
-    # Items (images, tasks, label maps) looked at.
-    checked: int = 0
-
-    def count(self, at_least: Severity) -> int:
-        return sum(1 for finding in self.findings if finding.severity >= at_least)
+__all__ = ["TARGETS", "FixRequest", "QAOptions", "QAResult", "check", "detect_format"]
 
 
 def detect_format(path: Path) -> str:
@@ -64,12 +44,16 @@ def detect_format(path: Path) -> str:
     top_keys: set[str] = set()
     annotation_keys: set[str] = set()
     with reading_json(path), path.open("rb") as handle:
+        start = len(codecs.BOM_UTF8) if handle.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
+        handle.seek(start)
         head = handle.read(4096).lstrip()
         if head.startswith(b"["):
             return "labelstudio"
+        if not head:
+            raise SegassistError("the file is empty", file=str(path))
         if not head.startswith(b"{"):
             raise SegassistError("not a JSON object or list, and not a folder of label maps", file=str(path))
-        handle.seek(0)
+        handle.seek(start)
         for prefix, event, value in ijson.parse(handle):
             if event == "map_key" and prefix == "":
                 top_keys.add(value)
@@ -77,104 +61,81 @@ def detect_format(path: Path) -> str:
                 annotation_keys.add(value)
             elif event == "end_map" and prefix == "annotations.item":
                 break
-    if "segments_info" in annotation_keys:
+    # Without an annotation to tell, the PNG folder beside the JSON does.
+    if "segments_info" in annotation_keys or (not annotation_keys and path.with_suffix("").is_dir()):
         return "coco-panoptic"
     # COCO annotations name their image; Label Studio annotations hold a result list instead.
     is_coco = "image_id" in annotation_keys or bool(top_keys & {"images", "categories"})
     return "coco" if is_coco else "labelstudio"
 
 
-def check(path: Path | str, options: QAOptions | None = None) -> QAResult:
-    """Run every check for the input's format. Raises SegassistError when the input cannot be read at all."""
+def check(
+    path: Path | str,
+    options: QAOptions | None = None,
+    *,
+    pictures: bool = False,
+    fix: FixRequest | None = None,
+) -> QAResult:
+    """Run every check for the input's format. Raises SegassistError when the input cannot be read at all.
+
+    `pictures` keeps the overlay pictures of the worst flagged images (the HTML report); `fix` writes the
+    repaired copy into `fix.outputs` as the items are checked (the caller commits it).
+    """
     options = options or QAOptions()
     path = Path(path)
     if not path.exists():
         raise SegassistError("input does not exist", file=str(path))
     if options.target not in TARGETS:
         raise SegassistError(f"unknown target {options.target!r}; choose one of {', '.join(TARGETS)}")
+    for option, folder in (("--images", options.images_dir), ("--png-dir", options.png_dir)):
+        if folder is not None and not Path(folder).is_dir():
+            what = "is not a folder" if Path(folder).exists() else "does not exist"
+            raise SegassistError(f"the {option} folder {what}", file=str(folder))
+    if fix is not None and Path(fix.output).resolve() == path.resolve():
+        raise SegassistError("--fix must name a new file; the input is never modified", file=str(fix.output))
     fmt = detect_format(path) if options.format == "auto" else options.format
-    if fmt not in FORMATS:
-        raise SegassistError(f"unknown format {fmt!r}; choose one of auto, {', '.join(FORMATS)}")
-    result = QAResult(path, fmt)
-    if fmt == "coco-panoptic":
-        pan_options = panoptic_options(path, options)
-        findings, jobs = panoptic.check_dataset(path, load_json(path), pan_options)
-        result.findings += findings
-        checked = parallel_map(partial(panoptic.check_image, options=pan_options), jobs, options.workers)
-        _add_per_item((found for found, _measured in checked), len(jobs), "panoptic images", result)
-    elif fmt == "coco":
-        coco_options = instance_options(options)
-        findings, jobs = coco.check_dataset(path, load_json(path), coco_options)
-        result.findings += findings
-        checked = parallel_map(partial(coco.check_image, options=coco_options), jobs, options.workers)
-        _add_per_item(checked, len(jobs), "images", result)
-    elif fmt == "labelstudio":
-        ls_options = labelstudio_options(options)
-        id_findings: list[Finding] = []
-        tasks = labelstudio.check_ids(path, labelstudio.iter_tasks(path), id_findings)
-        checked = parallel_map(partial(labelstudio.check_task, options=ls_options), tasks, options.workers)
-        _add_per_item((task.findings for task in checked), None, "tasks", result)
-        # The export-wide id checks are complete only once the stream has been read to its end.
-        result.findings += id_findings
-    else:
-        sem_options = semantic.SemanticOptions(images_dir=options.images_dir, min_area=options.min_area)
-        findings, jobs = semantic.check_dataset(path, sem_options)
-        result.findings += findings
-        checked = parallel_map(partial(semantic.check_label_map, options=sem_options), jobs, options.workers)
-        _add_per_item(checked, len(jobs), "label maps", result)
+    if fmt not in registry.FORMATS:
+        raise SegassistError(f"unknown format {fmt!r}; choose one of auto, {', '.join(registry.FORMATS)}")
+    run = registry.get(fmt).checks(path, options)
+    fixer: Fixer | None = None
+    if fix is not None:
+        if run.fixer is None:
+            raise SegassistError(f"--fix repairs coco and coco-panoptic datasets, not {fmt}", file=str(path))
+        fixer = run.fixer(fix)
+    result = QAResult(path, fmt, list(run.findings))
+    ranks: dict[tuple[str, str], tuple[tuple[int, ...], int]] = {}
+    check_one = partial(run.check, draw=pictures, repair=fixer is not None)
+    # Closed on an error too, so that the workers stop before the error goes up.
+    with contextlib.closing(process_map(check_one, run.items, options.workers)) as reports:
+        for index, report in enumerate(progress(reports, run.total, run.unit)):
+            _add(result, report, index, ranks)
+            if fixer is not None:
+                fixer.take(report)
+    # The export-wide checks (Label Studio's ids) are complete only once the stream has been read.
+    result.findings += run.late_findings
+    if fixer is not None:
+        result.fix = fixer.finish()
     return result
 
 
-def _add_per_item(per_item: Iterable[list[Finding]], total: int | None, unit: str, result: QAResult) -> None:
-    """Collect each item's findings into `result`, counting the items, with a progress bar."""
-    for item_findings in progress(per_item, total, unit):
-        result.findings += item_findings
-        result.checked += 1
-
-
-def panoptic_options(path: Path, options: QAOptions) -> panoptic.PanopticOptions:
-    return panoptic.PanopticOptions(
-        png_dir=options.png_dir or path.with_suffix(""),
-        images_dir=options.images_dir,
-        min_area=options.min_area,
-    )
-
-
-def instance_options(options: QAOptions) -> coco.CocoOptions:
-    return coco.CocoOptions(
-        images_dir=options.images_dir,
-        min_area=options.min_area,
-        polygon_area_tolerance=options.polygon_area_tolerance,
-        bbox_tolerance=options.bbox_tolerance,
-        target=options.target,
-    )
-
-
-def labelstudio_options(options: QAOptions) -> labelstudio.LabelStudioOptions:
-    controls = labelstudio.read_label_config(options.label_config) if options.label_config else None
-    return labelstudio.LabelStudioOptions(
-        images_dir=options.images_dir,
-        controls=controls,
-        min_area=options.min_area,
-        alpha_threshold=options.alpha_threshold,
-        agreement=options.agreement,
-        target=options.target,
-    )
-
-
-def parallel_map(function: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
-    """`map` in input order, over `workers` processes; at most 2 items per worker are in flight at a time."""
-    if workers <= 1:
-        yield from map(function, items)
+def _add(
+    result: QAResult,
+    report: ItemReport,
+    index: int,
+    ranks: dict[tuple[str, str], tuple[tuple[int, ...], int]],
+) -> None:
+    """Collect one item's report; of the pictures, keep those of the MAX_PICTURES worst items."""
+    result.findings += report.findings
+    result.checked += 1
+    if report.findings and report.file_name:
+        result.image_names[report.key] = report.file_name
+    if report.pictures is None:
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: list[Future[R]] = []
-        for item in items:
-            pending.append(pool.submit(function, item))
-            if len(pending) >= 2 * workers:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
+    result.pictures[report.key] = report.pictures
+    ranks[report.key] = (badness(report.findings), index)
+    if len(ranks) > MAX_PICTURES:
+        least = max(ranks, key=ranks.__getitem__)
+        del ranks[least], result.pictures[least]
 
 
 def progress(items: Iterable[Any], total: int | None, unit: str) -> Iterable[Any]:

@@ -6,15 +6,19 @@ Each PNG is read once; np.bincount over its values gives every class's pixel cou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from converters.formats.semantic import MAPPING_FILE, VOID
-from converters.qa.common import Recorder, check_image_file, duplicates, is_int, load_json
+from converters.formats.label_map import masks_from_label_map
+from converters.formats.semantic import MAPPING_FILE, VOID, dataset_folder, read_label_map, read_mapping
+from converters.io import inside
+from converters.qa.common import Recorder, check_image_file, duplicates, find_image, is_int
+from converters.qa.core import ItemReport, QAOptions, Run
 from converters.qa.findings import Finding
+from converters.qa.overlay import Overlay, pictures
 
 
 @dataclass(frozen=True)
@@ -31,16 +35,18 @@ class LabelMapJob:
     void: int
 
 
-def dataset_folder(path: Path) -> Path:
-    """The semantic dataset's folder, given the folder itself or its mapping file."""
-    return path.parent if path.is_file() else path
+def start(path: Path, options: QAOptions) -> Run:
+    """Read the mapping file once through the semantic reader; its findings and one job per label map."""
+    sem_options = SemanticOptions(images_dir=options.images_dir, min_area=options.min_area)
+    findings, jobs = check_dataset(path, sem_options)
+    return Run(findings, jobs, partial(check_item, options=sem_options), unit="label maps", total=len(jobs))
 
 
 def check_dataset(path: Path, options: SemanticOptions) -> tuple[list[Finding], list[LabelMapJob]]:
     """Checks of the mapping file; returns the findings and one job per label map."""
     folder = dataset_folder(path)
     mapping_path = folder / MAPPING_FILE
-    mapping = load_json(mapping_path)
+    mapping = read_mapping(folder)
     rec = Recorder(file=str(mapping_path))
     if not isinstance(mapping, dict) or not isinstance(mapping.get("classes"), list):
         rec.add(
@@ -64,23 +70,45 @@ def check_dataset(path: Path, options: SemanticOptions) -> tuple[list[Finding], 
         if not isinstance(image, dict) or not isinstance(image.get("label_map"), str):
             rec.add("JSON_STRUCTURE", f"image entry {image!r:.80} has no label_map name")
             continue
-        jobs.append(LabelMapJob(folder / image["label_map"], image, values, void))
+        label_map = inside(folder, image["label_map"], file=str(mapping_path), image_id=image.get("id"))
+        jobs.append(LabelMapJob(label_map, image, values, void))
     return rec.findings, jobs
 
 
-def check_label_map(job: LabelMapJob, options: SemanticOptions) -> list[Finding]:
+def check_item(
+    job: LabelMapJob, options: SemanticOptions, draw: bool = False, repair: bool = False
+) -> ItemReport:
+    """Check one label map (what workers run)."""
+    findings, label_map = _check(job, options)
+    image = job.image
+    report = ItemReport(("image", str(image.get("id"))), findings, file_name=image.get("file_name"))
+    if draw and findings and label_map is not None:
+        named = {f.numbers.get("value", f.segment_id) for f in findings}
+        report.pictures = pictures(
+            Overlay(
+                *label_map.shape,
+                labels=label_map,
+                outlined=[mask for value, mask in masks_from_label_map(label_map).items() if value in named],
+                background=find_image(options.images_dir, image.get("file_name")),
+            )
+        )
+    return report
+
+
+def _check(job: LabelMapJob, options: SemanticOptions) -> tuple[list[Finding], np.ndarray | None]:
+    """The findings of one label map, and the map when it could be read as one."""
     image = job.image
     rec = Recorder(file=str(job.png_path), image_id=image.get("id"), file_name=image.get("file_name"))
     width, height = image.get("width"), image.get("height")
     check_image_file(rec, options.images_dir, image.get("file_name", ""), width, height)
     if not job.png_path.is_file():
         rec.add("SEM_PNG_MISSING", f"{job.png_path.name} does not exist")
-        return rec.findings
-    label_map = cv2.imread(str(job.png_path), cv2.IMREAD_UNCHANGED)
+        return rec.findings, None
+    label_map = read_label_map(job.png_path)
     if label_map is None or label_map.ndim != 2 or label_map.dtype not in (np.uint8, np.uint16):
         shape = "unreadable" if label_map is None else f"{label_map.dtype} with shape {label_map.shape}"
         rec.add("SEM_PNG_NOT_SINGLE_CHANNEL", f"{job.png_path.name} is {shape}")
-        return rec.findings
+        return rec.findings, None
     if label_map.shape != (height, width):
         rec.add(
             "SEM_PNG_SIZE_MISMATCH",
@@ -103,4 +131,4 @@ def check_label_map(job: LabelMapJob, options: SemanticOptions) -> list[Finding]
             rec.at(segment_id=value).add(
                 "SEGMENT_TINY", f"class value {value} covers only {area} px", area=area
             )
-    return rec.findings
+    return rec.findings, label_map

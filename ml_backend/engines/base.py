@@ -16,7 +16,15 @@ import numpy as np
 
 from converters import Category, Mask, Segment
 
-MODES = ("semantic", "instance", "panoptic")
+
+@dataclass(frozen=True)
+class PanopticRule:
+    """How the service's one exclusivity step (converters.overlap.resolve: the higher score wins, things above
+    stuff) makes an engine's panoptic candidates exclusive: a thing left with less than `min_kept_fraction` of
+    its pixels is dropped, and so is a stuff segment left with fewer than `stuff_min_area` pixels."""
+
+    min_kept_fraction: float = 0.0
+    stuff_min_area: int = 0
 
 
 @dataclass(frozen=True)
@@ -35,8 +43,11 @@ class Engine(abc.ABC):
     model_version: str
     #: The classes the model predicts; a segment's category_id is a `Category.id` from this list.
     categories: list[Category]
-    #: The modes this engine can produce, a subset of MODES.
+    #: The modes this engine can produce, a subset of `ml_backend.engines.MODES`.
     modes: tuple[str, ...]
+    #: Panoptic output is a list of candidates that may overlap (things, and stuff under them); the service
+    #: makes them exclusive with this rule and reports what it changed per segment.
+    panoptic_rule: PanopticRule = PanopticRule()
 
     @abc.abstractmethod
     def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:

@@ -1,4 +1,4 @@
-"""`--engine` names -> loaders. Each engine is imported only when chosen (SAM never loads transformers)."""
+"""`--engine` names (`ENGINES`) -> loaded engines. Each engine is imported only when chosen."""
 
 from __future__ import annotations
 
@@ -7,23 +7,18 @@ import importlib
 import torch
 
 from converters.errors import SegassistError
+from ml_backend.engines import ENGINES
 from ml_backend.engines.base import Engine
 from ml_backend.engines.sam_family import is_sam2_spec
 
-# name -> the engine's module: load_default(device) for its default model, load(model, device) for --model.
-LOADERS = {
-    "sam": "ml_backend.engines.sam",
-    "torchvision": "ml_backend.engines.torchvision_engine",
-    "transformers": "ml_backend.engines.transformers_engine",
-}
 # The sam engine also serves SAM 2 models ("sam2.1_hiera_t:/path"), from their own module (the sam2 extra).
 SAM2_LOADER = "ml_backend.engines.sam2_engine"
 
 
 def load_engine(name: str, model: str | None, device: torch.device) -> Engine:
     """Build the engine once per process: `model` is a name or path understood by that engine, or None."""
-    if name not in LOADERS:
-        raise SegassistError(f"unknown engine {name!r}; choose one of {', '.join(LOADERS)}")
+    if name not in ENGINES:
+        raise SegassistError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     if name == "sam" and model is not None and is_sam2_spec(model):
         try:
             module = importlib.import_module(SAM2_LOADER)
@@ -33,5 +28,5 @@ def load_engine(name: str, model: str | None, device: torch.device) -> Engine:
                 "SAM 2 notes"
             ) from None
     else:
-        module = importlib.import_module(LOADERS[name])
+        module = importlib.import_module(ENGINES[name])
     return module.load_default(device) if model is None else module.load(model, device)

@@ -17,7 +17,7 @@ import torch
 
 from converters import Mask
 from converters.errors import SegassistError
-from ml_backend.concurrency import submit_ahead
+from converters.parallel import pool_map
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,9 @@ class CpuWorkers:
     """Runs independent CPU forwards side by side: `workers` threads of `threads_each` intra-op threads.
 
     Why: forwards side by side win back what one forward loses by splitting its ops over intra-op threads
-    (serial parts: NMS, mask pasting, the Python between ops). On 2 idle cores that is little, as a forward
-    runs 1.9x faster on 2 threads than on 1; on a busy shared machine it was up to 1.3x
-    (benchmarks/backend.py). One model copy serves every worker.
+    (serial parts: NMS, mask pasting, the Python between ops): little on idle cores, where one forward scales
+    well over the intra-op threads, more on a busy machine (the measured gain and the intra-op scaling that
+    bounds it: BENCHMARKS.md, backend section). One model copy serves every worker.
 
     torch's intra-op thread count belongs to the calling thread, but `torch.set_num_threads` also sets the
     count that threads started later take on their first parallel op. So each worker sets its count once,
@@ -103,11 +103,9 @@ class CpuWorkers:
 
         Two items per worker are taken ahead of the result being waited for, so a worker that finishes early
         starts the next item instead of waiting for a slower neighbour. Closing the iterator early cancels
-        what has not started and waits for what has (`submit_ahead`).
+        what has not started and waits for what has (`pool_map`).
         """
-        with contextlib.closing(submit_ahead(self._pool, run, items, 2 * self.workers)) as submitted:
-            for future in submitted:
-                yield future.result()
+        return pool_map(self._pool, run, items, 2 * self.workers)
 
 
 def to_tensor_images(images: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
@@ -149,7 +147,7 @@ def weights_path(given: str | None, url: str) -> Path:
             if given
             else "run `segassist weights download NAME` on a machine with internet and copy the file there"
         )
-        raise SegassistError(f"model weights not found: {path} ({hint})", file=str(path))
+        raise SegassistError(f"model weights not found ({hint})", file=str(path))
     return path
 
 

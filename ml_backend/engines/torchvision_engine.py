@@ -1,5 +1,6 @@
-"""torchvision engine: Mask R-CNN for instances, DeepLabV3 / FCN / LRASPP for semantic maps, both fused for
-panoptic output with detectron2's rule.
+"""torchvision engine: Mask R-CNN for instances, DeepLabV3 / FCN / LRASPP for semantic maps, both together
+for panoptic output: the instances from the fusion score threshold up and the stuff classes, which the
+service's one exclusivity step fuses with detectron2's rule (`panoptic_rule`).
 
 `--model` is a comma-separated list of at most one instance and one semantic architecture, each optionally
 `=PATH` to a weight file (a state dict); without a path the weights come from torch's hub cache
@@ -8,7 +9,7 @@ come from torchvision's metadata when the count matches, else from a JSON list b
 (`mrcnn.pth` -> `mrcnn.json`), else `class_N`.
 
 Everything after the forward pass stays on the device: masks are pasted only into their box (never a full-size
-array per detection), thresholded, fused and argmaxed there; only final masks are copied to the CPU.
+array per detection), thresholded and argmaxed there; only final masks are copied to the CPU.
 
 On a GPU the images of a call go through the model as one batch. On the CPU, where a batch is no cheaper per
 image than single images, each image has a forward of its own, and the forwards run side by side in worker
@@ -33,7 +34,7 @@ from torchvision.models.detection.transform import resize_boxes
 from converters import Category, Segment
 from converters.errors import SegassistError
 from converters.formats.label_map import masks_from_label_map
-from ml_backend.engines.base import Engine
+from ml_backend.engines.base import Engine, PanopticRule
 from ml_backend.engines.torch_utils import (
     CpuWorkers,
     crops_to_masks,
@@ -148,7 +149,13 @@ class TorchvisionEngine(Engine):
         self._semantic = semantic
         self._semantic_size = semantic_size
         self._mask_threshold = mask_threshold
-        self._fusion = PanopticFusion(fusion_score_threshold, fusion_overlap_threshold, stuff_area_threshold)
+        # detectron2's combine_semantic_and_instance_outputs, with its defaults: instances in score order from
+        # `fusion_score_threshold` up, each dropped when more than `fusion_overlap_threshold` of it is taken,
+        # then each stuff class on the pixels left if it covers `stuff_area_threshold`.
+        self._fusion_score_threshold = fusion_score_threshold
+        self.panoptic_rule = PanopticRule(
+            min_kept_fraction=1 - fusion_overlap_threshold, stuff_min_area=stuff_area_threshold
+        )
         models = [m for m in (instance, semantic) if m is not None]
         self.model_version = "torchvision-" + "+".join(f"{m.arch}@{m.digest}" for m in models)
         self.modes = tuple(
@@ -166,7 +173,7 @@ class TorchvisionEngine(Engine):
             None if name in NOT_A_CLASS else offset + index
             for index, name in enumerate(semantic.class_names if semantic else ())
         ]
-        # In panoptic fusion a semantic class that the instance model also has is left to the instance model.
+        # In panoptic output a semantic class that the instance model also has is left to the instance model.
         thing_names = set(instance.class_names) if instance else set()
         self._fusion_stuff = [
             None if category_id is None or semantic.class_names[index] in thing_names else category_id
@@ -235,10 +242,20 @@ class TorchvisionEngine(Engine):
                     for pasted, image in zip(self._detect(batch), batch, strict=True)
                 ]
             if mode == "semantic":
-                return [self._semantic_segments(*result) for result in self._segment(batch)]
+                return [
+                    self._semantic_segments(*result, self._stuff_categories)
+                    for result in self._segment(batch)
+                ]
             return [
-                self._fusion(*pasted, *semantic, self._fusion_stuff)
-                for pasted, semantic in zip(self._detect(batch), self._segment(batch), strict=True)
+                [
+                    segment
+                    for segment in self._instances(*pasted, image)
+                    if segment.score >= self._fusion_score_threshold
+                ]
+                + self._semantic_segments(*semantic, self._fusion_stuff)
+                for pasted, semantic, image in zip(
+                    self._detect(batch), self._segment(batch), batch, strict=True
+                )
             ]
 
     # -- instance model --------------------------------------------------------------------------------------
@@ -292,13 +309,16 @@ class TorchvisionEngine(Engine):
         """Per image: the class map (H, W) and the winning class's probability (H, W), at full resolution."""
         resized = []
         for image in batch:
-            # torchvision's SemanticSegmentation preset: the short side to semantic_size, antialiased.
+            # torchvision's SemanticSegmentation preset: the short side to semantic_size, antialiased, on the
+            # uint8 image, so the result is rounded to whole levels (resizing the float image instead
+            # shifts inputs by up to 0.009 after normalisation and flips labels along class borders).
             height, width = image.shape[-2:]
             short, long = sorted((height, width))
             scaled = (self._semantic_size, int(self._semantic_size * long / short))
             size = scaled if height <= width else scaled[::-1]
-            small = F.interpolate(image[None], size, mode="bilinear", align_corners=False, antialias=True)
-            resized.append((small[0] - self._mean) / self._std)
+            levels = (image[None] * 255).round_()
+            small = F.interpolate(levels, size, mode="bilinear", align_corners=False, antialias=True)
+            resized.append((small[0].round_().clamp_(0, 255) / 255 - self._mean) / self._std)
         # Pad to one batch (bottom/right), as torchvision's detection transform does.
         rows, cols = max(r.shape[1] for r in resized), max(r.shape[2] for r in resized)
         padded = resized[0].new_zeros((len(resized), 3, rows, cols))
@@ -313,75 +333,21 @@ class TorchvisionEngine(Engine):
             out.append((labels, probability))
         return out
 
-    def _semantic_segments(self, labels: torch.Tensor, probability: torch.Tensor) -> list[Segment]:
-        classes = len(self._stuff_categories)
+    def _semantic_segments(
+        self, labels: torch.Tensor, probability: torch.Tensor, categories: Sequence[int | None]
+    ) -> list[Segment]:
+        """A segment per class present, scored by its mean probability; `categories[c]` is the category id of
+        semantic class c, None for classes left out."""
+        classes = len(categories)
         flat = labels.reshape(-1)
         counts = torch.bincount(flat, minlength=classes)
         sums = torch.bincount(flat, weights=probability.reshape(-1), minlength=classes)
         mean_probability = (sums / counts.clamp(min=1)).tolist()
         masks = masks_from_label_map(labels.to(torch.int32).cpu().numpy(), void=None)
         return [
-            Segment(mask=mask, category_id=self._stuff_categories[label], score=mean_probability[label])
+            Segment(mask=mask, category_id=categories[label], score=mean_probability[label])
             for label, mask in sorted(masks.items())
-            if self._stuff_categories[label] is not None
-        ]
-
-
-@dataclass(frozen=True)
-class PanopticFusion:
-    """detectron2's rule (combine_semantic_and_instance_outputs, with its defaults): instances in score order
-    from `score_threshold` up, each skipped when more than `overlap_threshold` of it is already taken, else
-    keeping its free pixels; then each stuff class on the pixels left if it covers `stuff_area_threshold`."""
-
-    score_threshold: float = 0.5
-    overlap_threshold: float = 0.5
-    stuff_area_threshold: int = 4096
-
-    def __call__(
-        self,
-        scores: torch.Tensor,
-        labels: torch.Tensor,
-        crops: Sequence[torch.Tensor],
-        origins: Sequence[tuple[int, int]],
-        semantic_labels: torch.Tensor,
-        probability: torch.Tensor,
-        stuff_categories: Sequence[int | None],
-    ) -> list[Segment]:
-        """`stuff_categories[c]` is the category id of semantic class c, None for void classes."""
-        height, width = semantic_labels.shape
-        canvas = torch.zeros((height, width), dtype=torch.int32, device=semantic_labels.device)
-        owners: dict[int, tuple[int, float]] = {}  # segment id -> (category id, score)
-        areas = torch.stack([crop.sum() for crop in crops]).tolist() if crops else []
-        score_list, label_list = scores.tolist(), labels.tolist()
-        for index in sorted(range(len(crops)), key=lambda i: -score_list[i]):
-            if score_list[index] < self.score_threshold:
-                break
-            area = areas[index]
-            if area == 0:
-                continue
-            (top, left), crop = origins[index], crops[index]
-            window = canvas[top : top + crop.shape[0], left : left + crop.shape[1]]
-            free = crop & (window == 0)
-            free_area = int(free.sum())
-            if (area - free_area) / area > self.overlap_threshold:
-                continue
-            segment_id = len(owners) + 1
-            window[free] = segment_id
-            owners[segment_id] = (label_list[index], score_list[index])
-        unclaimed = canvas == 0
-        stuff_areas = torch.bincount(semantic_labels[unclaimed], minlength=len(stuff_categories)).tolist()
-        for label, area in enumerate(stuff_areas):
-            if area < self.stuff_area_threshold or stuff_categories[label] is None:
-                continue
-            region = unclaimed & (semantic_labels == label)
-            segment_id = len(owners) + 1
-            canvas[region] = segment_id
-            owners[segment_id] = (stuff_categories[label], float(probability[region].mean()))
-        masks = masks_from_label_map(canvas.cpu().numpy(), void=0)
-        return [
-            Segment(mask=masks[segment_id], category_id=category_id, score=score)
-            for segment_id, (category_id, score) in owners.items()
-            if segment_id in masks
+            if categories[label] is not None
         ]
 
 
@@ -435,7 +401,7 @@ def _load_model(arch: str, path: str | None, device: torch.device, build_options
             f"the weights do not fit {arch}: {str(error).splitlines()[0]}", file=str(file)
         ) from None
     # Channels-last: oneDNN's and cuDNN's preferred convolution layout, sparing a layout reorder around every
-    # convolution (a CPU forward takes 10-15 % less time; benchmarks/backend.py).
+    # convolution (a faster CPU forward: benchmarks/backend.py, figures in BENCHMARKS.md).
     module.eval().to(device, memory_format=torch.channels_last)
     return LoadedModel(
         arch=arch, module=module, class_names=_class_names(spec, file, num_classes), digest=digest

@@ -66,6 +66,8 @@ class LabelStudio:
     url: str
     legacy_token: str
     process: ManagedProcess
+    # LOCAL_FILES_DOCUMENT_ROOT: `/data/local-files/?d=PATH` serves files below it (with a storage).
+    local_files_root: Path
 
     def api(self, authorization: str | None = None) -> LabelStudioAPI:
         """A client; by default authenticated with the legacy token."""
@@ -109,6 +111,8 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
     executable = ensure_label_studio_venv()
     workdir = tmp_path_factory.mktemp("label-studio")
     data = workdir / "data"
+    local_files_root = workdir / "local-files"
+    local_files_root.mkdir()
     template = data_template()
     if template.is_dir():
         shutil.copytree(template, data)
@@ -129,6 +133,8 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
             "FRONTEND_SENTRY_DSN": "",
             # The first CPU /predict loads the model; LS's default 100 s is tight on a busy 2-core machine.
             "ML_TIMEOUT_PREDICT": "300",
+            "LOCAL_FILES_SERVING_ENABLED": "true",
+            "LOCAL_FILES_DOCUMENT_ROOT": str(local_files_root),
         }
     )
     argv = [str(executable), "start", "--no-browser", "--port", str(port), "--internal-host", "127.0.0.1"]
@@ -138,7 +144,9 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         process.wait_healthy(f"{url}/health", LS_START_TIMEOUT_S)
         if not template.is_dir():
             save_data_template(data, template)
-        yield LabelStudio(url=url, legacy_token=LEGACY_TOKEN, process=process)
+        yield LabelStudio(
+            url=url, legacy_token=LEGACY_TOKEN, process=process, local_files_root=local_files_root
+        )
     finally:
         process.stop()
 

@@ -5,18 +5,27 @@ and RLE decoder as oracles."""
 from __future__ import annotations
 
 import base64
+import io
 import json
+import math
+import socket
+import statistics
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import requests
 from label_studio_sdk.converter.brush import decode_rle
 from label_studio_sdk.label_interface import LabelInterface
-from werkzeug.serving import make_server
+from PIL import Image, ImageDraw
 
-from ml_backend.app import STAGES, create_app
+from ml_backend.app import create_app
+from ml_backend.service import STAGES
 from ml_backend.settings import Settings
 from tests.backend_support import (
     MediaServer,
@@ -28,6 +37,14 @@ from tests.backend_support import (
 )
 
 IMAGES = {f"/data/upload/1/{n}.png": sample_image(64 + 8 * n, 80, seed=n) for n in range(3)}
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+SAM_CONFIG = (
+    '<View><Image name="image" value="$image"/>'
+    '<BrushLabels name="brush" toName="image"><Label value="Object"/></BrushLabels>'
+    '<RectangleLabels name="box" toName="image" smart="true"><Label value="Object"/></RectangleLabels>'
+    "</View>"
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +86,12 @@ def add_slow_images(media, name: str, count: int, seconds: float) -> list[str]:
 
 def _validate(config: str, prediction: dict) -> None:
     assert LabelInterface(config).validate_prediction(prediction, return_errors=True) == []
+
+
+def _server_timing(response) -> dict[str, float]:
+    """The Server-Timing header as {stage: milliseconds}, in the order sent."""
+    stages = (part.strip().split(";dur=") for part in response.headers["Server-Timing"].split(","))
+    return {name: float(value) for name, value in stages}
 
 
 def _brush_alpha(region: dict) -> np.ndarray:
@@ -128,24 +151,74 @@ def test_instance_predictions_are_valid_and_equal_the_engines_masks(make_client,
 
 
 @pytest.mark.parametrize("control", ["PolygonLabels", "RectangleLabels", "BitmaskLabels"])
-def test_other_controls_get_their_own_region_type(make_client, control: str) -> None:
+def test_other_controls_get_their_own_region_type_and_follow_the_engines_masks(
+    make_client, engine, control: str
+) -> None:
     client = make_client(mode="instance", score_threshold=0.0)
     config = label_config(control)
-    response = client.post("/predict", json=predict_body([ls_task(1, list(IMAGES)[0])], config))
+    path = list(IMAGES)[0]
+    response = client.post("/predict", json=predict_body([ls_task(1, path)], config))
     [prediction] = response.json["results"]
     assert prediction["result"] and all(r["type"] == control.lower() for r in prediction["result"])
     _validate(config, prediction)
+    # Each region comes from the engine's segment with its score (a polygon too small to draw is skipped).
+    by_score = {
+        segment.score: segment.mask.dense() for segment in engine.predict([IMAGES[path]], "instance")[0]
+    }
+    for region in prediction["result"]:
+        mask, value = by_score[region["score"]], region["value"]
+        height, width = mask.shape
+        if control == "RectangleLabels":
+            rows, cols = np.nonzero(mask)
+            box = (cols.min(), rows.min(), cols.max() + 1 - cols.min(), rows.max() + 1 - rows.min())
+            scale = (width, height, width, height)
+            written = (value["x"], value["y"], value["width"], value["height"])
+            assert written == pytest.approx([100 * v / s for v, s in zip(box, scale, strict=True)], abs=1e-5)
+        elif control == "PolygonLabels":
+            _assert_polygon_follows_largest_part(value["points"], mask)
+        else:
+            assert np.array_equal(_bitmask_alpha(value["imageDataURL"]) >= 128, mask)
 
 
-def test_semantic_mode_writes_one_region_per_label(make_client) -> None:
+def _bitmask_alpha(data_url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGBA"))[
+        ..., 3
+    ]
+
+
+def _assert_polygon_follows_largest_part(points: list[list[float]], mask: np.ndarray) -> None:
+    """The polygon outlines the mask's largest part, holes filled (OpenCV's contours are the oracle): drawn
+    back (pixel centres inside), it differs from that part only within 2 px of the part's outline, the
+    simplification tolerance (1 px) plus the rounding of pixel-corner vertices."""
+    height, width = mask.shape
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    part = np.zeros((height, width), np.uint8)
+    cv2.drawContours(part, [max(contours, key=cv2.contourArea)], -1, 1, thickness=cv2.FILLED)
+    corners = [(x * width / 100, y * height / 100) for x, y in points]
+    drawn = Image.new("L", (width * 8, height * 8))
+    # Drawn at 8x with vertices on pixel corners, then sampled at pixel centres.
+    ImageDraw.Draw(drawn).polygon([(8 * x, 8 * y) for x, y in corners], fill=1)
+    drawn = np.asarray(drawn)[4::8, 4::8].astype(bool)
+    outline = part.astype(bool) ^ cv2.erode(part, np.ones((3, 3), np.uint8)).astype(bool)
+    near_outline = cv2.dilate(outline.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert not ((drawn ^ part.astype(bool)) & ~near_outline).any()
+    assert (drawn & part.astype(bool)).sum() > 0.5 * part.sum()
+
+
+def test_semantic_mode_writes_one_region_per_label_with_the_engines_pixels(make_client, engine) -> None:
     client = make_client(mode="semantic", score_threshold=0.0)
     config = label_config()
-    [prediction] = client.post("/predict", json=predict_body([ls_task(1, list(IMAGES)[1])], config)).json[
-        "results"
-    ]
+    path = list(IMAGES)[1]
+    [prediction] = client.post("/predict", json=predict_body([ls_task(1, path)], config)).json["results"]
     labels = [r["value"]["brushlabels"][0] for r in prediction["result"]]
     assert labels and len(labels) == len(set(labels))
     _validate(config, prediction)
+    # The regions paint the engine's semantic map: each label's pixels, nothing more, nothing less.
+    names = {category.id: category.name for category in engine.categories}
+    expected = {names[s.category_id]: s.mask.dense() for s in engine.predict([IMAGES[path]], "semantic")[0]}
+    assert sorted(labels) == sorted(expected)
+    for region in prediction["result"]:
+        assert np.array_equal(_brush_alpha(region) > 0, expected[region["value"]["brushlabels"][0]])
 
 
 def test_panoptic_regions_never_overlap(make_client) -> None:
@@ -275,12 +348,7 @@ def test_basic_auth_guards_everything_but_health(make_client) -> None:
 def test_interactive_requests_go_to_the_sam_handler(media, litemedsam) -> None:
     app = create_app(Settings(label_studio_url=media.url), engine=litemedsam)
     client = app.test_client()
-    config = (
-        '<View><Image name="image" value="$image"/>'
-        '<BrushLabels name="brush" toName="image"><Label value="Object"/></BrushLabels>'
-        '<RectangleLabels name="box" toName="image" smart="true"><Label value="Object"/></RectangleLabels>'
-        "</View>"
-    )
+    config = SAM_CONFIG
     context = {
         "result": [
             {
@@ -313,18 +381,138 @@ def test_interactive_requests_go_to_the_sam_handler(media, litemedsam) -> None:
     [region] = prediction["result"]
     assert region["from_name"] == "brush" and region["value"]["brushlabels"] == ["Object"]
     _validate(config, prediction)
+    # The stages an interactive request has, with their real times (the model's is never 0 for a SAM decode).
+    timing = _server_timing(response)
+    assert list(timing) == ["media", "model", "json", "total"]
+    assert timing["model"] > 0 and timing["total"] >= timing["media"] + timing["model"] + timing["json"] - 0.2
+    # The README shows the model_version the backend sends.
+    assert f"`{prediction['model_version']}`" in README.read_text()
+
+
+def test_temporary_image_failures_get_no_prediction_and_lasting_ones_an_empty_one(make_client, media) -> None:
+    [slow] = add_slow_images(media, "timeout", count=1, seconds=1.0)
+    media.routes["/data/upload/1/busy.png"] = (503, {}, b"busy")
+    media.routes["/data/upload/1/note.png"] = (200, {"Content-Type": "text/plain"}, b"not an image")
+    client = make_client(mode="instance", score_threshold=0.0, media_timeout_s=0.3)
+    paths = ["/data/upload/1/busy.png", slow, "/data/upload/1/missing.png", "/data/upload/1/note.png"]
+    tasks = [ls_task(i, path) for i, path in enumerate([*paths, list(IMAGES)[0]])]
+    response = client.post("/predict", json=predict_body(tasks, label_config()))
+    assert response.status_code == 200
+    busy, timed_out, missing, undecodable, good = response.json["results"]
+    # 503 and a timeout: no prediction, so Label Studio asks again; 404 and undecodable: an empty one, final.
+    assert busy == [] and timed_out == []
+    version = client.get("/health").json["model_version"]
+    assert missing == undecodable == {"result": [], "score": 0.0, "model_version": version}
+    assert good["result"]
+
+
+def test_an_engine_fault_on_one_task_leaves_the_others_predicted(make_client, media) -> None:
+    # A 1x1000 image makes Mask R-CNN's resize fail with a RuntimeError (not a SegassistError) while the other
+    # images of the request are in flight in the CPU workers.
+    media.routes["/data/upload/1/thin.png"] = (200, {}, png_bytes(np.zeros((1, 1000, 3), np.uint8)))
+    client = make_client(mode="instance", score_threshold=0.0)
+    paths = [list(IMAGES)[0], "/data/upload/1/thin.png", list(IMAGES)[1], list(IMAGES)[2]]
+    response = client.post(
+        "/predict", json=predict_body([ls_task(i, p) for i, p in enumerate(paths)], label_config())
+    )
+    assert response.status_code == 200
+    first, thin, *rest = response.json["results"]
+    assert thin == []
+    assert all(prediction["result"] for prediction in (first, *rest))
+
+
+@pytest.mark.parametrize("schema", [{"xml": "<View/>"}, ["<View/>"], 5])
+def test_a_setup_schema_that_is_not_a_string_is_a_400(make_client, schema) -> None:
+    response = make_client().post("/setup", json={"project": "1.1", "schema": schema})
+    assert response.status_code == 400 and "schema must be the label config XML" in response.json["detail"]
+
+
+@pytest.mark.parametrize("context", ["click", [1, 2], 5, True])
+def test_a_context_that_is_not_an_object_is_a_400(make_client, context) -> None:
+    body = predict_body([ls_task(1, list(IMAGES)[0])], label_config(), context=context)
+    response = make_client().post("/predict", json=body)
+    assert response.status_code == 400 and "params.context must be an object" in response.json["detail"]
+    body["params"] = "context"
+    response = make_client().post("/predict", json=body)
+    assert response.status_code == 400 and "params must be an object" in response.json["detail"]
+
+
+def test_an_interactive_request_with_several_tasks_is_a_400(media, litemedsam) -> None:
+    client = create_app(Settings(label_studio_url=media.url), engine=litemedsam).test_client()
+    context = {"result": [_sam_box({"x": 10, "y": 20, "width": 50, "height": 60})]}
+    tasks = [ls_task(1, list(IMAGES)[0]), ls_task(2, list(IMAGES)[1])]
+    response = client.post("/predict", json=predict_body(tasks, SAM_CONFIG, context=context))
+    assert response.status_code == 400 and "holds one task, this one holds 2" in response.json["detail"]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, "1e999"])
+def test_nan_and_infinite_prompt_coordinates_are_a_400_naming_the_region(media, litemedsam, bad) -> None:
+    client = create_app(Settings(label_studio_url=media.url), engine=litemedsam).test_client()
+    for value in (
+        {"x": 10, "y": 20, "width": bad, "height": 60},
+        {"x": bad, "y": 20, "width": 50, "height": 60},
+        {"x": 10, "y": 20, "width": 50, "height": 60, "rotation": bad},
+    ):
+        body = predict_body([ls_task(1, list(IMAGES)[0])], SAM_CONFIG, context={"result": [_sam_box(value)]})
+        # Python's JSON writes NaN and Infinity as bare words, as some clients do; 1e999 parses as infinity.
+        text = json.dumps(body).replace('"1e999"', "1e999")
+        response = client.post("/predict", data=text, content_type="application/json")
+        assert response.status_code == 400, response.get_data(as_text=True)
+        assert "region r1" in response.json["detail"] and "no usable coordinates" in response.json["detail"]
+
+
+def _sam_box(value: dict) -> dict:
+    return {
+        "id": "r1",
+        "from_name": "box",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "value": {**value, "rectanglelabels": ["Object"]},
+    }
+
+
+# Label Studio's health check times out after 1 s; the backend's target is 100 ms while it predicts. The
+# margin, for a shared 2-core test machine whose load can deschedule any process for a moment: the median
+# probe within the target, and 18 of the 20 probes within twice the target.
+HEALTH_TARGET_S = 0.1
+HEALTH_MARGIN = 2.0
 
 
 @pytest.mark.slow
-def test_health_answers_fast_while_a_long_predict_runs(make_client, engine, media) -> None:
-    app = create_app(
-        Settings(engine="torchvision", label_studio_url=media.url, mode="panoptic", batch_size=1),
-        engine=engine,
-    )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    base = f"http://127.0.0.1:{server.server_port}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_health_answers_fast_while_a_long_predict_runs_under_gunicorn(
+    random_torchvision_weights, media, tmp_path
+):
+    # The production server: gunicorn as `segassist serve` runs it, with the random-weight test engine.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    instance, semantic = random_torchvision_weights
+    script = f"""
+from ml_backend.app import create_app
+from ml_backend.cli import run_server
+from ml_backend.settings import Settings
+from tests.backend_support import load_test_engine
+
+settings = Settings(
+    engine="torchvision", port={port}, label_studio_url={media.url!r}, mode="panoptic", batch_size=1,
+    predict_budget_s=30,
+)
+engine = lambda: load_test_engine({str(instance)!r}, {str(semantic)!r})  # noqa: E731
+run_server(settings, lambda: create_app(settings, engine=engine()))
+"""
+    log = (tmp_path / "gunicorn.log").open("w")
+    server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
     try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            try:
+                requests.get(f"{base}/health", timeout=2)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.5)
         # Images that take 0.25 s each to download keep the predict busy past the 20 probes on any machine.
         paths = add_slow_images(media, "slow", count=24, seconds=0.25)
         tasks = [ls_task(i, path) for i, path in enumerate(paths)]
@@ -348,6 +536,11 @@ def test_health_answers_fast_while_a_long_predict_runs(make_client, engine, medi
         worker.join()
         assert outcome["response"].status_code == 200
         assert len(outcome["response"].json()["results"]) == len(tasks)
-        assert len(latencies) >= 3 and max(latencies) < 1.0
+        assert len(latencies) == 20
+        assert statistics.median(latencies) < HEALTH_TARGET_S, latencies
+        within_margin = [latency < HEALTH_TARGET_S * HEALTH_MARGIN for latency in latencies]
+        assert sum(within_margin) >= 18, [round(latency, 3) for latency in latencies]
     finally:
-        server.shutdown()
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()

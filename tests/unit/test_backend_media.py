@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from converters.errors import SegassistError
-from ml_backend.media import MediaFetcher, decode_rgb
+from ml_backend.media import MediaFetcher, TemporaryMediaError, decode_rgb
 from ml_backend.settings import Settings
 from tests.backend_support import MediaServer, png_bytes, sample_image
 
@@ -222,6 +222,45 @@ def test_missing_images_size_limits_and_presigned_queries_in_errors(server: Medi
         fetcher.load_rgb(f"{server.url}/big.png", 2)
     with pytest.raises(SegassistError, match="set LABEL_STUDIO_URL"):
         MediaFetcher(Settings()).load_rgb("/data/upload/1/a.png", 2)
+
+
+def test_what_arrived_instead_of_an_image_is_named_with_the_url(server: MediaServer) -> None:
+    page = b"<!DOCTYPE html><html><body>Please log in</body></html>"
+    server.routes["/data/upload/1/login.png"] = (200, {"Content-Type": "text/html; charset=utf-8"}, page)
+    with pytest.raises(SegassistError) as caught:
+        _fetcher(server).load_rgb("/data/upload/1/login.png", 5)
+    message = str(caught.value)
+    assert message.startswith("file /data/upload/1/login.png, task 5: the image does not decode")
+    assert f"received {len(page)} bytes, Content-Type text/html; charset=utf-8" in message
+    assert "starting b'<!DOCTYPE html><html><bo'" in message and "BytesIO" not in message
+    assert not isinstance(caught.value, TemporaryMediaError)
+
+
+def test_failures_that_may_pass_are_temporary_and_the_others_are_not(server: MediaServer) -> None:
+    def slow(headers: dict) -> tuple[int, dict, bytes]:
+        time.sleep(1.0)
+        return 200, {}, png_bytes(IMAGE)
+
+    server.routes.update(
+        {
+            "/busy.png": (503, {}, b"busy"),
+            "/limited.png": (429, {}, b"slow down"),
+            "/slow.png": slow,
+            "/gone.png": (404, {}, b"not found"),
+            "/forbidden.png": (403, {}, b"no"),
+        }
+    )
+    fetcher = _fetcher(server, allowed_hosts=("127.0.0.1",), media_timeout_s=0.3)
+    for path, message in (("/busy.png", "HTTP 503"), ("/limited.png", "HTTP 429"), ("/slow.png", "Timeout")):
+        with pytest.raises(TemporaryMediaError, match=message):
+            fetcher.load_rgb(f"{server.url}{path}", 1)
+    for path in ("/gone.png", "/forbidden.png"):
+        with pytest.raises(SegassistError) as caught:
+            fetcher.load_rgb(f"{server.url}{path}", 1)
+        assert not isinstance(caught.value, TemporaryMediaError)
+    # A port nothing listens on: the connection is refused, which may pass too.
+    with pytest.raises(TemporaryMediaError, match="ConnectionError"):
+        fetcher.load_rgb("http://127.0.0.1:9/x.png", 1)
 
 
 def test_the_cache_is_bounded_in_bytes(server: MediaServer) -> None:

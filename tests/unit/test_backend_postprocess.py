@@ -44,7 +44,7 @@ SEGMENTS = [
 
 
 def test_instance_mode_maps_labels_filters_and_sorts_by_score(info) -> None:
-    shaped = shape(
+    shaped, _ = shape(
         SEGMENTS, info, mode="instance", categories=CATEGORIES, score_threshold=0.5, max_regions=10
     )
     assert [(item.label, item.segment.score) for item in shaped] == [
@@ -52,12 +52,14 @@ def test_instance_mode_maps_labels_filters_and_sorts_by_score(info) -> None:
         ("Road", 0.7),
         ("Vehicle", 0.6),
     ]
-    capped = shape(SEGMENTS, info, mode="instance", categories=CATEGORIES, score_threshold=0.5, max_regions=2)
+    capped, _ = shape(
+        SEGMENTS, info, mode="instance", categories=CATEGORIES, score_threshold=0.5, max_regions=2
+    )
     assert [item.segment.score for item in capped] == [0.9, 0.7]
 
 
 def test_semantic_mode_unions_each_label_with_an_area_weighted_score(info) -> None:
-    shaped = shape(
+    shaped, _ = shape(
         SEGMENTS, info, mode="semantic", categories=CATEGORIES, score_threshold=0.5, max_regions=10
     )
     by_label = {item.label: item.segment for item in shaped}
@@ -67,7 +69,7 @@ def test_semantic_mode_unions_each_label_with_an_area_weighted_score(info) -> No
 
 
 def test_panoptic_mode_makes_regions_exclusive(info) -> None:
-    shaped = shape(
+    shaped, _ = shape(
         SEGMENTS, info, mode="panoptic", categories=CATEGORIES, score_threshold=0.5, max_regions=10
     )
     areas = {item.segment.score: item.segment.mask.area for item in shaped}
@@ -75,7 +77,7 @@ def test_panoptic_mode_makes_regions_exclusive(info) -> None:
 
 
 def test_encode_writes_one_result_per_region_and_the_mean_score(info) -> None:
-    shaped = shape(
+    shaped, _ = shape(
         SEGMENTS, info, mode="instance", categories=CATEGORIES, score_threshold=0.5, max_regions=10
     )
     prediction = encode(shaped, info, "v1")

@@ -16,12 +16,16 @@ import torch.nn.functional as F
 from torchvision.models import segmentation
 from torchvision.transforms._presets import SemanticSegmentation
 
+from converters import Category, Mask, Segment
 from converters.errors import SegassistError
 from ml_backend.engines import torchvision_engine
+from ml_backend.engines.base import PanopticRule
 from ml_backend.engines.registry import load_engine
 from ml_backend.engines.torch_utils import CpuWorkers, resolve_device, split_on_oom
-from ml_backend.engines.torchvision_engine import PanopticFusion
-from tests.backend_support import FAST_OPTIONS, load_test_engine, sample_image
+from ml_backend.postprocess import shape
+from ml_backend.service import PredictionService
+from ml_backend.settings import Settings
+from tests.backend_support import FAST_OPTIONS, load_test_engine, sample_image, save_random_semantic_weights
 
 CPU = torch.device("cpu")
 
@@ -84,28 +88,64 @@ def test_the_gpu_paths_batched_forward_equals_torchvisions_batched_forward(engin
     with torch.inference_mode():
         reference = engine._instance.module([_as_tensor(image) for image in IMAGES])
     _assert_instances_equal_torchvision_pasted_masks(predicted, reference)
-    for segments, image in zip(engine._predict(IMAGES, "panoptic"), IMAGES, strict=True):
-        assert_no_overlap(segments, image)
+    for candidates, image in zip(engine._predict(IMAGES, "panoptic"), IMAGES, strict=True):
+        assert_no_overlap(_exclusive(engine, candidates), image)
 
 
-def test_semantic_map_equals_torchvision_preset_and_argmax(engine) -> None:
-    image = IMAGES[0]
+def _assert_semantic_map_equals_torchvision_preset_and_argmax(engine, image: np.ndarray) -> None:
+    """Pixel for pixel: torchvision's SemanticSegmentation preset, the model, bilinear upsampling and the
+    argmax; background (class 0) is void, not a segment."""
     [segments] = engine.predict([image], "semantic")
     preset = SemanticSegmentation(resize_size=FAST_OPTIONS["semantic_size"])
     with torch.inference_mode():
         batch = preset(torch.from_numpy(image).permute(2, 0, 1))[None]
         logits = engine._semantic.module(batch)["out"]
-        expected = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False).argmax(
-            1
-        )[0]
+        upsampled = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
+        expected = upsampled.argmax(1)[0].numpy()
+    offset = len(engine._instance.class_names) if engine._instance else 0
     painted = np.zeros(image.shape[:2], dtype=np.int64)
     for segment in segments:
         assert 0 < segment.score <= 1
-        segment.mask.paste_into(painted, segment.category_id - 91)
-    expected = expected.numpy()
-    expected[expected == 0] = 0  # background is void: not a segment, left 0
-    assert (painted == expected).mean() > 0.999
-    assert sum(segment.mask.area for segment in segments) == np.count_nonzero(expected)
+        segment.mask.paste_into(painted, segment.category_id - offset)
+    assert len(segments) >= 2, "a map with one class would not test the borders"
+    assert np.array_equal(painted, expected)
+
+
+def test_semantic_map_equals_torchvision_preset_and_argmax(tmp_path) -> None:
+    path = tmp_path / "deeplab.pth"
+    torch.manual_seed(2)
+    save_random_semantic_weights("deeplabv3_mobilenet_v3_large", path)
+    engine = load_test_engine(None, path)
+    for image in (*IMAGES, sample_image(300, 200, seed=4)):
+        _assert_semantic_map_equals_torchvision_preset_and_argmax(engine, image)
+
+
+@pytest.fixture(scope="module")
+def default_engine(random_torchvision_weights, tmp_path_factory):
+    """The default model pair (DEFAULT_MODEL) with random weights: the session's Mask R-CNN v2 and a
+    DeepLabV3-ResNet50 saved here."""
+    instance_arch, semantic_arch = torchvision_engine.DEFAULT_MODEL.split(",")
+    assert instance_arch == "maskrcnn_resnet50_fpn_v2"  # the architecture of the session's instance weights
+    semantic = tmp_path_factory.mktemp("default") / f"{semantic_arch}.pth"
+    torch.manual_seed(1)
+    save_random_semantic_weights(semantic_arch, semantic)
+    return torchvision_engine.load(
+        f"{instance_arch}={random_torchvision_weights[0]},{semantic_arch}={semantic}", CPU, **FAST_OPTIONS
+    )
+
+
+@pytest.mark.timeout(600)
+def test_the_default_models_semantic_half_deeplabv3_resnet50(default_engine) -> None:
+    assert default_engine._semantic.arch == "deeplabv3_resnet50"
+    assert default_engine.modes == ("panoptic", "instance", "semantic")
+    _assert_semantic_map_equals_torchvision_preset_and_argmax(default_engine, IMAGES[0])
+    service = PredictionService(
+        Settings(engine="torchvision", mode="panoptic", score_threshold=0.0), default_engine
+    )
+    for result, image in zip(service.predict(IMAGES, lambda image: image), IMAGES, strict=True):
+        segments = [item.segment for item in result.segments]
+        assert_no_overlap(segments, image)
+        assert any(not engine_category(default_engine, s.category_id).isthing for s in segments)
 
 
 def assert_no_overlap(segments: list, image: np.ndarray) -> None:
@@ -115,10 +155,28 @@ def assert_no_overlap(segments: list, image: np.ndarray) -> None:
         segment.mask.paste_into(canvas, 1)
 
 
+def _exclusive(engine, candidates: list) -> list:
+    """Panoptic candidates through the service's one exclusivity step, with the engine's rule."""
+    shaped, _ = shape(
+        candidates,
+        None,
+        mode="panoptic",
+        categories=engine.categories,
+        score_threshold=0.0,
+        max_regions=1000,
+        panoptic_rule=engine.panoptic_rule,
+    )
+    return [item.segment for item in shaped]
+
+
 def test_panoptic_segments_never_overlap(engine) -> None:
-    for segments, image in zip(engine.predict(IMAGES, "panoptic"), IMAGES, strict=True):
+    # The engine gives candidates; the service's one exclusivity step makes them a panoptic image.
+    service = PredictionService(Settings(engine="torchvision", mode="panoptic", score_threshold=0.0), engine)
+    for result, image in zip(service.predict(IMAGES, lambda image: image), IMAGES, strict=True):
+        segments = [item.segment for item in result.segments]
         assert_no_overlap(segments, image)
         assert any(not engine_category(engine, s.category_id).isthing for s in segments)
+        assert result.overlap.segments_kept == len(segments)
 
 
 def _described(predicted: list[list]) -> list[list[tuple]]:
@@ -211,34 +269,56 @@ def engine_category(engine, category_id: int):
     return next(category for category in engine.categories if category.id == category_id)
 
 
-def _box(top: int, left: int, rows: int, cols: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    return torch.ones((rows, cols), dtype=torch.bool), (top, left)
+def _box(top: int, left: int, rows: int, cols: int, score: float, category_id: int) -> Segment:
+    dense = np.zeros((10, 10), dtype=bool)
+    dense[top : top + rows, left : left + cols] = True
+    return Segment(Mask.from_dense(dense), category_id, score=score)
 
 
-def test_panoptic_fusion_follows_detectron2s_rule() -> None:
-    a = _box(0, 0, 4, 4)  # 16 px, score .9
-    b = _box(0, 1, 4, 4)  # 12 of 16 px under a: 75 % > 50 % -> skipped
-    c = _box(3, 3, 4, 4)  # 1 of 16 px under a: kept without it
-    d = _box(8, 8, 2, 2)  # score .3 < .5 -> dropped
-    semantic = torch.zeros((10, 10), dtype=torch.int64)
-    semantic[:, 5:] = 1  # class 1: right half, 50 px of which c takes 8 -> kept
-    semantic[9, :5] = 2  # class 2: 5 px -> under the stuff area threshold
-    fusion = PanopticFusion(score_threshold=0.5, overlap_threshold=0.5, stuff_area_threshold=10)
-    segments = fusion(
-        torch.tensor([0.8, 0.9, 0.7, 0.3], dtype=torch.float64),
-        torch.tensor([11, 12, 13, 14]),
-        [b[0], a[0], c[0], d[0]],
-        [b[1], a[1], c[1], d[1]],
-        semantic,
-        torch.full((10, 10), 0.25),
-        stuff_categories=[None, 101, 102],
+def test_panoptic_fusion_follows_detectron2s_rule(weights) -> None:
+    a = _box(0, 0, 4, 4, 0.9, 12)  # 16 px
+    b = _box(0, 1, 4, 4, 0.8, 11)  # 12 of 16 px under a: 75 % > 50 % -> skipped
+    c = _box(3, 3, 4, 4, 0.7, 13)  # 1 of 16 px under a: kept without it
+    d = _box(8, 8, 2, 2, 0.3, 14)  # score .3 < .5 -> dropped
+    semantic = np.zeros((10, 10), dtype=bool)
+    semantic[:, 5:] = True  # class 101: right half, 50 px of which c takes 8 -> kept
+    small = np.zeros((10, 10), dtype=bool)
+    small[9, :5] = True  # class 102: 5 px -> under the stuff area threshold
+    stuff = [Segment(Mask.from_dense(semantic), 101, score=0.6), Segment(Mask.from_dense(small), 102, 0.6)]
+    categories = [Category(i, f"thing{i}") for i in (11, 12, 13, 14)] + [
+        Category(i, f"stuff{i}", isthing=False) for i in (101, 102)
+    ]
+    # The engine's rule, from its detectron2 thresholds; the fusion score threshold is the score threshold.
+    rule = load_test_engine(*weights, fusion_overlap_threshold=0.5, stuff_area_threshold=10).panoptic_rule
+    assert rule == PanopticRule(min_kept_fraction=0.5, stuff_min_area=10)
+    shaped, report = shape(
+        [b, a, c, d, *stuff],
+        None,
+        mode="panoptic",
+        categories=categories,
+        score_threshold=0.5,
+        max_regions=10,
+        panoptic_rule=rule,
     )
-    assert [(s.category_id, s.score) for s in segments] == [(12, 0.9), (13, 0.7), (101, 0.25)]
+    segments = [item.segment for item in shaped]
+    assert [(s.category_id, s.score) for s in segments] == [(12, 0.9), (13, 0.7), (101, 0.6)]
     assert [s.mask.area for s in segments] == [16, 15, 42]
     canvas = np.zeros((10, 10), dtype=int)
     for segment in segments:
         assert not canvas[segment.mask.dense()].any()
         segment.mask.paste_into(canvas, 1)
+    # One report per segment that changed: b and the small stuff class dropped, c and class 101 cut.
+    changed = {
+        change.category_id: (change.area_before, change.area_after, change.dropped)
+        for change in report.changes
+    }
+    assert {key: value[:2] for key, value in changed.items()} == {
+        11: (16, 0),
+        13: (16, 15),
+        101: (50, 42),
+        102: (5, 0),
+    }
+    assert "min_kept_fraction" in changed[11][2] and "min_area" in changed[102][2]
 
 
 def test_weights_from_a_file_with_another_class_count_take_names_from_beside_it(tmp_path) -> None:

@@ -238,13 +238,75 @@ def test_encode_rejects_what_is_not_a_2d_bool_or_uint8_array(mask):
         brush.encode(mask)
 
 
+def _peer_alphas(rle: list[int], width: int, height: int) -> dict[str, np.ndarray]:
+    """The alpha planes label-studio-sdk and rle-rs decode from a stream, for each that accepts it (no
+    exception, exactly width x height x 4 values): the oracles for every stream our decoder accepts too."""
+    decoders = {"label-studio-sdk": decode_rle, "rle-rs": lambda words: rle_rs.decode_rle(words, False)}
+    alphas = {}
+    for name, decoder in decoders.items():
+        try:
+            flat = np.asarray(decoder(list(rle)))
+        except Exception:  # each peer fails its own way (ValueError, OverflowError, IndexError)
+            continue
+        if flat.size == width * height * 4:
+            alphas[name] = flat.reshape(height, width, 4)[:, :, 3]
+    return alphas
+
+
+def _assert_agrees_with_the_peers(rle: list[int], width: int, height: int) -> bool:
+    """Decode with ours; where a peer accepts the stream too, the alpha planes are equal. Returns whether
+    ours accepted it (else it raised SegassistError)."""
+    try:
+        alpha = brush.decode(rle, width, height)
+    except SegassistError:
+        return False
+    assert alpha.shape == (height, width) and alpha.dtype == np.uint8
+    for name, theirs in _peer_alphas(rle, width, height).items():
+        assert np.array_equal(alpha, theirs), f"{name} decodes this stream differently"
+    return True
+
+
 @settings(deadline=None, max_examples=400)
 @given(st.integers(1, 6), st.integers(1, 6), st.binary(max_size=64), st.booleans())
 def test_fuzzed_streams_give_an_alpha_plane_or_segassist_error(width, height, tail, keep_header):
     # With a matching header the random bytes reach the group parser; without one, the header check.
     header = list((width * height * 4).to_bytes(4, "big")) if keep_header else []
-    try:
-        alpha = brush.decode(header + list(tail), width, height)
-    except SegassistError:
-        return
-    assert alpha.shape == (height, width) and alpha.dtype == np.uint8
+    _assert_agrees_with_the_peers(header + list(tail), width, height)
+
+
+@st.composite
+def _random_group_streams(draw):
+    """Well-formed and slightly wrong streams from random groups: any word size and run size classes the
+    header allows, repeats and literal chunks, with a total that may miss the declared count."""
+    width, height = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    word_size = draw(st.integers(8, 12))
+    sizes = tuple(sorted(draw(st.lists(st.integers(1, 16), min_size=4, max_size=4))))
+    longest = 2 ** sizes[-1]
+    word = st.integers(0, 255)
+    group = st.one_of(
+        st.tuples(st.just("repeat"), st.integers(1, min(longest, 24)), word),
+        st.builds(lambda words: ("literal", words), st.lists(word, min_size=1, max_size=min(longest, 12))),
+    )
+    groups = draw(st.lists(group, min_size=1, max_size=8))
+    count = width * height * 4
+    total = sum(g[1] if g[0] == "repeat" else len(g[1]) for g in groups)
+    while total < count:  # repeats fill the image, so most streams are whole (some overshoot)
+        run = min(longest, count - total)
+        groups.append(("repeat", run, draw(word)))
+        total += run
+    declared = count + draw(st.sampled_from([0, 0, 0, 0, -1, 1]))
+    return _stream(max(declared, 1), groups, word_size, sizes), width, height
+
+
+@settings(deadline=None, max_examples=300)
+@given(_random_group_streams())
+def test_random_group_streams_decode_like_the_sdk_and_rle_rs(case):
+    rle, width, height = case
+    _assert_agrees_with_the_peers(rle, width, height)
+
+
+def test_the_peer_comparison_sees_streams_both_sides_accept():
+    # The fuzzing above compares only where the peers accept: this stream is one they all accept.
+    rle = _stream(36, [("repeat", 8, 0), ("literal", [1, 2, 3, 200]), ("repeat", 24, 9)])
+    assert set(_peer_alphas(rle, 3, 3)) == {"label-studio-sdk", "rle-rs"}
+    assert _assert_agrees_with_the_peers(rle, 3, 3)

@@ -15,6 +15,7 @@ from converters.cli import main
 from converters.qa import CHECKS
 from converters.qa.findings import checks_table_markdown
 from tests.unit.qa_helpers import (
+    clean_tasks,
     codes,
     copy_panoptic_sample,
     findings,
@@ -165,3 +166,112 @@ def test_readme_table_matches_the_registry() -> None:
     texts = [p.read_text() for p in (REPO / "README.md", REPO / ".notes" / "readme-qa.md") if p.is_file()]
     assert any(table in text for text in texts)
     assert table.count("\n") == len(CHECKS) + 1
+
+
+def test_images_folder_that_does_not_exist_is_an_error(
+    realdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unusable option is an error (exit 2) naming the folder, not every image reported missing."""
+    clean, _ = copy_panoptic_sample(realdata, tmp_path)
+    assert main(["qa", str(clean), "--images", str(tmp_path / "nonexistent" / "dir")]) == 2
+    captured = capsys.readouterr()
+    assert "nonexistent/dir" in captured.err and "does not exist" in captured.err
+    assert "IMAGE_FILE_MISSING" not in captured.out
+    assert main(["qa", str(clean), "--images", str(clean)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def _count_opens(monkeypatch: pytest.MonkeyPatch, watched: Path) -> list[str]:
+    """Every open of `watched` from now on (the readers open their input through Path.open)."""
+    opens: list[str] = []
+    original = Path.open
+
+    def counting(self: Path, *args, **kwargs):
+        if self.resolve() == watched.resolve():
+            opens.append(str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting)
+    return opens
+
+
+@pytest.mark.parametrize("fmt", ["coco", "coco-panoptic", "labelstudio"])
+def test_fix_html_and_report_come_from_one_read(
+    fmt: str, realdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`qa --fix OUT --html R.html --report R.json` opens its input once: the findings, the pictures and the
+    fixed copy all come from the reader's one pass (before, check, fix and HTML read it three times)."""
+    if fmt == "coco":
+        source = write_json(tmp_path / "instances.json", hf_polygons_with_an_empty_mask(realdata))
+    elif fmt == "coco-panoptic":
+        source = _datumaro_train(realdata, tmp_path)
+    else:
+        source = write_json(tmp_path / "export.json", [dict(clean_tasks()[1], id=None)])
+    opens = _count_opens(monkeypatch, source)
+    html, report = tmp_path / "r.html", tmp_path / "r.json"
+    args = ["qa", str(source), "--format", fmt, "--html", str(html), "--report", str(report)]
+    if fmt != "labelstudio":
+        args += ["--fix", str(tmp_path / "fixed" / "out.json")]
+    main(args)
+    assert len(opens) == 1
+    assert html.is_file() and report.is_file()
+    # Format detection sniffs the head of the file before the one read.
+    opens.clear()
+    main([arg for arg in args if arg not in ("--format", fmt)])
+    assert len(opens) == 2
+
+
+def test_fix_coco_keeps_ids_and_untouched_annotations(realdata: Path, tmp_path: Path) -> None:
+    """The fixed copy, written by the COCO writer, keeps every annotation's id, and the segmentation of the
+    ones no repair touched; area and bbox are recomputed only where flagged."""
+    data = hf_polygons_with_an_empty_mask(realdata)
+    data["annotations"][0]["area"] *= 2
+    source = write_json(tmp_path / "instances.json", data)
+    output = tmp_path / "fixed.json"
+    assert main(["qa", str(source), "--fix", str(output)]) == 1
+    fixed = {a["id"]: a for a in json.loads(output.read_text())["annotations"]}
+    original = {a["id"]: a for a in data["annotations"]}
+    assert set(fixed) == set(original) - {5}  # the empty one is dropped
+    for annotation_id, annotation in fixed.items():
+        assert annotation["segmentation"] == original[annotation_id]["segmentation"]
+    first = data["annotations"][0]
+    assert fixed[first["id"]]["area"] != first["area"]
+    assert {f.code for f in findings(output)} <= {"SEGMENT_TINY"}
+
+
+def test_fix_refuses_what_it_cannot_repair(realdata: Path, tmp_path: Path) -> None:
+    """An image without a valid size cannot go through the writer: --fix says so and writes nothing."""
+    data = hf_polygons_with_an_empty_mask(realdata)
+    data["images"][0]["width"] = "wide"
+    source = write_json(tmp_path / "instances.json", data)
+    output = tmp_path / "fixed.json"
+    assert main(["qa", str(source), "--fix", str(output)]) == 2
+    assert not output.exists() and list(tmp_path.iterdir()) == [source]
+
+
+def test_the_run_keeps_the_pictures_of_the_worst_images_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pictures are drawn as the items are checked; past MAX_PICTURES the least bad are let go."""
+    from converters.qa import run
+
+    tasks = clean_tasks()
+    tasks[0]["annotations"][0]["result"][0]["value"]["brushlabels"] = []  # one error in task 1
+    for region in tasks[1]["annotations"][0]["result"]:
+        region["value"]["brushlabels"] = []
+    tasks[1]["annotations"][0]["result"].append(dict(tasks[1]["annotations"][0]["result"][0], id="b3"))
+    export = write_json(tmp_path / "export.json", tasks)
+    monkeypatch.setattr(run, "MAX_PICTURES", 1)
+    result = run.check(export, run.QAOptions(), pictures=True)
+    assert len([f for f in result.findings if f.task_id == 2]) == 2
+    assert set(result.pictures) == {("task", "2")}
+    assert result.pictures[("task", "2")].thumbnail_png.startswith(b"\x89PNG")
+
+
+def test_fix_refuses_a_panoptic_png_it_cannot_read(realdata: Path, tmp_path: Path) -> None:
+    json_path, _ = copy_panoptic_sample(realdata, tmp_path)
+    png = json_path.with_suffix("") / "000000142238.png"
+    png.write_bytes(b"not a png")
+    output = tmp_path / "fixed" / "out.json"
+    assert main(["qa", str(json_path), "--fix", str(output)]) == 2
+    assert not output.exists() and not output.with_suffix("").exists()

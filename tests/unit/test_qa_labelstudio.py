@@ -275,7 +275,8 @@ def test_workers_give_the_same_findings(export) -> None:
 def test_a_task_that_is_not_an_object_is_reported(tmp_path: Path) -> None:
     found = findings(write_json(tmp_path / "export.json", [*clean_tasks(), "not a task"]))
     assert [(f.code, f.task_id) for f in found] == [("JSON_STRUCTURE", None)]
-    assert "task #2" in found[0].message
+    # Positions count from 1, as convert names tasks (issue 16 item 10): the third task is task #3.
+    assert "task #3" in found[0].message
 
 
 def test_prediction_ids_in_a_label_studio_export_are_not_faults(tmp_path: Path) -> None:
@@ -287,7 +288,7 @@ def test_prediction_ids_in_a_label_studio_export_are_not_faults(tmp_path: Path) 
     tasks[0]["predictions"] = ["not a prediction"]
     (found,) = findings(write_json(tmp_path / "bad.json", tasks))
     assert (found.code, found.task_id) == ("JSON_STRUCTURE", 1)
-    assert "prediction #0" in found.message
+    assert "prediction #1" in found.message
 
 
 def test_single_task_object_is_read(tmp_path: Path) -> None:
@@ -364,3 +365,36 @@ def test_wrong_config_flags_every_label(realdata: Path) -> None:
         label_config=base / "frontend_examples/image_segmentation/config.xml",
     )
     assert "LS_CONTROL_MISMATCH" in codes(found)
+
+
+def test_brush_regions_of_a_12_megapixel_image_stay_cropped(tmp_path: Path) -> None:
+    """QA decodes brush regions to their crops and counts soft edges from the RLE runs: checking a task with
+    several soft-edged regions on a 4000 x 3000 image never holds an array of the image's size (12 MB)."""
+    import tracemalloc
+
+    from converters import brush
+    from converters.qa import QAOptions, check
+
+    width, height = 4000, 3000
+    results = []
+    for index, (top, left) in enumerate([(100, 100), (1500, 2000), (2700, 3600)]):
+        alpha = np.zeros((height, width), np.uint8)
+        alpha[top : top + 200, left : left + 300] = 255
+        alpha[top, left : left + 300] = 100  # a soft edge
+        region = brush_region(f"r{index}", alpha_box(0, 0, 1, 1))
+        region.update(original_width=width, original_height=height)
+        region["value"]["rle"] = brush.encode(alpha)
+        results.append(region)
+    tasks = [{"id": 1, "data": {"image": "big.jpg"}, "annotations": [{"id": 1, "result": results}]}]
+    export = write_json(tmp_path / "big.json", tasks)
+    check(export, QAOptions(min_area=0))  # warm-up: the codecs' kernels load on first use
+    tracemalloc.start()
+    try:
+        found = check(export, QAOptions(min_area=0)).findings
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(f.code, f.region_id, f.numbers["soft_pixels"]) for f in found] == [
+        ("LS_BRUSH_ANTIALIASED", f"r{index}", 300) for index in range(3)
+    ]
+    assert peak < width * height // 4

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,13 +44,17 @@ def astronaut() -> np.ndarray:
     return data.astronaut()
 
 
-def _info(litemedsam: SamEngine, image: np.ndarray, mask_tag: str = "BrushLabels") -> LabelConfigInfo:
+def _info(
+    litemedsam: SamEngine, image: np.ndarray, mask_tag: str = "BrushLabels"
+) -> tuple[LabelConfigInfo, Callable[[dict], np.ndarray]]:
     return _with_image(parse_label_config(_config(mask_tag), litemedsam.categories, {}), image)
 
 
-def _with_image(info: LabelConfigInfo, image: np.ndarray) -> LabelConfigInfo:
-    """The config info with the task image loader the app sets (here: the image in memory)."""
-    return dataclasses.replace(info, load_image=lambda task: image)
+def _with_image(
+    info: LabelConfigInfo, image: np.ndarray
+) -> tuple[LabelConfigInfo, Callable[[dict], np.ndarray]]:
+    """The config info and a task image loader as the service passes it (here: the image in memory)."""
+    return info, lambda task: image
 
 
 def _click(x_px: float, y_px: float, label: str = "helmet", positive: bool | None = True) -> dict[str, Any]:
@@ -65,7 +69,7 @@ def _box(x0: float, y0: float, x1: float, y1: float, rotation: float = 0) -> dic
 
 def test_a_click_gives_one_brush_region_holding_the_helmet(litemedsam: SamEngine, astronaut) -> None:
     info = _info(litemedsam, astronaut)
-    prediction = handle(litemedsam, TASK, {"result": [_click(400, 420)]}, info)
+    prediction = handle(litemedsam, TASK, {"result": [_click(400, 420)]}, *info)
     [region] = prediction["result"]
     assert region["type"] == "brushlabels"
     assert (region["from_name"], region["to_name"]) == ("mask", "image")
@@ -81,7 +85,7 @@ def test_a_click_gives_one_brush_region_holding_the_helmet(litemedsam: SamEngine
 
 def test_a_smart_rectangle_gives_the_same_object(litemedsam: SamEngine, astronaut) -> None:
     prediction = handle(
-        litemedsam, TASK, {"result": [_box(270, 340, 512, 512)]}, _info(litemedsam, astronaut)
+        litemedsam, TASK, {"result": [_box(270, 340, 512, 512)]}, *_info(litemedsam, astronaut)
     )
     mask = brush.decode_mask(prediction["result"][0]["value"]["rle"], WIDTH, HEIGHT)
     assert mask.iou(reference(ASTRONAUT_SIZE, HELMET)) >= 0.72
@@ -91,14 +95,14 @@ def test_a_rotated_rectangle_prompts_with_its_bounds(litemedsam: SamEngine, astr
     # Turned 90 degrees clockwise about its top-left corner, (x, y, w, h) covers x-h..x by y..y+w: this one
     # (x 512, y 340, w 172, h 242) covers the helmet box 270..512 by 340..512.
     rotated = _box(512, 340, 512 + 172, 340 + 242, rotation=90)
-    prediction = handle(litemedsam, TASK, {"result": [rotated]}, _info(litemedsam, astronaut))
+    prediction = handle(litemedsam, TASK, {"result": [rotated]}, *_info(litemedsam, astronaut))
     mask = brush.decode_mask(prediction["result"][0]["value"]["rle"], WIDTH, HEIGHT)
     assert mask.iou(reference(ASTRONAUT_SIZE, HELMET)) >= 0.72
 
 
 def test_polygon_control_gets_a_polygon(litemedsam: SamEngine, astronaut) -> None:
     info = _info(litemedsam, astronaut, mask_tag="PolygonLabels")
-    [region] = handle(litemedsam, TASK, {"result": [_click(400, 420)]}, info)["result"]
+    [region] = handle(litemedsam, TASK, {"result": [_click(400, 420)]}, *info)["result"]
     assert region["type"] == "polygonlabels"
     assert region["value"]["polygonlabels"] == ["helmet"]
     mask = polygons.ls_to_mask(region["value"]["points"], WIDTH, HEIGHT)
@@ -107,31 +111,31 @@ def test_polygon_control_gets_a_polygon(litemedsam: SamEngine, astronaut) -> Non
 
 def test_clicks_outside_the_image_are_clamped_to_its_border(litemedsam: SamEngine, astronaut) -> None:
     # A click past the bottom-right corner lands on the helmet's clasp at the corner.
-    prediction = handle(litemedsam, TASK, {"result": [_click(600, 700)]}, _info(litemedsam, astronaut))
+    prediction = handle(litemedsam, TASK, {"result": [_click(600, 700)]}, *_info(litemedsam, astronaut))
     mask = brush.decode_mask(prediction["result"][0]["value"]["rle"], WIDTH, HEIGHT)
     assert mask.dense()[HEIGHT - 1, WIDTH - 1]
 
 
 def test_missing_is_positive_counts_as_a_positive_click(litemedsam: SamEngine, astronaut) -> None:
     prediction = handle(
-        litemedsam, TASK, {"result": [_click(400, 420, positive=None)]}, _info(litemedsam, astronaut)
+        litemedsam, TASK, {"result": [_click(400, 420, positive=None)]}, *_info(litemedsam, astronaut)
     )
     assert len(prediction["result"]) == 1
 
 
 def test_zero_area_box_gives_an_empty_result_with_the_reason(litemedsam: SamEngine, astronaut) -> None:
     prediction = handle(
-        litemedsam, TASK, {"result": [_box(100, 100, 100, 300)]}, _info(litemedsam, astronaut)
+        litemedsam, TASK, {"result": [_box(100, 100, 100, 300)]}, *_info(litemedsam, astronaut)
     )
     assert prediction["result"] == []
     assert "no area" in prediction["reason"]
-    outside = handle(litemedsam, TASK, {"result": [_box(600, 100, 700, 300)]}, _info(litemedsam, astronaut))
+    outside = handle(litemedsam, TASK, {"result": [_box(600, 100, 700, 300)]}, *_info(litemedsam, astronaut))
     assert outside["result"] == [] and "no area" in outside["reason"]
 
 
 def test_only_negative_clicks_give_an_empty_result(litemedsam: SamEngine, astronaut) -> None:
     prediction = handle(
-        litemedsam, TASK, {"result": [_click(400, 420, positive=False)]}, _info(litemedsam, astronaut)
+        litemedsam, TASK, {"result": [_click(400, 420, positive=False)]}, *_info(litemedsam, astronaut)
     )
     assert prediction["result"] == []
     assert "negative" in prediction["reason"]
@@ -139,7 +143,7 @@ def test_only_negative_clicks_give_an_empty_result(litemedsam: SamEngine, astron
 
 def test_unknown_label_names_task_and_region(litemedsam: SamEngine, astronaut) -> None:
     with pytest.raises(SegassistError, match="'flag' is not a label of the brushlabels control") as caught:
-        handle(litemedsam, TASK, {"result": [_click(400, 420, label="flag")]}, _info(litemedsam, astronaut))
+        handle(litemedsam, TASK, {"result": [_click(400, 420, label="flag")]}, *_info(litemedsam, astronaut))
     assert (caught.value.task_id, caught.value.region_id) == (7, "k400")
 
 
@@ -157,7 +161,7 @@ def test_malformed_contexts_are_refused(
     litemedsam: SamEngine, astronaut, context: dict, message: str
 ) -> None:
     with pytest.raises(SegassistError, match=message) as caught:
-        handle(litemedsam, TASK, context, _info(litemedsam, astronaut))
+        handle(litemedsam, TASK, context, *_info(litemedsam, astronaut))
     assert caught.value.task_id == 7
 
 
@@ -167,7 +171,7 @@ def test_config_without_a_mask_control_is_refused(litemedsam: SamEngine, astrona
     </View>"""
     info = _with_image(parse_label_config(xml, litemedsam.categories, {}), astronaut)
     with pytest.raises(SegassistError, match="no BrushLabels, BitmaskLabels or PolygonLabels"):
-        handle(litemedsam, TASK, {"result": [_click(400, 420)]}, info)
+        handle(litemedsam, TASK, {"result": [_click(400, 420)]}, *info)
 
 
 def test_an_engine_without_prompts_is_refused(litemedsam: SamEngine, astronaut) -> None:
@@ -180,4 +184,4 @@ def test_an_engine_without_prompts_is_refused(litemedsam: SamEngine, astronaut) 
             return [[] for _ in images]
 
     with pytest.raises(SegassistError, match="answers no interactive prompts"):
-        handle(AutomaticOnly(), TASK, {"result": [_click(400, 420)]}, _info(litemedsam, astronaut))
+        handle(AutomaticOnly(), TASK, {"result": [_click(400, 420)]}, *_info(litemedsam, astronaut))
