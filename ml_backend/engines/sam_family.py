@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -28,10 +27,9 @@ from converters.overlap import resolve
 from ml_backend.engines.base import InteractiveEngine, Prompt
 from ml_backend.engines.torch_utils import inference
 
-# Embedding cache budget in MiB; one embedding (256 x 64 x 64 float32) is 4 MiB (SAM 2: 16 MiB with its
-# high-resolution feature maps).
-CACHE_BUDGET_ENV = "SEGASSIST_SAM_CACHE_MB"
-DEFAULT_CACHE_MB = 256
+# Embedding cache budget in MiB when none is given (the backend passes its SEGASSIST_SAM_CACHE_MB setting);
+# one embedding (256 x 64 x 64 float32) is 4 MiB (SAM 2: 16 MiB with its high-resolution feature maps).
+DEFAULT_CACHE_MB = 256.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,10 @@ class Embedding:
 
 class EmbeddingCache:
     """LRU of image embeddings bounded by total bytes; thread-safe, one computation per key at a time."""
+
+    @classmethod
+    def of_megabytes(cls, megabytes: float) -> EmbeddingCache:
+        return cls(int(megabytes * 2**20))
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
@@ -104,16 +106,6 @@ class EmbeddingCache:
             self._bytes -= evicted.nbytes
 
 
-def cache_budget_bytes() -> int:
-    """The embedding cache budget from SEGASSIST_SAM_CACHE_MB (default 256 MiB)."""
-    raw = os.environ.get(CACHE_BUDGET_ENV, str(DEFAULT_CACHE_MB))
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        raise SegassistError(f"{CACHE_BUDGET_ENV} must be a number of MiB, got {raw!r}") from None
-    return int(megabytes * 2**20)
-
-
 class SamFamilyEngine(InteractiveEngine):
     """What every SAM-family engine shares: cached image embeddings, prompt and image checks, and automatic
     proposals as Segments of one class-agnostic category. Subclasses embed, decode and propose."""
@@ -142,7 +134,7 @@ class SamFamilyEngine(InteractiveEngine):
         self.device = device
         self.categories = [Category(id=1, name=proposal_label, isthing=True)]
         self.non_overlapping = non_overlapping
-        self.cache = cache if cache is not None else EmbeddingCache(cache_budget_bytes())
+        self.cache = cache if cache is not None else EmbeddingCache.of_megabytes(DEFAULT_CACHE_MB)
         self.min_proposal_iou = min_proposal_iou
         self.min_proposal_stability = min_proposal_stability
         self.proposal_nms_iou = proposal_nms_iou
