@@ -8,9 +8,10 @@ Two kinds of model sit behind one `SamEngine`:
   with box prompts only: a click alone gives an empty mask, and SamAutomaticMaskGenerator's point grid gives
   nothing. Its 256-px input also gives a small object only a few dozen pixels. So each prompt is answered by
   zooming in: a box is decoded on a square window around it (the box plus a margin), encoded on its own and
-  cached like a whole image, and the mask is pasted back; clicks become candidate boxes around the positive
-  clicks at several scales, each zoomed in the same way, and the candidate that honours the clicks, fits
-  inside its box and scores best wins. Automatic mode decodes a multi-scale grid of boxes on the whole image.
+  cached like a whole image, and the mask is pasted back. Clicks become candidate boxes around the positive
+  clicks at several scales, decoded on the whole image and chosen by agreement with the clicks, then by
+  whether the mask fits inside its box, then by predicted IoU; the chosen box is then zoomed in like a drawn
+  one. Automatic mode decodes a multi-scale grid of boxes on the whole image.
 - **SAM vit_b / vit_l / vit_h** checkpoints from a path: clicks and boxes go straight to the decoder,
   automatic mode is SamAutomaticMaskGenerator.
 
@@ -55,9 +56,11 @@ CHECKPOINT_TYPES = ("vit_b", "vit_l", "vit_h")
 # Zoom: a box is decoded on a square window that adds this fraction of the box's longest side on each side,
 # so the box fills two thirds of what the model sees and the rest is context.
 ZOOM_MARGIN = 0.25
-# Candidate boxes around the positive clicks: sides in fractions of the image's longest side, a factor of
-# two apart, from a 500-px COCO object in a 640-px image (1/16) to the whole image.
-CLICK_BOX_SIDES = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1)
+# Candidate boxes around the positive clicks: margins in fractions of the image's longest side, from a
+# button-sized object to one filling much of the image.
+CLICK_BOX_SCALES = (0.04, 0.1, 0.25)
+# Rounds of moving out the sides of candidate boxes that cut their mask.
+GROW_ROUNDS = 2
 # Automatic mode with a box-only model: grids of square boxes, sides in fractions of the longest image side.
 GRID_BOX_SIDES = (0.8, 0.5, 0.3)
 # A mask whose box comes within this many low-res pixels of its prompt box's side runs into the box: the
@@ -67,6 +70,17 @@ EDGE_TOLERANCE = 2.0
 
 # A window of an image in pixels: x0, y0, x1, y1 (exclusive ends).
 Window = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class ClickChoice:
+    """The candidate box chosen for clicks on the whole image: its decoded logits (1, 1, h, w), predicted IoU
+    and the fraction of the clicks its mask honours."""
+
+    box: np.ndarray
+    logits: torch.Tensor
+    iou: float
+    agreement: float
 
 
 @dataclass
@@ -208,7 +222,7 @@ class SamEngine(SamFamilyEngine):
 
     def _segment(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
         if self.box_only:
-            return self._segment_by_zoomed_boxes(image, image_key, prompt)
+            return self._segment_by_boxes(image, image_key, prompt)
         return self._segment_by_sam_prompt(image, self.embedding(image, image_key), prompt)
 
     def _segment_by_sam_prompt(
@@ -226,42 +240,62 @@ class SamEngine(SamFamilyEngine):
         mask = self._to_mask(embedding, decoded.logits[best : best + 1], image.shape[:2])
         return mask, float(decoded.iou[best])
 
-    def _segment_by_zoomed_boxes(
-        self, image: np.ndarray, image_key: str, prompt: Prompt
-    ) -> tuple[Mask, float]:
-        """Box-only models: candidate boxes are decoded on zoom windows around them, and the best one wins.
+    def _segment_by_boxes(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
+        """Box-only models: find the prompt's box on the whole image, then decode that box zoomed in.
 
-        The candidates are the user's box and boxes around the positive clicks (`_candidate_boxes`), kept
-        inside the user's box. Ranking is lexicographic: clicks honoured (positives inside, negatives
-        outside), then the mask fits its box (one that runs into a side, other than the image border or the
-        user's box, is an object the box cut), then the model's predicted IoU plus the mask's stability.
+        A box without clicks is itself the answer's box. Clicks become candidate boxes on the whole image's
+        embedding (`_choose_click_box`). The chosen box is decoded again on its zoom window and that mask is
+        kept, unless it honours fewer of the clicks than the whole-image one did.
         """
         height, width = image.shape[:2]
+        coarse = None
+        if prompt.points:
+            coarse = self._choose_click_box(self.embedding(image, image_key), prompt)
+            box = coarse.box
+        else:
+            box = np.asarray(prompt.box, dtype=np.float64)
+        window = zoom_window(box, (height, width), self.sam.image_encoder.img_size)
+        embedding = self.window_embedding(image, image_key, window)
+        origin = np.asarray(window[:2] * 2, dtype=np.float64)
+        decoded = self.decode(embedding, boxes=(box - origin)[None])
+        if coarse is not None:
+            foreground = decoded.logits[:, 0] > self.sam.mask_threshold
+            agreement = _click_agreement(foreground, prompt, origin[:2], self._low_res_scale(embedding))
+            if float(agreement[0]) < coarse.agreement:
+                whole = self.embedding(image, image_key)
+                return self._to_mask(whole, coarse.logits, (height, width)), coarse.iou
+        return self._to_mask(embedding, decoded.logits, (height, width), window), float(decoded.iou[0])
+
+    def _choose_click_box(self, embedding: Embedding, prompt: Prompt) -> ClickChoice:
+        """The candidate box that agrees best with the clicks, decoded on the whole image's embedding.
+
+        Candidates start as squares around the positive clicks, inside the user's box if there is one (which
+        is a candidate too). A mask that runs into a side of its box is an object the box cut, so that side
+        moves out and the candidate is decoded again (GROW_ROUNDS times). Ranking is lexicographic: clicks
+        honoured (positives inside, negatives outside), then the mask fits its box, then predicted IoU.
+        """
+        height, width = embedding.original_size
         bound = np.asarray(prompt.box if prompt.box is not None else (0, 0, width, height), dtype=np.float64)
-        best: tuple[float, Embedding, torch.Tensor, Window, float] | None = None
-        for square, boxes in _candidate_boxes(prompt, bound, (height, width)):
-            window = zoom_window(square, (height, width), self.sam.image_encoder.img_size)
-            embedding = self.window_embedding(image, image_key, window)
-            origin = np.asarray(window[:2] * 2, dtype=np.float64)
-            decoded = self.decode(embedding, boxes=boxes - origin)
-            logits = decoded.logits[:, 0]
-            foreground = logits > self.sam.mask_threshold
-            scale = self._low_res_scale(embedding)
-            agreement = _click_agreement(foreground, prompt, origin[:2], scale)
-            fits = ~_cut_sides(foreground, (boxes - origin) * scale, (bound - origin) * scale).any(dim=1)
-            stability = calculate_stability_score(logits, self.sam.mask_threshold, 1.0)
-            rank = agreement * 4 + fits * 2 + (decoded.iou.clamp(0, 1) + stability) / 2
+        boxes = _click_boxes(prompt, bound, max(height, width))
+        scale = self._low_res_scale(embedding)
+        best: tuple[float, ClickChoice] | None = None
+        for round_index in range(GROW_ROUNDS + 1):
+            decoded = self.decode(embedding, boxes=boxes)
+            foreground = decoded.logits[:, 0] > self.sam.mask_threshold
+            cut = _cut_sides(foreground, boxes * scale, bound * scale)
+            agreement = _click_agreement(foreground, prompt, np.zeros(2), scale)
+            rank = agreement * 4 + (~cut.any(dim=1)) * 2 + decoded.iou.clamp(0, 1)
             top = int(torch.argmax(rank))
             if best is None or float(rank[top]) > best[0]:
-                best = (
-                    float(rank[top]),
-                    embedding,
-                    decoded.logits[top : top + 1],
-                    window,
-                    float(decoded.iou[top]),
+                choice = ClickChoice(
+                    boxes[top], decoded.logits[top : top + 1], float(decoded.iou[top]), float(agreement[top])
                 )
-        _, embedding, logits, window, iou = best
-        return self._to_mask(embedding, logits, (height, width), window), iou
+                best = (float(rank[top]), choice)
+            growing = cut.any(dim=1).cpu().numpy()
+            if round_index == GROW_ROUNDS or not growing.any():
+                break
+            boxes = _grow(boxes[growing], cut[growing].cpu().numpy(), bound)
+        return best[1]
 
     # -- automatic -------------------------------------------------------------------------------------------
 
@@ -304,43 +338,39 @@ class SamEngine(SamFamilyEngine):
 # -- prompts as boxes ----------------------------------------------------------------------------------------
 
 
-def _candidate_boxes(
-    prompt: Prompt, bound: np.ndarray, size: tuple[int, int]
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Candidate boxes (x0, y0, x1, y1) for a box-only model, inside `bound` (the user's box or the image of
-    `size`), in groups that share a zoom window: (the square the window is made around, boxes (B, 4)).
+def _click_boxes(prompt: Prompt, bound: np.ndarray, side: float) -> np.ndarray:
+    """Candidate boxes (x0, y0, x1, y1) for a box-only model, inside `bound` (the user's box or the image).
 
-    The user's box is itself a candidate. Positive clicks add, at each side in CLICK_BOX_SIDES (times the
-    image's longest side), a square around them and a tall and a wide box of the same longest side (half as
-    wide, or half as high), as a detector's anchors do: a click says where an object is, not its shape.
-    Several positive clicks widen each box by their extent.
+    The user's box is itself a candidate; positive clicks add squares around them at CLICK_BOX_SCALES.
     """
     positives = np.asarray(
         [point for point, label in zip(prompt.points, prompt.point_labels, strict=True) if label == 1],
         dtype=np.float64,
     ).reshape(-1, 2)
-    groups = [(bound, bound[None])] if prompt.box is not None else []
+    candidates = [bound] if prompt.box is not None else []
     if len(positives):
         low, high = positives.min(axis=0), positives.max(axis=0)
-        for fraction in CLICK_BOX_SIDES:
-            half = fraction * max(size) / 2
-            shapes = [(half, half), (half / 2, half), (half, half / 2)]  # square, tall, wide
-            boxes = np.asarray([[*(low - (dx, dy)), *(high + (dx, dy))] for dx, dy in shapes])
-            boxes[:, :2] = np.maximum(boxes[:, :2], bound[:2])
-            boxes[:, 2:] = np.minimum(boxes[:, 2:], bound[2:])
-            boxes = boxes[(boxes[:, 2:] > boxes[:, :2]).all(axis=1)]
-            if len(boxes):
-                groups.append((_extent(boxes), boxes))  # the square, unless a side left the bound
-    if not groups:
+        for fraction in CLICK_BOX_SCALES:
+            box = np.concatenate([low - fraction * side, high + fraction * side])
+            box[:2] = np.maximum(box[:2], bound[:2])
+            box[2:] = np.minimum(box[2:], bound[2:])
+            if (box[2:] > box[:2]).all():
+                candidates.append(box)
+    if not candidates:
         raise SegassistError(
             "the prompt has no positive click inside the box, so there is no object to segment"
         )
-    return groups
+    return np.stack(candidates)
 
 
-def _extent(boxes: np.ndarray) -> np.ndarray:
-    """The box (x0, y0, x1, y1) around boxes (B, 4)."""
-    return np.concatenate([boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)])
+def _grow(boxes: np.ndarray, cut: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """Move each cut side of each box (B, 4) outwards by half the box's size, staying inside `bound`."""
+    half = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1) / 2
+    direction = np.asarray([-1.0, -1.0, 1.0, 1.0])
+    grown = boxes + cut * direction * half
+    grown[:, :2] = np.maximum(grown[:, :2], bound[:2])
+    grown[:, 2:] = np.minimum(grown[:, 2:], bound[2:])
+    return grown
 
 
 def zoom_window(box: np.ndarray, size: tuple[int, int], input_side: int) -> Window:
