@@ -120,7 +120,8 @@ class PredictionService:
 
         keep_freed_memory()  # before the engine's threads exist: each keeps the heap it first gets
         started = time.perf_counter()
-        engine = load_engine(settings.engine, settings.model, resolve_device(settings.device))
+        device = resolve_device(settings.device)
+        engine = load_engine(settings.engine, settings.model, device, sam_cache_mb=settings.sam_cache_mb)
         log.info("loaded %s in %.1f s", engine.model_version, time.perf_counter() - started)
         return cls(settings, engine)
 
