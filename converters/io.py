@@ -46,6 +46,7 @@ class _Output:
     temp: Path
     folder: bool
     stream: bool  # copied into `final` (a device, a FIFO, standard output) instead of renamed over it
+    mode: int  # given to `temp` just before the rename (set earlier, a read-only mode would bar the writing)
 
 
 class Outputs:
@@ -112,8 +113,16 @@ class Outputs:
     def _reserve(self, target: Path | str, *, folder: bool) -> Path:
         target = Path(target)
         final, stream, mode = _inspect(target, folder=folder)
-        if any(output.final == final for output in self._outputs):
-            raise OutputError(f"cannot write {target}: named twice as an output of the same command")
+        for output in self._outputs:
+            if output.final == final:
+                raise OutputError(f"cannot write {target}: named twice as an output of the same command")
+            # A folder output replaces its whole folder: anything written inside it would be lost.
+            if (output.folder and final.is_relative_to(output.final)) or (
+                folder and output.final.is_relative_to(final)
+            ):
+                raise OutputError(
+                    f"cannot write {target}: it and {output.target} would be inside one another"
+                )
         try:
             if stream:
                 handle, name = tempfile.mkstemp(prefix="segassist-")
@@ -124,15 +133,13 @@ class Outputs:
                 prefix = f".{final.name}.tmp-"
                 if folder:
                     temp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
-                    os.chmod(temp, mode)
                 else:
                     handle, name = tempfile.mkstemp(prefix=prefix, dir=final.parent)
-                    os.fchmod(handle, mode)
                     os.close(handle)
                     temp = Path(name)
         except OSError as error:
             raise OutputError(f"cannot write {target}: {_reason(error)}") from None
-        self._outputs.append(_Output(target, final, temp, folder, stream))
+        self._outputs.append(_Output(target, final, temp, folder, stream, mode))
         return temp
 
     def _remove_temporaries(self) -> None:
@@ -295,6 +302,7 @@ def _make_parents(target: Path, folder: Path) -> None:
 def _move_into_place(output: _Output) -> None:
     """Rename the temporary path over the target (a replaced folder is swapped out, then removed)."""
     try:
+        os.chmod(output.temp, output.mode)
         if output.folder and output.final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{output.final.name}.old-", dir=output.final.parent))
             os.replace(output.final, old)

@@ -3,8 +3,9 @@
 `Executor.map` and `Pool.imap` submit the whole input at once, so a streamed input (a 10,000-task export read
 task by task) would be read to its end before the first result. Here an item is read only when a slot frees.
 
-- `process_map`: the converters' map over worker processes (convert, QA);
-- `submit_ahead`: the same bounding over any executor the caller owns (the backend's long-lived thread pools).
+- `process_map`: over worker processes (convert, QA: the work is Python that holds the GIL);
+- `thread_map`: over threads (eval: the work is numpy that releases it, and needs no pickling);
+- `pool_map` and `submit_ahead` (its futures): over an executor the caller keeps (the backend's thread pools).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -50,6 +51,22 @@ def submit_ahead(
         futures.wait(pending)
 
 
+def pool_map(pool: Executor, function: Callable[[T], R], items: Iterable[T], ahead: int) -> Iterator[R]:
+    """`function` on each item in `pool`, results in input order, `ahead` items in flight; the first error
+    is raised. Closing the iterator early cancels what has not started and waits for what has."""
+    with contextlib.closing(submit_ahead(pool, function, items, ahead)) as submitted:
+        for future in submitted:
+            yield future.result()
+
+
+def thread_map(function: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """`map(function, items)` over `workers` threads, in input order, `AHEAD_PER_WORKER` items per worker in
+    flight; the first error is raised."""
+    workers = max(1, workers)
+    with ThreadPoolExecutor(workers) as pool:
+        yield from pool_map(pool, function, items, AHEAD_PER_WORKER * workers)
+
+
 def process_map(function: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
     """`map(function, items)` over `workers` processes, in input order, `AHEAD_PER_WORKER` items per worker in
     flight; the first error is raised. With `workers <= 1` it runs here, one item at a time.
@@ -60,12 +77,8 @@ def process_map(function: Callable[[T], R], items: Iterable[T], workers: int) ->
         yield from map(function, items)
         return
     context = multiprocessing.get_context("fork")
-    with (
-        ProcessPoolExecutor(workers, mp_context=context, initializer=_adopt, initargs=(function,)) as pool,
-        contextlib.closing(submit_ahead(pool, _run_adopted, items, AHEAD_PER_WORKER * workers)) as submitted,
-    ):
-        for future in submitted:
-            yield future.result()
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_adopt, initargs=(function,)) as pool:
+        yield from pool_map(pool, _run_adopted, items, AHEAD_PER_WORKER * workers)
 
 
 _adopted: Callable[[Any], Any] | None = None  # the function of `process_map`, in a worker process

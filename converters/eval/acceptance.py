@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from converters.formats.common import Options
 from converters.formats.labelstudio import LabelStudioSource
 from converters.formats.ls_regions import is_region
 from converters.model import Category, ImageRecord
-from converters.parallel import AHEAD_PER_WORKER, submit_ahead
+from converters.parallel import thread_map
 
 ACCEPTED_IOU = 0.95
 
@@ -254,14 +253,12 @@ def predictions_vs_annotations(
             pairs.append((version, pair))
         return None, pairs
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for future in submit_ahead(pool, compare, export.tasks(), AHEAD_PER_WORKER * max(1, workers)):
-            reason, pairs = future.result()
-            if reason is not None:
-                skipped[reason] += 1
-            for version, pair in pairs:
-                overall.process(pair)
-                versions.setdefault(version, Acceptance(export.categories)).process(pair)
+    for reason, pairs in thread_map(compare, export.tasks(), workers):
+        if reason is not None:
+            skipped[reason] += 1
+        for version, pair in pairs:
+            overall.process(pair)
+            versions.setdefault(version, Acceptance(export.categories)).process(pair)
     if model_version is not None and not versions:
         raise SegassistError(f"no task has a prediction with model_version {model_version!r}", file=str(path))
     acceptance = overall.to_dict()
@@ -305,12 +302,11 @@ def annotator_agreement(
             out.append(((first, second), pair))
         return out
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for future in submit_ahead(pool, compare, export.tasks(), AHEAD_PER_WORKER * max(1, workers)):
-            for annotators, pair in future.result():
-                overall.process(pair)
-                pairs.setdefault(annotators, PQEvaluator(export.categories)).process(pair)
-                tasks[annotators] = tasks.get(annotators, 0) + 1
+    for compared in thread_map(compare, export.tasks(), workers):
+        for annotators, pair in compared:
+            overall.process(pair)
+            pairs.setdefault(annotators, PQEvaluator(export.categories)).process(pair)
+            tasks[annotators] = tasks.get(annotators, 0) + 1
     return {
         "export": str(path),
         "pq": overall.evaluate(),

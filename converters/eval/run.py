@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from converters.eval.pq import PQEvaluator
 from converters.eval.semantic import SemanticEvaluator
 from converters.formats.common import Options
 from converters.overlap import POLICIES
-from converters.parallel import AHEAD_PER_WORKER, submit_ahead
+from converters.parallel import thread_map
 
 METRICS = ("pq", "ap", "miou")
 WORST_IMAGES = 20
@@ -183,10 +182,7 @@ def _loaded(
         except SegassistError as error:
             raise error.at(image_id=gt_entry.image_id) from None
 
-    workers = max(1, workers)
-    with ThreadPoolExecutor(workers) as pool:
-        for future in submit_ahead(pool, load, pairs, AHEAD_PER_WORKER * workers):
-            yield future.result()
+    yield from thread_map(load, pairs, workers)
 
 
 def reload_pairs(result: EvalResult, options: EvalOptions, keys: set[Any]) -> Iterator[ImagePair]:

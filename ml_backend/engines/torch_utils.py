@@ -17,7 +17,7 @@ import torch
 
 from converters import Mask
 from converters.errors import SegassistError
-from converters.parallel import submit_ahead
+from converters.parallel import pool_map
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +102,9 @@ class CpuWorkers:
 
         Two items per worker are taken ahead of the result being waited for, so a worker that finishes early
         starts the next item instead of waiting for a slower neighbour. Closing the iterator early cancels
-        what has not started and waits for what has (`submit_ahead`).
+        what has not started and waits for what has (`pool_map`).
         """
-        with contextlib.closing(submit_ahead(self._pool, run, items, 2 * self.workers)) as submitted:
-            for future in submitted:
-                yield future.result()
+        return pool_map(self._pool, run, items, 2 * self.workers)
 
 
 def to_tensor_images(images: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:

@@ -68,6 +68,15 @@ def test_the_same_target_twice_is_refused(tmp_path: Path) -> None:
             outputs.file(tmp_path / "." / "a.json")
 
 
+def test_an_output_inside_a_folder_output_is_refused(tmp_path: Path) -> None:
+    for first, second in ((("maps", True), ("maps/r.json", False)), (("maps/r.json", False), ("maps", True))):
+        with Outputs() as outputs:
+            reserve = {True: outputs.folder, False: outputs.file}
+            reserve[first[1]](tmp_path / first[0])
+            with pytest.raises(OutputError, match="would be inside one another"):
+                reserve[second[1]](tmp_path / second[0])
+
+
 def test_json_array_writer_streams_arrays_into_one_document(tmp_path: Path) -> None:
     with Outputs() as outputs:
         writer = JsonArrayWriter(outputs, tmp_path / "coco.json", ("images", "annotations"))
@@ -286,10 +295,11 @@ def test_modes_follow_the_umask_as_open_and_mkdir_would(tmp_path, coco_file, cat
         files = ["pan.json", "r.json", "r.html", "fixed.json", "config.xml", "labelmap.json", "b.png"]
         assert {name: modes[name] for name in files} == dict.fromkeys(files, file_mode)
         assert {name: modes[name] for name in ("pan", "maps")} == dict.fromkeys(("pan", "maps"), folder_mode)
-        # An existing file keeps its mode, as open(path, "w") keeps it.
-        (out / "pan.json").chmod(0o600)
-        run_cli(capsys, *convert_argv(coco_file, out / "pan.json", "coco-panoptic"))
-        assert stat.S_IMODE((out / "pan.json").stat().st_mode) == 0o600
+        # An existing file keeps its mode, as open(path, "w") keeps it; a read-only one too.
+        for kept in (0o600, 0o444):
+            (out / "pan.json").chmod(kept)
+            run_cli(capsys, *convert_argv(coco_file, out / "pan.json", "coco-panoptic"))
+            assert stat.S_IMODE((out / "pan.json").stat().st_mode) == kept
     finally:
         os.umask(previous)
 

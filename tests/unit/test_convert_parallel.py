@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from converters.errors import SegassistError
-from converters.parallel import process_map, submit_ahead
+from converters.parallel import process_map, submit_ahead, thread_map
 
 
 def test_process_map_keeps_input_order_and_runs_in_other_processes() -> None:
@@ -65,3 +65,22 @@ def test_submit_ahead_over_a_thread_pool_is_bounded_and_ordered() -> None:
         futures = submit_ahead(pool, lambda item: item * 2, items(), 3)
         assert next(futures).result() == 0 and read == [0, 1, 2]
         assert [future.result() for future in futures] == [2 * item for item in range(1, 100)]
+
+
+def test_thread_map_keeps_order_bounds_read_ahead_and_raises() -> None:
+    read: list[int] = []
+
+    def items():
+        for item in range(100):
+            read.append(item)
+            yield item
+
+    def run(item: int) -> int:
+        time.sleep(0.05 if item == 0 else 0.0)  # the first finishes last
+        return item * 3
+
+    results = thread_map(run, items(), 2)
+    assert next(results) == 0 and read == [0, 1, 2, 3]
+    assert list(results) == [3 * item for item in range(1, 100)]
+    with pytest.raises(ZeroDivisionError):
+        list(thread_map(lambda item: 1 // item, [1, 0, 2], 2))
