@@ -155,5 +155,139 @@ def run(quick: bool) -> str:
     )
 
 
+# -- Label Studio QA: peak memory on 12-megapixel brush regions ----------------------------------------------
+#
+# A separate measurement (issue 15): `segassist qa` on a Label Studio export whose brush regions are on
+# 12-MP images, by the code of this checkout and by the code at LS_MEMORY_BASELINE (the commit before QA
+# kept masks cropped, which decoded every brush region to a full-image alpha plane plus full-size
+# temporaries). Each runs in a fresh process, warmed up by a check of a small export (the codecs' compiled
+# kernels load on first use); the figure is how far the peak RSS (VmHWM, reset through /proc/self/clear_refs
+# after the warm-up) rose above the RSS during `check`. Both must report the same findings.
+
+LS_MEMORY_BASELINE = "39af8ef07bdaa7dc19a25c7b7416a26d4c367718"
+LS_SIZES = ((2000, 1500), (4000, 3000))  # 3 MP and 12 MP
+LS_REGIONS = 12
+LS_REGION_SIDE = 300  # each region is a soft-edged disc about this wide
+
+_LS_CHILD = """
+import json, sys
+from pathlib import Path
+from converters.qa import QAOptions, check
+
+def status(key):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+
+check(Path(sys.argv[2]), QAOptions(min_area=0))  # warm-up: the codecs' compiled kernels load on first use
+Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) to the current RSS
+before = status("VmRSS")
+result = check(Path(sys.argv[1]), QAOptions(min_area=0))
+codes = sorted((f.code, str(f.region_id)) for f in result.findings)
+print(json.dumps({"growth_kib": status("VmHWM") - before, "codes": codes}))
+"""
+
+
+def ls_export(folder: Path, width: int, height: int) -> Path:
+    """One task with LS_REGIONS soft-edged brush discs on a `width` x `height` image."""
+    from converters import brush
+
+    ys, xs = np.ogrid[0:height, 0:width]
+    results = []
+    for index in range(LS_REGIONS):
+        cy = (index // 4 + 1) * height // 4
+        cx = (index % 4 + 1) * width // 5
+        distance = np.sqrt((ys - cy) ** 2 + (xs - cx) ** 2)
+        # Alpha 255 inside, a 2-pixel ramp at the edge (the editor's brush is anti-aliased).
+        alpha = np.clip((LS_REGION_SIDE / 2 - distance) * 127, 0, 255).astype(np.uint8)
+        results.append(
+            {
+                "id": f"r{index}",
+                "type": "brushlabels",
+                "from_name": "tag",
+                "to_name": "image",
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "value": {"format": "rle", "rle": brush.encode(alpha), "brushlabels": ["thing"]},
+            }
+        )
+    task = {"id": 1, "data": {"image": "big.jpg"}, "annotations": [{"id": 1, "result": results}]}
+    path = folder / f"export-{width}x{height}.json"
+    path.write_text(json.dumps([task]))
+    return path
+
+
+def _ls_peak(code_root: Path, export: Path, warm_up: Path) -> dict:
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "PYTHONPATH": str(code_root)}
+    output = subprocess.run(
+        [sys.executable, "-c", _LS_CHILD, str(export), str(warm_up)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        check=True,
+        text=True,
+        cwd=code_root,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def ls_memory(quick: bool) -> str:
+    import io
+    import subprocess
+    import tarfile
+
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as temp:
+        folder = Path(temp)
+        if quick:  # the same-findings check only, on small images, without the baseline's checkout
+            export = ls_export(folder, 2 * LS_REGION_SIDE, LS_REGION_SIDE)
+            codes = {tuple(code) for code in _ls_peak(repo, export, export)["codes"]}
+            assert codes == {("LS_BRUSH_ANTIALIASED", f"r{i}") for i in range(LS_REGIONS)}, codes
+            return "### Label Studio QA: peak memory (quick mode: findings checked, no figures)"
+        baseline = folder / "baseline"
+        baseline.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", LS_MEMORY_BASELINE, "converters"],
+            stdout=subprocess.PIPE,
+            check=True,
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(baseline, filter="data")
+        rows = []
+        warm_up = ls_export(folder, 2 * LS_REGION_SIDE, LS_REGION_SIDE)
+        for width, height in LS_SIZES:
+            export = ls_export(folder, width, height)
+            ours, theirs = _ls_peak(repo, export, warm_up), _ls_peak(baseline, export, warm_up)
+            assert ours["codes"] == theirs["codes"], "both must report the same findings"
+            megapixels = width * height / 1e6
+            before, now = theirs["growth_kib"], ours["growth_kib"]
+            rows.append(
+                f"| {width}x{height} ({megapixels:.0f} MP) | {before / 1024:.1f} | {now / 1024:.1f} | "
+                f"**{before / max(now, 1):.1f}x** |"
+            )
+    return "\n".join(
+        [
+            "### Label Studio QA: peak memory (`segassist qa`, brush regions)",
+            "",
+            f"One task, {LS_REGIONS} soft-edged brush regions about {LS_REGION_SIDE} px wide. Peak RSS rise "
+            "during `check` over the imported process, in MiB; same findings from both.",
+            f"Before: the code at {LS_MEMORY_BASELINE[:9]} (a full-image alpha plane and full-size "
+            "temporaries per region). Now: alpha counts from the RLE runs, masks cropped to their box.",
+            "",
+            "| image | before (MiB) | now (MiB) | less memory |",
+            "|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def run_with_memory(quick: bool) -> str:
+    return run(quick) + "\n\n" + ls_memory(quick)
+
+
 if __name__ == "__main__":
-    main(run)
+    main(run_with_memory)

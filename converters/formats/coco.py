@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from converters import coco_rle, polygons
 from converters.errors import SegassistError
@@ -101,6 +101,13 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> Mask:
     raise SegassistError("annotation has no segmentation (box-only annotations have no mask to convert)")
 
 
+class CocoPayload(NamedTuple):
+    """One image's entry and annotations (without ids: the sink numbers them, unless one is given)."""
+
+    image: dict[str, Any]
+    annotations: list[dict[str, Any]]
+
+
 class CocoSink:
     """Streams a COCO instance file: images and annotations to scratch parts, joined by `finish`."""
 
@@ -113,7 +120,7 @@ class CocoSink:
         self._json = JsonArrayWriter(outputs, self.output, ("images", "annotations"))
         self._next_id = 1
 
-    def write(self, rendered: Rendered) -> None:
+    def write(self, rendered: Rendered[CocoPayload]) -> None:
         image, annotations = rendered.payload
         self._json.append("images", image)
         for annotation in annotations:
@@ -134,7 +141,7 @@ class CocoRenderer:
         self.segmentation = segmentation
         self.polygon_tolerance = polygon_tolerance
 
-    def render(self, image: ImageRecord) -> Rendered:
+    def render(self, image: ImageRecord) -> Rendered[CocoPayload]:
         annotations = []
         dropped = []
         polygon_loss = []
@@ -168,7 +175,7 @@ class CocoRenderer:
         report = {
             key: value for key, value in (("dropped", dropped), ("polygon_loss", polygon_loss)) if value
         }
-        return Rendered(image.id, (entry, annotations), segments=len(annotations), report=report)
+        return Rendered(image.id, CocoPayload(entry, annotations), segments=len(annotations), report=report)
 
     def _encode(self, segment: Segment) -> tuple[Any, Mask]:
         """The segmentation to write and the mask it stands for (polygons lose holes and specks)."""

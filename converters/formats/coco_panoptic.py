@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -26,7 +26,7 @@ from converters.formats.coco_json import (
     read_categories,
     read_document,
 )
-from converters.formats.common import Options, Rendered, exclusive_segments, with_colors
+from converters.formats.common import Options, OverlapOptions, Rendered, exclusive_segments, with_colors
 from converters.formats.label_map import PNG_PARAMS, masks_from_label_map, png_name
 from converters.id_png import decode_ids
 from converters.io import JsonArrayWriter, Outputs, inside
@@ -208,6 +208,14 @@ def read_id_png(path: Path, width: int, height: int) -> np.ndarray:
     return read.id_map
 
 
+class PanopticPayload(NamedTuple):
+    """One image's entry, its panoptic annotation and the PNG bytes of its segment ids."""
+
+    image: dict[str, Any]
+    annotation: dict[str, Any]
+    png: bytes
+
+
 class CocoPanopticSink:
     """Writes PNGs into a reserved temporary folder and the JSON in parts (committed together)."""
 
@@ -220,7 +228,7 @@ class CocoPanopticSink:
         self._png_temp = outputs.folder(self.png_dir)
         self._png_names: set[str] = set()
 
-    def write(self, rendered: Rendered) -> None:
+    def write(self, rendered: Rendered[PanopticPayload]) -> None:
         image, annotation, png = rendered.payload
         if annotation["file_name"] in self._png_names:
             raise SegassistError(
@@ -242,10 +250,10 @@ class CocoPanopticRenderer:
     def __init__(self, categories: list[Category], options: Options) -> None:
         self.categories = categories
         self.isthing = {category.id: category.isthing for category in categories}
-        self.options = options
+        self.overlap = OverlapOptions.of(options)
 
-    def render(self, image: ImageRecord) -> Rendered:
-        kept, report = exclusive_segments(image, self.categories, self.options)
+    def render(self, image: ImageRecord) -> Rendered[PanopticPayload]:
+        kept, report = exclusive_segments(image, self.categories, self.overlap)
         segments = self._merge_stuff(kept)
         if len(segments) > MAX_SEGMENT_ID:
             raise SegassistError(f"{len(segments)} segments do not fit in a 24-bit panoptic PNG")
@@ -268,7 +276,8 @@ class CocoPanopticRenderer:
         entry = {"id": image.id, "file_name": image.file_name, "width": image.width, "height": image.height}
         annotation = {"image_id": image.id, "file_name": name, "segments_info": segments_info}
         changes = {"overlap": report.to_dict()} if report.changes else {}
-        return Rendered(image.id, (entry, annotation, encode_id_png(ids)), len(segments_info), changes)
+        payload = PanopticPayload(entry, annotation, encode_id_png(ids))
+        return Rendered(image.id, payload, len(segments_info), changes)
 
     def _merge_stuff(self, segments: list[Segment]) -> list[tuple[int, bool, list[Mask]]]:
         """(category, iscrowd, masks) in input order; all stuff of a category is one segment."""

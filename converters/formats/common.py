@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from PIL import Image
 
@@ -27,7 +27,9 @@ from converters.model import Category, ImageRecord, Segment
 
 @dataclass(frozen=True)
 class Options:
-    """Every conversion option; each format reads the ones that concern it."""
+    """Every option of a conversion, as the command takes them. Each format keeps only its own part
+    (`OverlapOptions`, `LabelStudioReading`, `LabelStudioWriting`, a COCO writer's segmentation ...), taken
+    from these when its reader or writer is made, so what travels to the workers is that part alone."""
 
     categories_file: Path | None = None
     label_config: Path | None = None
@@ -49,12 +51,30 @@ class Options:
     image_root: str | None = None  # Label Studio output: URL or prefix joined to file names in task data
 
 
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class OverlapOptions:
+    """How a writer that allows one segment per pixel (panoptic, semantic) makes the segments exclusive."""
+
+    policy: str = "error"
+    things_over_stuff: bool = False
+    min_area: int = 0
+    min_kept_fraction: float = 0.0
+
+    @classmethod
+    def of(cls, options: Options) -> OverlapOptions:
+        return cls(options.overlap, options.things_over_stuff, options.min_area, options.min_kept_fraction)
+
+
 @dataclass
-class Rendered:
-    """A writer's output for one image, made in a worker: the payload plus report entries."""
+class Rendered(Generic[P]):
+    """A writer's output for one image, made in a worker: the payload (each format's own type: what its sink
+    writes) plus report entries."""
 
     image_id: Any
-    payload: Any
+    payload: P
     segments: int = 0
     report: dict[str, Any] = field(default_factory=dict)
 
@@ -165,7 +185,7 @@ def check_categories(categories: list[Category], file: str | None) -> None:
 
 
 def exclusive_segments(
-    image: ImageRecord, categories: list[Category], options: Options
+    image: ImageRecord, categories: list[Category], options: OverlapOptions
 ) -> tuple[list[Segment], overlap.OverlapReport]:
     """The image's segments made non-overlapping by the options' policy, for writers that need one owner
     per pixel (panoptic, semantic); a segment of an unknown category is an error naming its region."""
@@ -178,7 +198,7 @@ def exclusive_segments(
             )
     return overlap.resolve(
         image.segments,
-        options.overlap,
+        options.policy,
         categories=categories,
         things_over_stuff=options.things_over_stuff,
         min_kept_fraction=options.min_kept_fraction,

@@ -13,6 +13,7 @@ import codecs
 import contextlib
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -44,12 +45,42 @@ from converters.model import Category, ImageRecord, Origin
 ANNOTATION_CHOICES = ("all", "latest", "ground-truth")
 
 
+@dataclass(frozen=True)
+class LabelStudioReading:
+    """What the reader takes from the options once its categories are known (travels to the workers)."""
+
+    annotations: str = "latest"
+    predictions: bool = False
+    alpha_threshold: int = 128
+    images: Path | None = None
+
+    @classmethod
+    def of(cls, options: Options) -> LabelStudioReading:
+        return cls(options.annotations, options.predictions, options.alpha_threshold, options.images)
+
+
+@dataclass(frozen=True)
+class LabelStudioWriting:
+    """What the writer takes from the options besides the control it writes to."""
+
+    polygon_tolerance: float = 1.0
+    write_predictions: bool = False
+    model_version: str = "segassist"
+    image_root: str | None = None
+
+    @classmethod
+    def of(cls, options: Options) -> LabelStudioWriting:
+        return cls(
+            options.polygon_tolerance, options.write_predictions, options.model_version, options.image_root
+        )
+
+
 class LabelStudioSource:
     """A Label Studio JSON export; items are (position, task) pairs."""
 
     def __init__(self, path: Path, options: Options) -> None:
         self.path = Path(path)
-        self.options = options
+        self.options = LabelStudioReading.of(options)
         if options.annotations not in ANNOTATION_CHOICES:
             raise SegassistError(f"--annotations must be one of {', '.join(ANNOTATION_CHOICES)}")
         if options.predictions and options.annotations == "ground-truth":
@@ -469,7 +500,7 @@ class LabelStudioSink:
         self._handle.write(b"[")
         self._count = 0
 
-    def write(self, rendered: Rendered) -> None:
+    def write(self, rendered: Rendered[bytes]) -> None:
         self._handle.write(b",\n" if self._count else b"\n")
         self._handle.write(rendered.payload)
         self._count += 1
@@ -489,14 +520,14 @@ class LabelStudioRenderer:
         from_name: str,
         to_name: str,
         image_key: str,
-        options: Options,
+        writing: LabelStudioWriting,
     ) -> None:
         self.labels = labels
         self.control_type = control_type
         self.from_name = from_name
         self.to_name = to_name
         self.image_key = image_key
-        self.options = options
+        self.options = writing
 
     @classmethod
     def create(cls, categories: list[Category], options: Options) -> LabelStudioRenderer:
@@ -522,10 +553,11 @@ class LabelStudioRenderer:
             from_name=from_name,
             to_name=to_name,
             image_key=image_key,
-            options=options,
+            writing=LabelStudioWriting.of(options),
         )
 
-    def render(self, image: ImageRecord) -> Rendered:
+    def render(self, image: ImageRecord) -> Rendered[bytes]:
+        """The task as JSON bytes (what the sink writes between the list's commas)."""
         results = []
         polygon_loss = []
         for segment in image.segments:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from converters.errors import SegassistError
 from converters.formats.common import (
     Options,
+    OverlapOptions,
     Rendered,
     category_from_dict,
     category_to_dict,
@@ -119,6 +120,13 @@ class SemanticSource:
         return ImageRecord(int(item["id"]), str(item["file_name"]), width, height, segments)
 
 
+class SemanticPayload(NamedTuple):
+    """One image's entry in the mapping file and the PNG bytes of its label map."""
+
+    entry: dict[str, Any]
+    png: bytes
+
+
 class SemanticSink:
     """Writes PNGs into a reserved temporary folder, then the mapping file (committed by the command)."""
 
@@ -129,7 +137,7 @@ class SemanticSink:
         self._temp = outputs.folder(self.output)
         self._images: list[dict[str, Any]] = []
 
-    def write(self, rendered: Rendered) -> None:
+    def write(self, rendered: Rendered[SemanticPayload]) -> None:
         entry, png = rendered.payload
         if (self._temp / entry["label_map"]).exists():
             raise SegassistError(
@@ -159,10 +167,10 @@ class SemanticRenderer:
         self.categories = categories
         self.values = {category.id: value for value, category in enumerate(categories, start=1)}
         self.dtype = label_dtype(len(categories))
-        self.options = options
+        self.overlap = OverlapOptions.of(options)
 
-    def render(self, image: ImageRecord) -> Rendered:
-        kept, report = exclusive_segments(image, self.categories, self.options)
+    def render(self, image: ImageRecord) -> Rendered[SemanticPayload]:
+        kept, report = exclusive_segments(image, self.categories, self.overlap)
         label_map = paint_label_map(
             [segment.mask for segment in kept],
             [self.values[segment.category_id] for segment in kept],
@@ -183,4 +191,4 @@ class SemanticRenderer:
         changes = {"overlap": report.to_dict()} if report.changes else {}
         # What the map holds: one segment per class present (instances of a class merge into it).
         written = len({segment.category_id for segment in kept if not segment.mask.is_empty})
-        return Rendered(image.id, (entry, png.tobytes()), written, changes)
+        return Rendered(image.id, SemanticPayload(entry, png.tobytes()), written, changes)

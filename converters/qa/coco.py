@@ -324,7 +324,8 @@ class CocoFixer:
             kept[index] = annotation
         if self.request.overlap_policy is not None:
             self._resolve_overlaps(image, kept, masks)
-        self.sink.write(Rendered(image.get("id"), (image, list(kept.values())), segments=len(kept)))
+        payload = coco_format.CocoPayload(image, list(kept.values()))
+        self.sink.write(Rendered(image.get("id"), payload, segments=len(kept)))
 
     def _resolve_overlaps(
         self, image: dict[str, Any], kept: dict[int, dict[str, Any]], masks: dict[int, Mask]

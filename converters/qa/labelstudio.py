@@ -341,6 +341,8 @@ def _check_agreement(
     rec: Recorder, decoded: list[tuple[Any, list[tuple[Any, str, Mask]]]], threshold: float
 ) -> None:
     """Pairwise IoU of each label's union mask between annotations of one task."""
+    if len(decoded) < 2:
+        return  # nothing to compare, and a label's union can span the whole image
     per_annotation = []
     for annotation_id, masks in decoded:
         by_label: dict[str, Mask] = {}

@@ -17,7 +17,7 @@ import numpy as np
 
 from converters.errors import SegassistError
 from converters.formats import coco_json
-from converters.formats.coco_panoptic import CocoPanopticSink, png_folder, read_id_map
+from converters.formats.coco_panoptic import CocoPanopticSink, PanopticPayload, png_folder, read_id_map
 from converters.formats.common import Options, Rendered
 from converters.formats.label_map import masks_from_label_map
 from converters.io import inside
@@ -384,7 +384,8 @@ class PanopticFixer:
             kept.append(segment)
         annotation = {**job.annotation, "segments_info": kept}
         png = (self.png_dir / job.annotation["file_name"]).read_bytes()
-        self.sink.write(Rendered(image_id, (job.image, annotation, png), segments=len(kept)))
+        payload = PanopticPayload(job.image, annotation, png)
+        self.sink.write(Rendered(image_id, payload, segments=len(kept)))
 
     def finish(self) -> FixResult:
         self.sink.finish()

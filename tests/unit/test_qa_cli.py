@@ -247,3 +247,31 @@ def test_fix_refuses_what_it_cannot_repair(realdata: Path, tmp_path: Path) -> No
     output = tmp_path / "fixed.json"
     assert main(["qa", str(source), "--fix", str(output)]) == 2
     assert not output.exists() and list(tmp_path.iterdir()) == [source]
+
+
+def test_the_run_keeps_the_pictures_of_the_worst_images_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pictures are drawn as the items are checked; past MAX_PICTURES the least bad are let go."""
+    from converters.qa import run
+
+    tasks = clean_tasks()
+    tasks[0]["annotations"][0]["result"][0]["value"]["brushlabels"] = []  # one error in task 1
+    for region in tasks[1]["annotations"][0]["result"]:
+        region["value"]["brushlabels"] = []
+    tasks[1]["annotations"][0]["result"].append(dict(tasks[1]["annotations"][0]["result"][0], id="b3"))
+    export = write_json(tmp_path / "export.json", tasks)
+    monkeypatch.setattr(run, "MAX_PICTURES", 1)
+    result = run.check(export, run.QAOptions(), pictures=True)
+    assert len([f for f in result.findings if f.task_id == 2]) == 2
+    assert set(result.pictures) == {("task", "2")}
+    assert result.pictures[("task", "2")].thumbnail_png.startswith(b"\x89PNG")
+
+
+def test_fix_refuses_a_panoptic_png_it_cannot_read(realdata: Path, tmp_path: Path) -> None:
+    json_path, _ = copy_panoptic_sample(realdata, tmp_path)
+    png = json_path.with_suffix("") / "000000142238.png"
+    png.write_bytes(b"not a png")
+    output = tmp_path / "fixed" / "out.json"
+    assert main(["qa", str(json_path), "--fix", str(output)]) == 2
+    assert not output.exists() and not output.with_suffix("").exists()

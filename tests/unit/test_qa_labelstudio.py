@@ -365,3 +365,36 @@ def test_wrong_config_flags_every_label(realdata: Path) -> None:
         label_config=base / "frontend_examples/image_segmentation/config.xml",
     )
     assert "LS_CONTROL_MISMATCH" in codes(found)
+
+
+def test_brush_regions_of_a_12_megapixel_image_stay_cropped(tmp_path: Path) -> None:
+    """QA decodes brush regions to their crops and counts soft edges from the RLE runs: checking a task with
+    several soft-edged regions on a 4000 x 3000 image never holds an array of the image's size (12 MB)."""
+    import tracemalloc
+
+    from converters import brush
+    from converters.qa import QAOptions, check
+
+    width, height = 4000, 3000
+    results = []
+    for index, (top, left) in enumerate([(100, 100), (1500, 2000), (2700, 3600)]):
+        alpha = np.zeros((height, width), np.uint8)
+        alpha[top : top + 200, left : left + 300] = 255
+        alpha[top, left : left + 300] = 100  # a soft edge
+        region = brush_region(f"r{index}", alpha_box(0, 0, 1, 1))
+        region.update(original_width=width, original_height=height)
+        region["value"]["rle"] = brush.encode(alpha)
+        results.append(region)
+    tasks = [{"id": 1, "data": {"image": "big.jpg"}, "annotations": [{"id": 1, "result": results}]}]
+    export = write_json(tmp_path / "big.json", tasks)
+    check(export, QAOptions(min_area=0))  # warm-up: the codecs' kernels load on first use
+    tracemalloc.start()
+    try:
+        found = check(export, QAOptions(min_area=0)).findings
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(f.code, f.region_id, f.numbers["soft_pixels"]) for f in found] == [
+        ("LS_BRUSH_ANTIALIASED", f"r{index}", 300) for index in range(3)
+    ]
+    assert peak < width * height // 4
