@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: this pair lies on the build machines' disk (see README).
 	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -e '.[dev,transformers]'
+	$(BIN)/pip install -e '.[dev,transformers,ray]'
 	# SAM 2 (optional extra) is source-only and its isolated build would pull a second torch: build it
 	# against the torch above, without the optional CUDA extension.
 	$(BIN)/pip install 'hydra-core>=1.3.2' 'iopath>=0.1.10'

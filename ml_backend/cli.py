@@ -18,8 +18,11 @@ if TYPE_CHECKING:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """The backend's commands, added to the `segassist` parser (the `segassist.commands` entry point)."""
+    from ml_backend.prelabel.command import register_prelabel
+
     register_serve(subparsers)
     register_weights(subparsers)
+    register_prelabel(subparsers)
 
 
 def register_serve(subparsers: argparse._SubParsersAction) -> None:
