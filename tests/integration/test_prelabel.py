@@ -25,6 +25,7 @@ from converters.cli import build_parser
 from converters.errors import SegassistError
 from ml_backend.prelabel.command import build_run
 from ml_backend.prelabel.driver import prelabel
+from ml_backend.prelabel.journal import records
 from ml_backend.service import PredictionService
 from ml_backend.settings import Settings
 from tests.backend_support import MediaServer, label_config, load_test_engine
@@ -221,15 +222,10 @@ def test_tasks_file_skip_rule_and_redo_replace_never_add(
 
 
 def _journal_records(path: Path) -> int:
-    from ml_backend.prelabel.journal import Journal
-
     if not path.exists():
         return 0
     with path.open("rb") as handle:
-        from ml_backend.prelabel.journal import _records
-
-        return sum(1 for _, record in _records(handle) if record[0] == "done")
-    del Journal
+        return sum(1 for _, record in records(handle) if record[0] == "done")
 
 
 @pytest.mark.slow
