@@ -34,6 +34,7 @@ from PIL import Image
 IMAGES = 64
 ROUNDS = 2
 MEMORY_COUNTS = (100, 1000)
+MEMORY_ROUNDS = 3
 
 
 def _weights(folder: Path) -> Path:
@@ -157,20 +158,28 @@ def _peak_rss_child(count: int) -> None:
 
 
 def memory() -> list[str]:
-    peaks = {}
-    for count in MEMORY_COUNTS:
-        done = subprocess.run(
-            [sys.executable, __file__, "--memory", str(count)], capture_output=True, text=True, check=True
-        )
-        peaks[count] = int(done.stdout.split()[-1]) / 1024  # KiB -> MiB
-    ratio = peaks[MEMORY_COUNTS[1]] / peaks[MEMORY_COUNTS[0]]
+    """Each count in MEMORY_ROUNDS fresh processes, interleaved: a process's peak moves by a few hundred MiB
+    from run to run (threads' heaps, forwards side by side), so the highest peak of each count is compared."""
+    peaks: dict[int, list[float]] = {count: [] for count in MEMORY_COUNTS}
+    for _ in range(MEMORY_ROUNDS):
+        for count in MEMORY_COUNTS:
+            done = subprocess.run(
+                [sys.executable, __file__, "--memory", str(count)], capture_output=True, text=True, check=True
+            )
+            peaks[count].append(int(done.stdout.split()[-1]) / 1024)  # KiB -> MiB
+    small, large = (max(peaks[count]) for count in MEMORY_COUNTS)
+    ratio = large / small
     return [
         "",
-        "| peak RSS of a prelabel process (48 px images) | MiB |",
-        "|---|---|",
-        *(f"| {count} images | {peaks[count]:.0f} |" for count in MEMORY_COUNTS),
+        f"| peak RSS of a prelabel process (48 px images), {MEMORY_ROUNDS} processes each | highest MiB "
+        "| all runs |",
+        "|---|---|---|",
+        *(
+            f"| {count} images | {max(peaks[count]):.0f} | {', '.join(f'{p:.0f}' for p in peaks[count])} |"
+            for count in MEMORY_COUNTS
+        ),
         f"| ratio {MEMORY_COUNTS[1]} / {MEMORY_COUNTS[0]} (target <= 1.2) | {ratio:.2f} "
-        f"({_met(ratio <= 1.2)}) |",
+        f"({_met(ratio <= 1.2)}) | |",
     ]
 
 
