@@ -121,7 +121,8 @@ def empty_prediction(model_version: str) -> dict:
 
 
 def prediction_json(prediction: dict) -> bytes:
-    """The prediction as JSON. orjson writes the brush RLE int lists ~10x faster than the json module, so
-    the GIL is held ~30 ms for 100 full-size masks (json.dumps: ~0.3 s, stalling /health and the model's
-    Python between ops). numpy scalars are written as numbers, as json wrote numpy's float64."""
+    """The prediction as JSON. orjson writes the brush RLE int lists several times faster than the json
+    module, so the GIL is held far shorter for many full-size masks, which would otherwise stall /health
+    and the model's Python between ops (the `json` stage in BENCHMARKS.md, backend section). numpy
+    scalars are written as numbers, as json wrote numpy's float64."""
     return orjson.dumps(prediction, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -16,12 +16,15 @@ import hmac
 import logging
 import math
 import time
+from collections.abc import Callable
 
+import numpy as np
 import torch
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from converters.errors import SegassistError
+from ml_backend.labeling import LabelConfigInfo
 from ml_backend.service import INTERACTIVE_STAGES, PredictionService, new_timings
 
 log = logging.getLogger(__name__)
@@ -148,7 +151,13 @@ def predict() -> Response:
     return response
 
 
-def _predict_tasks(service: PredictionService, tasks: list, info, load_image, timings: dict) -> list[bytes]:
+def _predict_tasks(
+    service: PredictionService,
+    tasks: list[dict],
+    info: LabelConfigInfo,
+    load_image: Callable[[dict], np.ndarray],
+    timings: dict[str, float],
+) -> list[bytes]:
     """Each task's prediction JSON, in order. Label Studio sends a whole selection in one request and gives
     up after ML_TIMEOUT_PREDICT (100 s): once the predict budget is spent (after at least one prediction), the
     tasks not reached get no prediction, so the next Retrieve Predictions sends only them."""

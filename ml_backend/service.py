@@ -22,6 +22,7 @@ item should be asked again later, not marked done.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -36,7 +37,7 @@ import numpy as np
 
 from converters.errors import SegassistError
 from converters.overlap import OverlapReport
-from converters.parallel import submit_ahead
+from converters.parallel import pool_map
 from ml_backend import postprocess
 from ml_backend.allocator import keep_freed_memory
 from ml_backend.engines.base import Engine
@@ -120,7 +121,8 @@ class PredictionService:
 
         keep_freed_memory()  # before the engine's threads exist: each keeps the heap it first gets
         started = time.perf_counter()
-        engine = load_engine(settings.engine, settings.model, resolve_device(settings.device))
+        device = resolve_device(settings.device)
+        engine = load_engine(settings.engine, settings.model, device, sam_cache_mb=settings.sam_cache_mb)
         log.info("loaded %s in %.1f s", engine.model_version, time.perf_counter() - started)
         return cls(settings, engine)
 
@@ -204,11 +206,14 @@ class PredictionService:
 
         def images() -> Iterator[np.ndarray]:
             # Decoding runs two batches ahead, so a huge input is never held in memory at once.
-            with contextlib.closing(submit_ahead(self._pool, load, items, 2 * self.batch_size)) as loads:
-                for index, future in enumerate(loads):
+            with contextlib.closing(pool_map(self._pool, load, items, 2 * self.batch_size)) as loads:
+                for index in itertools.count():
                     started = time.perf_counter()
-                    item, image, error, retry = future.result()
-                    timings["media"] += time.perf_counter() - started
+                    loaded = next(loads, None)
+                    timings["media"] += time.perf_counter() - started  # waiting for an image not yet decoded
+                    if loaded is None:
+                        return
+                    item, image, error, retry = loaded
                     in_flight.append(_InFlight(index, item, image, error, retry))
                     if image is not None:
                         yield image

@@ -22,6 +22,17 @@ settings.register_profile("ci", derandomize=True, database=None, print_blob=True
 settings.load_profile("ci" if IN_CI else "default")
 
 
+SLOW_TIMEOUT_S = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` (servers, real model sizes) get SLOW_TIMEOUT_S instead of the default timeout in
+    pyproject.toml, unless they set their own with @pytest.mark.timeout."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
+
 @pytest.fixture(scope="session")
 def realdata() -> Path:
     """The shared real-data folder; without it a test skips with the reason, or fails under CI."""

@@ -1,4 +1,7 @@
-"""Mask AP (AP, AP50, AP75, APs, APm, APl) through pycocotools' COCOeval, iouType "segm" (not written again).
+"""Mask AP (AP, AP50, AP75, APs, APm, APl) through a maintained COCOeval, iouType "segm" (not written again).
+
+The COCOeval is hotcoco's (Rust): it gives pycocotools' numbers (the tests and the benchmark check all six
+against pycocotools run directly, to 1e-9) about ten times faster than pycocotools here.
 
 The evaluator gathers each image's GT and predicted masks as COCO RLE (compact: a few hundred bytes a mask)
 and hands them to COCOeval at the end, as a COCO GT and a results list. A detector's results list (PRED as
@@ -13,8 +16,7 @@ import contextlib
 import io
 from typing import Any
 
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from hotcoco import COCO, COCOeval
 
 from converters import coco_rle
 from converters.errors import SegassistError
@@ -74,17 +76,19 @@ class APEvaluator:
     def coco_eval(self) -> COCOeval:
         """COCOeval run on everything gathered (evaluate, accumulate, summarize), its printing kept quiet."""
         with contextlib.redirect_stdout(io.StringIO()):
-            gt = COCO()
-            gt.dataset = {
-                "images": self.images,
-                "annotations": self.gt,
-                "categories": [{"id": category.id, "name": category.name} for category in self.categories],
-            }
-            gt.createIndex()
+            gt = COCO(
+                {
+                    "images": self.images,
+                    "annotations": self.gt,
+                    "categories": [
+                        {"id": category.id, "name": category.name} for category in self.categories
+                    ],
+                }
+            )
             try:
-                predictions = gt.loadRes(self.predictions) if self.predictions else COCO()
-            except (AssertionError, KeyError, TypeError, ValueError, IndexError) as error:
-                raise SegassistError(f"pycocotools cannot load the predictions: {error!r}") from None
+                predictions = gt.loadRes(self.predictions)
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+                raise SegassistError(f"COCOeval cannot load the predictions: {error}") from None
             evaluation = COCOeval(gt, predictions, iouType="segm")
             evaluation.evaluate()
             evaluation.accumulate()

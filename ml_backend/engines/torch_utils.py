@@ -70,9 +70,9 @@ class CpuWorkers:
     """Runs independent CPU forwards side by side: `workers` threads of `threads_each` intra-op threads.
 
     Why: forwards side by side win back what one forward loses by splitting its ops over intra-op threads
-    (serial parts: NMS, mask pasting, the Python between ops). On 2 idle cores that is little, as a forward
-    runs 1.9x faster on 2 threads than on 1; on a busy shared machine it was up to 1.3x
-    (benchmarks/backend.py). One model copy serves every worker.
+    (serial parts: NMS, mask pasting, the Python between ops): little on idle cores, where one forward scales
+    well over the intra-op threads, more on a busy machine (the measured gain and the intra-op scaling that
+    bounds it: BENCHMARKS.md, backend section). One model copy serves every worker.
 
     torch's intra-op thread count belongs to the calling thread, but `torch.set_num_threads` also sets the
     count that threads started later take on their first parallel op. So each worker sets its count once,

@@ -401,7 +401,7 @@ def _load_model(arch: str, path: str | None, device: torch.device, build_options
             f"the weights do not fit {arch}: {str(error).splitlines()[0]}", file=str(file)
         ) from None
     # Channels-last: oneDNN's and cuDNN's preferred convolution layout, sparing a layout reorder around every
-    # convolution (a CPU forward takes 10-15 % less time; benchmarks/backend.py).
+    # convolution (a faster CPU forward: benchmarks/backend.py, figures in BENCHMARKS.md).
     module.eval().to(device, memory_format=torch.channels_last)
     return LoadedModel(
         arch=arch, module=module, class_names=_class_names(spec, file, num_classes), digest=digest

@@ -8,10 +8,12 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 from label_studio_sdk.converter.brush import decode_rle
 from label_studio_sdk.label_interface import LabelInterface
 
 from converters.errors import SegassistError
+from ml_backend.engines.registry import load_engine
 from ml_backend.media import TemporaryMediaError
 from ml_backend.service import STAGES, PredictionService, new_timings
 from ml_backend.settings import Settings
@@ -120,3 +122,10 @@ def test_panoptic_results_carry_the_exclusivity_report(random_torchvision_engine
         dense = shaped.segment.mask.dense()
         assert not (canvas & dense).any()
         canvas |= dense
+
+
+def test_the_sam_cache_size_comes_from_the_settings() -> None:
+    settings = Settings.from_env({"SEGASSIST_SAM_CACHE_MB": "64"})
+    # What PredictionService.from_settings passes to the registry.
+    engine = load_engine("sam", settings.model, torch.device("cpu"), sam_cache_mb=settings.sam_cache_mb)
+    assert engine.cache.budget_bytes == 64 * 2**20

@@ -43,7 +43,8 @@ def test_coco_polygons_rasterise_like_pycocotools_on_the_full_image(parts, heigh
 
 def test_real_coco_polygons(realdata):
     folder = realdata / "hf_transformers_coco"
-    width, height = Image.open(folder / "000000039769.png").size
+    with Image.open(folder / "000000039769.png") as image:
+        width, height = image.size
     for annotation in json.loads((folder / "coco_annotations.txt").read_text()):
         mask = polygons.coco_to_mask(annotation["segmentation"], height, width)
         assert np.array_equal(mask.dense(), _full_raster(annotation["segmentation"], height, width))
