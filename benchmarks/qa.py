@@ -151,6 +151,11 @@ def run(quick: bool) -> str:
             row("whole check", "hotcoco PanopticEval (Rust), areas and id sets, no bbox", hotcoco, ours),
             row("pixel statistics", "segassist `id_stats` (row runs)", ours_stats, ours_stats),
             row("pixel statistics", "np.unique sort (areas) + reduceat (boxes)", peer_stats, ours_stats),
+            "",
+            "Decoding the PNG is most of the whole check on every side. hotcoco is faster there: its Rust "
+            "decoder takes about half the time of OpenCV's libpng. What would close it: a faster PNG "
+            "decoder, and decoding images in parallel threads (OpenCV releases the GIL; `qa --workers` "
+            "uses processes).",
         ]
     )
 

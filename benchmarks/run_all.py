@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TARGET = HERE.parent / "BENCHMARKS.md"
 # Order of sections in BENCHMARKS.md.
-MODULES = ("codecs", "convert", "qa", "eval", "backend", "sam", "prelabel")
+MODULES = ("codecs", "convert", "qa", "eval", "backend", "sam", "sam_prompts", "prelabel")
 # Modules whose script takes `--quick` (timing.main).
 QUICK_MODULES = ("codecs", "convert", "qa", "eval")
 HEADER = (

@@ -1,11 +1,14 @@
 """Interactive SAM latency through /predict (the real Flask app, test client), LiteMedSAM on CPU.
 
-A 1024x1024 photo (skimage's astronaut, upscaled) is served from a local-files root. "First prompt" is a box
-on an image the backend has not seen (new file: image read and decoded, embedding computed, mask decoded,
-RLE encoded); "cached" is the next box on the same image (the embedding comes from the cache). The peer is
-the mask decoder alone for one box on the cached embedding, measured in the same run: the floor that the
-end-to-end cached time is compared with. A click prompt is timed too (the default model turns a click into
-candidate boxes, so it decodes several). Times are medians of warm runs.
+A 1024x1024 photo (skimage's astronaut, upscaled) is served from a local-files root. The default model
+answers a box on a zoom window around it (the box plus a margin, encoded on its own and cached). "First
+prompt" is a box on an image the backend has not seen (new file: image read and decoded, the window's
+embedding computed, mask decoded, RLE encoded); "cached" is the same box again (the window's embedding comes
+from the cache, as when a person redraws or repeats a prompt); "another box" is a box elsewhere on the
+cached image (its own window is encoded). The peer is the mask decoder alone for one box on a cached
+embedding, measured in the same run: the floor that the end-to-end cached time is compared with. A click
+prompt is timed too (the default model turns a click into candidate boxes on the whole image, then decodes the
+chosen one on its window, so it decodes several). Times are medians of warm runs.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ CONFIG = """<View><Image name="image" value="$image"/>
 # The helmet, in percent of the image (astronaut() is square, so upscaling keeps the percentages).
 BOX = {"x": 52.7, "y": 66.4, "width": 47.3, "height": 33.6, "rotation": 0, "rectanglelabels": ["object"]}
 CLICK = {"x": 78.1, "y": 82.0, "width": 0.3, "keypointlabels": ["object"]}
+# The face, shifted by a pixel per run so that each run encodes a window of its own.
+FACE = {"x": 30.0, "y": 8.0, "width": 20.0, "height": 28.0, "rotation": 0, "rectanglelabels": ["object"]}
 
 
 def _body(name: str, region: dict) -> dict:
@@ -86,6 +91,13 @@ def run() -> str:
         _timed_post(client, _body(names[0], box))  # warm-up: first-call costs of torch and the app
         first = [_timed_post(client, _body(name, box)) for name in names[1:]]
         cached = [_timed_post(client, _body(names[-1], box)) for _ in range(CACHED_REPEATS)]
+        other = [
+            _timed_post(
+                client,
+                _body(names[-1], _region("rectanglelabels", {**FACE, "x": FACE["x"] + i * 100 / SIDE})),
+            )
+            for i in range(FIRST_REPEATS)
+        ]
         cached_click = [_timed_post(client, _body(names[-1], click)) for _ in range(CACHED_REPEATS)]
         embedding = engine.embedding(image, f"/data/local-files/?d={names[-1]}")
         pixels = (
@@ -93,7 +105,7 @@ def run() -> str:
         )
         decoder_ms = median_seconds(lambda: engine.decode(embedding, boxes=pixels), CACHED_REPEATS) * 1000
     first_ms, cached_ms = statistics.median(first), statistics.median(cached)
-    click_ms = statistics.median(cached_click)
+    click_ms, other_ms = statistics.median(cached_click), statistics.median(other)
     rows = [
         (
             "first box prompt on a new image",
@@ -102,7 +114,8 @@ def run() -> str:
             first_ms <= TARGET_FIRST_MS,
         ),
         ("cached box prompt", cached_ms, f"≤ {TARGET_CACHED_MS:.0f} ms", cached_ms <= TARGET_CACHED_MS),
-        ("cached click prompt (candidate boxes)", click_ms, "—", None),
+        ("another box on the cached image (its window encoded)", other_ms, "—", None),
+        ("cached click prompt (candidate boxes, then the chosen one zoomed)", click_ms, "—", None),
         ("peer: mask decoder alone, one box", decoder_ms, "—", None),
     ]
     lines = [
@@ -110,7 +123,7 @@ def run() -> str:
         "",
         f"torch threads: {torch.get_num_threads()}; load average before the run: {load:.1f} on "
         f"{os.cpu_count()} cores (other work on the machine slows every row alike). Medians of "
-        f"{FIRST_REPEATS} first / {CACHED_REPEATS} cached runs.",
+        f"{FIRST_REPEATS} first / {CACHED_REPEATS} cached / {FIRST_REPEATS} other-box runs.",
         "",
         "| measurement | median ms | target | met |",
         "|---|---:|---|---|",

@@ -223,17 +223,26 @@ def _list_counts(counts: list) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill_foreground(runs: np.ndarray, offset: int, strip: np.ndarray) -> None:
-    """Set the pixels of the foreground (odd) runs in `strip`, which starts at pixel `offset`."""
+def _fill_foreground(runs: np.ndarray, offset: int, strip: np.ndarray, height: int) -> tuple[int, int]:
+    """Set the pixels of the foreground (odd) runs in `strip`, which starts at pixel `offset`; returns the
+    first and one past the last row they cover."""
     position = -offset
+    top, bottom = height, 0
     for index in range(runs.size):
-        if index % 2 == 1:
-            strip[position : position + runs[index]] = 1
+        if index % 2 == 1 and runs[index] > 0:
+            strip[position : position + runs[index]] = True
+            first, last = (position + offset) % height, (position + offset + runs[index] - 1) % height
+            if runs[index] >= height or last < first:  # the run wraps into the next column
+                top, bottom = 0, height
+            else:
+                top, bottom = min(top, first), max(bottom, last + 1)
         position += runs[index]
+    return top, bottom
 
 
 def _mask_from_runs(runs: np.ndarray, height: int, width: int) -> Mask:
-    """The Mask of column-major runs (0, 1, 0, ...), built in the columns the foreground spans only."""
+    """The Mask of column-major runs (0, 1, 0, ...), built in the columns the foreground spans only; the
+    runs give the tight box, so the crop is never scanned for it."""
     if runs.size and runs.min() < 0:
         raise SegassistError("COCO RLE counts must be non-negative integers")
     if runs.sum() != height * width:
@@ -247,9 +256,10 @@ def _mask_from_runs(runs: np.ndarray, height: int, width: int) -> Mask:
     first, last = foreground[0], foreground[-1]
     start, stop = ends[first] - runs[first], ends[last]
     left, right = start // height, (stop - 1) // height + 1
-    strip = np.zeros((right - left) * height, dtype=np.uint8)
-    _fill_foreground(runs, left * height, strip)
-    return Mask.from_crop(height, width, 0, left, cv2.transpose(strip.reshape(right - left, height)))
+    strip = np.zeros((right - left) * height, dtype=bool)
+    top, bottom = _fill_foreground(runs, left * height, strip, height)
+    rows = cv2.transpose(strip.view(np.uint8).reshape(right - left, height))
+    return Mask(height, width, top, left, rows[top:bottom].view(bool).copy())
 
 
 def decode(rle: object, height: int | None = None, width: int | None = None) -> Mask:

@@ -223,11 +223,15 @@ def predictions_vs_annotations(
     def compare(item: tuple[int, dict[str, Any]]) -> tuple[str | None, list[tuple[str, ImagePair]]]:
         """(why the task was skipped or None, [(model_version, pair)])."""
         position, task = item
-        predictions = [
-            p
-            for p in task.get("predictions") or []
-            if not isinstance(p, dict) or model_version is None or p.get("model_version") == model_version
-        ]
+        listed = task.get("predictions") or []
+        if not all(isinstance(p, dict) for p in listed):
+            raise SegassistError(
+                "the task lists prediction ids, not predictions: export the project with its predictions "
+                "(an export snapshot with predictions not as ids only)",
+                file=str(path),
+                task_id=_task_id(item),
+            )
+        predictions = [p for p in listed if model_version is None or p.get("model_version") == model_version]
         annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
         if not annotations:
             return "no_annotation", []
@@ -244,7 +248,7 @@ def predictions_vs_annotations(
             return "no_regions", []
         pairs = []
         for index, prediction in enumerate(predictions):
-            version = str(prediction.get("model_version") or "") if isinstance(prediction, dict) else ""
+            version = str(prediction.get("model_version") or "")
             pair = _pair(
                 (_task_id(item), version),
                 annotated or _empty_like(sized),

@@ -28,7 +28,7 @@ BACKGROUND = ID_MASK
 
 @dataclass
 class IdImage:
-    id_map: np.ndarray  # (height, width) uint32, 0 = void
+    id_map: np.ndarray | None  # (height, width) uint32, 0 = void; None once counted (see run._load_pair)
     # segment id -> (GT category id, iscrowd), in the order the source lists them (panopticapi's order)
     segments: dict[int, tuple[int, bool]]
     # For an id map read from a file: raises unless the ids found in it are exactly the listed ones.

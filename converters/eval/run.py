@@ -162,7 +162,7 @@ def load_pairs(
     pairs = (
         _with_results(gt, pred, unpaired) if pred.format == COCO_RESULTS else pair_entries(gt, pred, unpaired)
     )
-    return _loaded(gt, pred, pairs, metrics, workers)
+    return _loaded(gt, pred, pairs, metrics, workers, keep_maps=False)
 
 
 def _loaded(
@@ -171,6 +171,8 @@ def _loaded(
     pairs: Iterator[tuple[Any, Entry, Entry | None]],
     metrics: tuple[str, ...],
     workers: int,
+    *,
+    keep_maps: bool,
 ) -> Iterator[ImagePair]:
     need_ids = "pq" in metrics or "miou" in metrics
     need_records = "ap" in metrics
@@ -178,7 +180,7 @@ def _loaded(
     def load(pair: tuple[Any, Entry, Entry | None]) -> ImagePair:
         key, gt_entry, pred_entry = pair
         try:
-            return _load_pair(gt, pred, key, gt_entry, pred_entry, need_ids, need_records)
+            return _load_pair(gt, pred, key, gt_entry, pred_entry, need_ids, need_records, keep_maps)
         except SegassistError as error:
             raise error.at(image_id=gt_entry.image_id) from None
 
@@ -188,7 +190,7 @@ def _loaded(
 def reload_pairs(result: EvalResult, options: EvalOptions, keys: set[Any]) -> Iterator[ImagePair]:
     """The image pairs with these keys, loaded again as for the evaluation (for the HTML report)."""
     wanted = (pair for pair in pair_entries(result.gt, result.pred, Unpaired()) if pair[0] in keys)
-    yield from _loaded(result.gt, result.pred, wanted, result.metrics, options.workers)
+    yield from _loaded(result.gt, result.pred, wanted, result.metrics, options.workers, keep_maps=True)
 
 
 def _with_results(gt: Side, pred: Side, unpaired: Unpaired) -> Iterator[tuple[Any, Entry, None]]:
@@ -210,7 +212,10 @@ def _load_pair(
     pred_entry: Entry | None,
     need_ids: bool,
     need_records: bool,
+    keep_maps: bool,
 ) -> ImagePair:
+    """The pair loaded for the metrics. Unless `keep_maps`, the id maps are let go once counted: the metrics
+    need only the counts, and big arrays freed at once are reused instead of new memory being faulted in."""
     if pred_entry is not None and None not in (gt_entry.width, pred_entry.width):
         _check_size(gt_entry, (gt_entry.width, gt_entry.height), (pred_entry.width, pred_entry.height))
     pair = ImagePair(key, gt_entry.file_name, gt_entry.width, gt_entry.height)
@@ -238,6 +243,8 @@ def _load_pair(
             if image.check_present is not None:
                 image.check_present(areas)
         pair.height, pair.width = gt_shape
+        if not keep_maps:
+            pair.gt.id_map = pair.pred.id_map = None
     return pair
 
 

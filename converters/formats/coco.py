@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -99,6 +100,114 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> Mask:
         parts = segmentation if isinstance(segmentation[0], list) else [segmentation]
         return polygons.coco_to_mask(parts, height, width)
     raise SegassistError("annotation has no segmentation (box-only annotations have no mask to convert)")
+
+
+@dataclass(frozen=True)
+class AnnotationFacts:
+    """What a COCO annotation declares about itself, kept as written beside the segment read from it, so that
+    QA can judge the one against the other (and name what is malformed) without parsing the file again."""
+
+    id: Any
+    category_id: Any
+    iscrowd: Any
+    area: Any
+    bbox: Any
+    # The polygon parts as written (None unless the segmentation is a list).
+    polygon_parts: list[Any] | None
+    # The RLE header's [height, width] as written (None unless the segmentation is an RLE object).
+    rle_size: Any
+    is_rle: bool
+
+
+@dataclass
+class AnnotationRead:
+    """One annotation as a tolerant read gives it: its facts, and its segment (None for a box-only annotation,
+    an RLE whose size is not the image's, or a mask that does not decode: `decode_error` says why)."""
+
+    facts: AnnotationFacts
+    segment: Segment | None
+    decode_error: str | None = None
+
+
+@dataclass
+class CocoImageRead:
+    """One image of a COCO file read tolerantly, for QA: the image in the model, with the segments that decode
+    (cropped masks), and every annotation of the image in file order with its facts.
+
+    Nothing is refused here: ids, categories and iscrowd are kept as written in the facts, and the segments
+    take them as they are where they are malformed (QA flags them)."""
+
+    file: str
+    image: ImageRecord
+    annotations: list[AnnotationRead]
+
+    def segments(self) -> dict[int, Segment]:
+        """The decoded segments by the annotation's index in `annotations`."""
+        return {
+            index: read.segment for index, read in enumerate(self.annotations) if read.segment is not None
+        }
+
+
+def read_image_tolerantly(
+    entry: dict[str, Any], annotations: list[tuple[int, dict[str, Any]]], file: str
+) -> CocoImageRead:
+    """An `images` entry with a valid width and height, and its (position, annotation) pairs, as the model
+    plus the facts QA judges; polygon parts that are not lists of an even number (>= 6) of coordinates are
+    left out of the mask (QA reports them on their own)."""
+    width, height = entry["width"], entry["height"]
+    image = ImageRecord(entry.get("id"), entry.get("file_name"), width, height)
+    reads = []
+    for position, annotation in annotations:
+        segmentation = annotation.get("segmentation")
+        facts = AnnotationFacts(
+            id=annotation.get("id"),
+            category_id=annotation.get("category_id"),
+            iscrowd=annotation.get("iscrowd", 0),
+            area=annotation.get("area"),
+            bbox=annotation.get("bbox"),
+            polygon_parts=segmentation if isinstance(segmentation, list) else None,
+            rle_size=segmentation.get("size") if isinstance(segmentation, dict) else None,
+            is_rle=isinstance(segmentation, dict),
+        )
+        if facts.is_rle and facts.rle_size != [height, width]:
+            reads.append(AnnotationRead(facts, None))
+            continue
+        try:
+            mask = _decode_tolerantly(segmentation, height, width)
+        except SegassistError as error:
+            reads.append(AnnotationRead(facts, None, error.reason))
+            continue
+        segment = None
+        if mask is not None:
+            score = annotation.get("score")
+            segment = Segment(
+                mask=mask,
+                category_id=facts.category_id,
+                iscrowd=facts.iscrowd in (1, True),
+                score=score,
+                origin=Origin(file=file, annotation_id=facts.id, order=position),
+                id=facts.id,
+            )
+            image.segments.append(segment)
+        reads.append(AnnotationRead(facts, segment))
+    return CocoImageRead(file, image, reads)
+
+
+def _decode_tolerantly(segmentation: Any, height: int, width: int) -> Mask | None:
+    """The mask of the well-formed polygon parts, or of the RLE; None when there is nothing to decode."""
+    if segmentation is None:
+        return None
+    if isinstance(segmentation, list):
+        segmentation = [
+            part for part in segmentation if isinstance(part, list) and len(part) >= 6 and len(part) % 2 == 0
+        ]
+        if not segmentation:
+            return None
+    elif not isinstance(segmentation, dict):
+        raise SegassistError(
+            f"segmentation is a {type(segmentation).__name__}, not a polygon list or an RLE object"
+        )
+    return decode_segmentation(segmentation, height, width)
 
 
 class CocoPayload(NamedTuple):

@@ -208,6 +208,72 @@ def read_id_png(path: Path, width: int, height: int) -> np.ndarray:
     return read.id_map
 
 
+@dataclass(frozen=True)
+class SegmentInfoFacts:
+    """One `segments_info` entry as written: QA judges the PNG's pixels against it."""
+
+    id: Any
+    category_id: Any
+    iscrowd: Any
+    area: Any
+    bbox: Any
+
+
+@dataclass
+class PanopticImageRead:
+    """One panoptic annotation read tolerantly, for QA, where nothing is refused.
+
+    `image` is the image as its `images` entry declares it (None when the annotation names no listed image);
+    values are kept as written, since QA reports the malformed ones. The segments are the PNG's id map as
+    read (`png`: the map, or why there is none), which QA measures in one pass, never one mask per segment;
+    `segments` are the facts of the `segments_info` entries that are objects (`malformed_entries` counts
+    the others)."""
+
+    file: str
+    image_id: Any
+    # The PNG's name as the annotation writes it, and its path in the PNG folder.
+    png_name: str
+    png_path: Path
+    image: ImageRecord | None
+    segments: list[SegmentInfoFacts]
+    malformed_entries: int
+    png: PngRead
+
+
+def read_annotation_tolerantly(
+    file: str, annotation: dict[str, Any], entry: dict[str, Any] | None, png_dir: Path
+) -> PanopticImageRead:
+    """An annotation with a string file_name and a segments_info list, its image entry (None when not
+    listed) and the PNG folder, as the facts QA judges and the id map."""
+    infos = annotation["segments_info"]
+    facts = [
+        SegmentInfoFacts(
+            info.get("id"),
+            info.get("category_id"),
+            info.get("iscrowd", 0),
+            info.get("area"),
+            info.get("bbox"),
+        )
+        for info in infos
+        if isinstance(info, dict)
+    ]
+    image = None
+    if entry is not None:
+        image = ImageRecord(entry.get("id"), entry.get("file_name"), entry.get("width"), entry.get("height"))
+    image_id = annotation.get("image_id")
+    png_path = inside(png_dir, annotation["file_name"], image_id=image_id)
+    return PanopticImageRead(
+        file,
+        image_id,
+        annotation["file_name"],
+        png_path,
+        image,
+        facts,
+        len(infos) - len(facts),
+        read_id_map(png_path),
+    )
+
+
 class PanopticPayload(NamedTuple):
     """One image's entry, its panoptic annotation and the PNG bytes of its segment ids."""
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -32,14 +33,23 @@ from converters.formats.common import (
     read_categories_file,
 )
 from converters.formats.ls_regions import (
+    RegionRead,
+    is_labelled_region,
     is_region,
+    read_region_tolerantly,
     result_image_size,
     result_label,
     result_to_segment,
     segment_to_result,
 )
 from converters.io import Outputs, dump_json
-from converters.lsconfig import DEFAULT_FROM_NAME, DEFAULT_IMAGE_KEY, DEFAULT_TO_NAME, read_label_config
+from converters.lsconfig import (
+    DEFAULT_FROM_NAME,
+    DEFAULT_IMAGE_KEY,
+    DEFAULT_TO_NAME,
+    LabelConfig,
+    read_label_config,
+)
 from converters.model import Category, ImageRecord, Origin
 
 ANNOTATION_CHOICES = ("all", "latest", "ground-truth")
@@ -244,6 +254,73 @@ class LabelStudioSource:
                         with contextlib.suppress(SegassistError):
                             names.setdefault(result_label(result))
         return [Category(id=position, name=name) for position, name in enumerate(names, start=1)]
+
+
+@dataclass
+class EntryRead:
+    """One annotation or prediction of a task, read tolerantly: where it stops being readable (not an
+    object, cancelled, no result list) and the regions it holds (labelled results only), in order."""
+
+    kind: str  # "annotation" or "prediction"
+    id: Any  # its id, or its name by position (naming.annotation_ref)
+    is_object: bool = True
+    cancelled: bool = False
+    has_results: bool = True
+    regions: list[RegionRead] = field(default_factory=list)
+
+
+@dataclass
+class TaskRead:
+    """One task of an export read tolerantly, for QA (nothing is refused): its image's file name and every
+    annotation and prediction with the facts and segments of its regions."""
+
+    file: str
+    task_id: Any  # naming.task_ref
+    file_name: str
+    entries: list[EntryRead]
+
+
+def read_task_tolerantly(
+    file: str, position: int, task: dict[str, Any], alpha_threshold: int, config: LabelConfig | None
+) -> TaskRead:
+    """Every annotation and prediction of a task (Label Studio 1.23 lists predictions as ids unless they were
+    exported: those are left out); the image's file name from the task's first non-empty string value."""
+    task_id = naming.task_ref(position, task)
+    predictions = [p for p in _list(task.get("predictions")) if not isinstance(p, int) or isinstance(p, bool)]
+    sources = [
+        (kind, index, entry)
+        for kind, entries in (
+            ("annotation", _list(task.get("annotations", task.get("completions")))),
+            ("prediction", predictions),
+        )
+        for index, entry in enumerate(entries)
+    ]
+    reads = []
+    for kind, index, entry in sources:
+        read = EntryRead(kind, naming.annotation_ref(kind, index, entry))
+        reads.append(read)
+        if not isinstance(entry, dict):
+            read.is_object = False
+        elif entry.get("was_cancelled"):
+            read.cancelled = True
+        elif not isinstance(entry.get("result"), list):
+            read.has_results = False
+        else:
+            origin = Origin(file=file, task_id=task_id, annotation_id=read.id)
+            read.regions = [
+                read_region_tolerantly(
+                    result, alpha_threshold, config, dataclasses.replace(origin, order=order)
+                )
+                for order, result in enumerate(
+                    r for r in entry["result"] if isinstance(r, dict) and is_labelled_region(r)
+                )
+            ]
+    reference = next((v for v in (task.get("data") or {}).values() if isinstance(v, str) and v), None)
+    return TaskRead(file, task_id, reference_file_name(reference) if reference else "", reads)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def iter_tasks(handle: BinaryIO, file: str) -> Iterator[Any]:

@@ -13,9 +13,11 @@ import dataclasses
 import hashlib
 from typing import Any
 
+import numpy as np
+
 from converters import bitmask, brush, polygons
 from converters.errors import SegassistError
-from converters.lsconfig import WRITABLE_TYPES, region_geometry
+from converters.lsconfig import WRITABLE_TYPES, LabelConfig, Mismatch, region_geometry
 from converters.mask import Mask
 from converters.model import Origin, Segment
 
@@ -81,6 +83,116 @@ def result_to_segment(
         score=float(score) if score is not None else None,
         origin=where,
     )
+
+
+def is_labelled_region(result: dict[str, Any]) -> bool:
+    """Whether a result is a region or a labelled result without geometry (key points ...): what QA judges."""
+    kind = result.get("type")
+    return isinstance(kind, str) and (region_geometry(kind) is not None or kind.endswith("labels"))
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionFacts:
+    """What a region result declares, kept as written beside the segment read from it, so that QA judges it
+    without parsing the result again. Facts past the first one that stops the read stay at their default."""
+
+    id: Any
+    type: str
+    # False when `value` is not an object (nothing else is read).
+    has_value: bool = True
+    # The label list as written (value[<type>] or value.labels) and its first label ("" when there is none).
+    labels: Any = None
+    label: str = ""
+    # How the result does not fit the labeling config (unknown labels and controls); empty without a config.
+    mismatches: tuple[Mismatch, ...] = ()
+    rotation: Any = 0
+    geometry: str | None = None
+    # PolygonLabels points in percent, (n, 2).
+    polygon_points: np.ndarray | None = None
+    # original_width / original_height as written.
+    width: Any = None
+    height: Any = None
+    # The value count the brush RLE header declares (None when the header is not readable).
+    rle_values: int | None = None
+    # The (height, width) of the bitmask PNG.
+    bitmask_shape: tuple[int, ...] | None = None
+    # Pixels per alpha value 0..255 of a brush or bitmask region, from its runs or its PNG.
+    alpha_histogram: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class RegionRead:
+    """One region result read tolerantly (nothing is refused): its facts, and its segment (cropped mask) when
+    it decodes at its declared size; `decode_error` says why a decodable region did not."""
+
+    facts: RegionFacts
+    segment: Segment | None = None
+    decode_error: str | None = None
+
+
+def read_region_tolerantly(
+    result: dict[str, Any], alpha_threshold: int, config: LabelConfig | None, origin: Origin
+) -> RegionRead:
+    """A labelled region result as QA judges it; the segment's category is not resolved (category_id 0):
+    the label is in the facts."""
+    kind = result["type"]
+    value = result.get("value")
+    if not isinstance(value, dict):
+        return RegionRead(RegionFacts(result.get("id"), kind, has_value=False))
+    labels = value.get(kind) or value.get("labels")
+    label = labels[0] if isinstance(labels, list) and labels and isinstance(labels[0], str) else ""
+    mismatches = config.mismatches(result, labels if isinstance(labels, list) else []) if config else []
+    facts = RegionFacts(
+        result.get("id"),
+        kind,
+        labels=labels,
+        label=label,
+        mismatches=tuple(mismatches),
+        rotation=result.get("image_rotation") or 0,
+        geometry=region_geometry(kind),
+    )
+    if facts.geometry is None:
+        return RegionRead(facts)  # key points and other labelled results carry no area
+    if facts.geometry == "polygon":
+        points = np.asarray(value.get("points") or [], dtype=np.float64).reshape(-1, 2)
+        facts = dataclasses.replace(facts, polygon_points=points)
+        if len(points) < 3:
+            return RegionRead(facts)
+    facts = dataclasses.replace(
+        facts, width=result.get("original_width"), height=result.get("original_height")
+    )
+    if not facts.width or not facts.height:
+        return RegionRead(facts)
+    width, height = int(facts.width), int(facts.height)
+    try:
+        if facts.geometry == "brush":
+            rle = value.get("rle")
+            if isinstance(rle, list | bytes) and len(rle) >= 4 and all(isinstance(b, int) for b in rle[:4]):
+                facts = dataclasses.replace(
+                    facts, rle_values=int.from_bytes(bytes(b & 0xFF for b in rle[:4]), "big")
+                )
+                if facts.rle_values != width * height * 4:
+                    return RegionRead(facts)
+            # The alpha counts come from the RLE's runs and the mask from its crop: no image-size plane.
+            facts = dataclasses.replace(facts, alpha_histogram=brush.alpha_histogram(rle, width, height))
+            mask = brush.decode_mask(rle, width, height, alpha_threshold)
+        elif facts.geometry == "bitmask":
+            alpha = bitmask.decode(value.get("imageDataURL"))
+            facts = dataclasses.replace(facts, bitmask_shape=alpha.shape)
+            if alpha.shape != (height, width):
+                return RegionRead(facts)
+            histogram = np.bincount(alpha.ravel(), minlength=256)
+            facts = dataclasses.replace(facts, alpha_histogram=histogram)
+            mask = brush.to_mask(alpha, alpha_threshold)
+        else:
+            mask = result_to_segment(result, category_id=0).mask
+    except SegassistError as error:
+        return RegionRead(facts, decode_error=error.reason)
+    where = dataclasses.replace(origin, region_id=result.get("id"))
+    score = result.get("score")
+    score = float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None
+    segment = Segment(mask=mask, category_id=0, score=score, origin=where)
+    return RegionRead(facts, segment)
 
 
 def _decode_geometry(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -65,6 +66,27 @@ def read_mapping(folder: Path) -> Any:
 def read_label_map(path: Path) -> np.ndarray | None:
     """A label map PNG as stored (any channel count and depth); None when it cannot be read."""
     return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+@dataclass
+class LabelMapRead:
+    """One image entry of the mapping file and its label map, read tolerantly for QA (nothing is refused):
+    the image as the entry declares it (values as written, QA reports the malformed ones), the PNG's path,
+    and its pixels as stored (None when the file is missing or cannot be read). The map is the image's
+    segments, one per value, which QA counts in one pass rather than as one mask per class."""
+
+    image: ImageRecord
+    png_path: Path
+    missing: bool
+    label_map: np.ndarray | None
+
+
+def read_label_map_tolerantly(entry: dict[str, Any], png_path: Path) -> LabelMapRead:
+    """An image entry of the mapping file, with its label map's path already resolved inside the folder."""
+    image = ImageRecord(entry.get("id"), entry.get("file_name"), entry.get("width"), entry.get("height"))
+    if not png_path.is_file():
+        return LabelMapRead(image, png_path, True, None)
+    return LabelMapRead(image, png_path, False, read_label_map(png_path))
 
 
 class SemanticSource:

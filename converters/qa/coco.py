@@ -1,5 +1,6 @@
-"""COCO instance checks, on what the COCO reader reads: the ids and references of its document, then every
-annotation's mask decoded by the reader's decoder and judged against the annotation's declared facts."""
+"""COCO instance checks, on what the COCO reader reads: the ids and references of its document, then each
+image as the reader's tolerant read gives it (the model's segments, and each annotation's declared facts),
+the segments judged against the facts."""
 
 from __future__ import annotations
 
@@ -54,9 +55,12 @@ class CocoOptions:
 
 @dataclass
 class ImageJob:
+    """One image to check: the reader's item (the `images` entry and its (position, annotation) pairs),
+    which the worker reads into the model plus facts."""
+
     file: str
     image: dict[str, Any]
-    annotations: list[dict[str, Any]]
+    annotations: list[tuple[int, dict[str, Any]]]
     # Category id -> name, of the listed categories.
     category_names: dict[Any, str]
 
@@ -107,16 +111,16 @@ def check_dataset(
             "DUPLICATE_ANNOTATION_ID", f"annotation id {duplicate} is used more than once"
         )
 
-    by_image: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    by_image: dict[Any, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     images_by_id = {image.get("id"): image for image in images}
-    for annotation in annotations:
+    for position, annotation in enumerate(annotations):
         image_id = annotation.get("image_id")
         if image_id not in images_by_id:
             rec.at(image_id=image_id, annotation_id=annotation.get("id")).add(
                 "IMAGE_REF_MISSING", f"image_id {image_id!r} is not in images"
             )
             continue
-        by_image[image_id].append(annotation)
+        by_image[image_id].append((position, annotation))
     category_names = {c.get("id"): str(c.get("name")) for c in categories}
     jobs = []
     for image in images_by_id.values():
@@ -128,27 +132,6 @@ def check_dataset(
             continue
         jobs.append(ImageJob(str(path), image, by_image.get(image.get("id"), []), category_names))
     return rec.findings, jobs
-
-
-def decode_segmentation(segmentation: Any, height: int, width: int) -> Mask | None:
-    """The annotation's mask by the reader's decoder, from its well-formed polygon parts (the others are
-    findings of their own); None when there is nothing to decode (box-only annotations, as in detection data).
-
-    Raises SegassistError when the segmentation does not decode; the RLE size is checked against the image.
-    """
-    if segmentation is None:
-        return None
-    if isinstance(segmentation, list):
-        segmentation = [
-            part for part in segmentation if isinstance(part, list) and len(part) >= 6 and len(part) % 2 == 0
-        ]
-        if not segmentation:
-            return None
-    elif not isinstance(segmentation, dict):
-        raise SegassistError(
-            f"segmentation is a {type(segmentation).__name__}, not a polygon list or an RLE object"
-        )
-    return coco_format.decode_segmentation(segmentation, height, width)
 
 
 @dataclass
@@ -163,18 +146,20 @@ class CocoRepair:
 
 def check_item(job: ImageJob, options: CocoOptions, draw: bool = False, repair: bool = False) -> ItemReport:
     """Check one image (what workers run); the masks stay here unless the pictures or --fix need them."""
-    findings, masks = inspect_image(job, options)
-    image = job.image
-    report = ItemReport(("image", str(image.get("id"))), findings, file_name=image.get("file_name"))
+    read = coco_format.read_image_tolerantly(job.image, job.annotations, job.file)
+    findings = inspect_image(read, job.category_names, options)
+    image = read.image
+    masks = {index: segment.mask for index, segment in read.segments().items()}
+    report = ItemReport(("image", str(image.id)), findings, file_name=image.file_name)
     if draw and findings:
         named = {f.annotation_id for f in findings}
         report.pictures = pictures(
             Overlay(
-                image["height"],
-                image["width"],
+                image.height,
+                image.width,
                 masks=[masks[i] for i in sorted(masks)],
-                outlined=[masks[i] for i in sorted(masks) if job.annotations[i].get("id") in named],
-                background=find_image(options.images_dir, image.get("file_name")),
+                outlined=[masks[i] for i in sorted(masks) if read.annotations[i].facts.id in named],
+                background=find_image(options.images_dir, image.file_name),
             )
         )
     if repair:
@@ -185,55 +170,53 @@ def check_item(job: ImageJob, options: CocoOptions, draw: bool = False, repair: 
     return report
 
 
-def inspect_image(job: ImageJob, options: CocoOptions) -> tuple[list[Finding], dict[int, Mask]]:
-    """Check one image's annotations; returns the findings and the decoded masks by annotation index."""
-    image = job.image
-    width, height = image["width"], image["height"]
-    rec = Recorder(file=job.file, image_id=image.get("id"), file_name=image.get("file_name"))
-    check_image_file(rec, options.images_dir, image.get("file_name", ""), width, height)
-    masks: dict[int, Mask] = {}
-    for index, annotation in enumerate(job.annotations):
-        at = rec.at(annotation_id=annotation.get("id"))
-        mask = _check_annotation(at, annotation, width, height, job.category_names, options)
-        if mask is not None:
-            masks[index] = mask
+def inspect_image(
+    read: coco_format.CocoImageRead, category_names: dict[Any, str], options: CocoOptions
+) -> list[Finding]:
+    """Check one image's segments against what its annotations declare."""
+    image = read.image
+    rec = Recorder(file=read.file, image_id=image.id, file_name=image.file_name)
+    check_image_file(rec, options.images_dir, image.file_name or "", image.width, image.height)
+    for annotation in read.annotations:
+        _check_annotation(
+            rec.at(annotation_id=annotation.facts.id), annotation, image, category_names, options
+        )
     if options.target in EXCLUSIVE_TARGETS:
-        indices = sorted(masks)
-        for a, b, shared in overlapping_pairs([masks[i] for i in indices]):
-            first, second = job.annotations[indices[a]], job.annotations[indices[b]]
-            names = [job.category_names.get(entry.get("category_id")) for entry in (first, second)]
-            rec.at(annotation_id=first.get("id")).add(
+        segments = read.segments()
+        indices = sorted(segments)
+        for a, b, shared in overlapping_pairs([segments[i].mask for i in indices]):
+            first, second = (read.annotations[indices[i]].facts for i in (a, b))
+            names = [category_names.get(facts.category_id) for facts in (first, second)]
+            rec.at(annotation_id=first.id).add(
                 "SEGMENTS_OVERLAP",
-                f"annotations {first.get('id')} ({names[0]}) and {second.get('id')} ({names[1]}) share "
+                f"annotations {first.id} ({names[0]}) and {second.id} ({names[1]}) share "
                 f"{shared} px ({options.target} output allows one segment per pixel)",
-                other_annotation_id=second.get("id"),
+                other_annotation_id=second.id,
                 category=names[0],
                 other_category=names[1],
                 pixels=shared,
             )
-    return rec.findings, masks
+    return rec.findings
 
 
 def _check_annotation(
     at: Recorder,
-    annotation: dict[str, Any],
-    width: int,
-    height: int,
+    annotation: coco_format.AnnotationRead,
+    image: ImageRecord,
     category_names: dict[Any, str],
     options: CocoOptions,
-) -> Mask | None:
-    if not is_int(annotation.get("id")):
-        at.add("JSON_STRUCTURE", f"annotation id {annotation.get('id')!r} is not an integer")
-    category_id = annotation.get("category_id")
-    if category_id not in category_names:
-        at.add("CATEGORY_REF_MISSING", f"category_id {category_id!r} is not in categories")
-    iscrowd = annotation.get("iscrowd", 0)
-    if not is_int(iscrowd) or iscrowd not in (0, 1):
-        at.add("ISCROWD_INVALID", f"iscrowd is {iscrowd!r}, not the integer 0 or 1")
+) -> None:
+    facts = annotation.facts
+    width, height = image.width, image.height
+    if not is_int(facts.id):
+        at.add("JSON_STRUCTURE", f"annotation id {facts.id!r} is not an integer")
+    if facts.category_id not in category_names:
+        at.add("CATEGORY_REF_MISSING", f"category_id {facts.category_id!r} is not in categories")
+    if not is_int(facts.iscrowd) or facts.iscrowd not in (0, 1):
+        at.add("ISCROWD_INVALID", f"iscrowd is {facts.iscrowd!r}, not the integer 0 or 1")
 
-    segmentation = annotation.get("segmentation")
-    if isinstance(segmentation, list):
-        for part_index, part in enumerate(segmentation):
+    if facts.polygon_parts is not None:
+        for part_index, part in enumerate(facts.polygon_parts):
             if not isinstance(part, list) or not all(is_finite_number(v) for v in part):
                 at.add("JSON_STRUCTURE", f"polygon part {part_index} is not a list of numbers")
                 continue
@@ -243,39 +226,37 @@ def _check_annotation(
             check_polygon_part(
                 at, np.asarray(part, dtype=np.float64).reshape(-1, 2), width, height, part_index
             )
-    elif isinstance(segmentation, dict) and segmentation.get("size") != [height, width]:
+    elif facts.is_rle and facts.rle_size != [height, width]:
         at.add(
             "MASK_SIZE_MISMATCH",
-            f"RLE size {segmentation.get('size')!r} but the image is [height, width] = [{height}, {width}]",
+            f"RLE size {facts.rle_size!r} but the image is [height, width] = [{height}, {width}]",
         )
-        return None
-    try:
-        mask = decode_segmentation(segmentation, height, width)
-    except SegassistError as error:
-        at.add("MASK_UNDECODABLE", f"segmentation does not decode: {error.reason}")
-        return None
-    if mask is None:
+        return
+    if annotation.decode_error is not None:
+        at.add("MASK_UNDECODABLE", f"segmentation does not decode: {annotation.decode_error}")
+        return
+    if annotation.segment is None:
         # A box-only annotation: only the box can be checked.
-        if annotation.get("bbox") is not None:
-            check_bbox_valid(at, annotation["bbox"])
-        return None
+        if facts.bbox is not None:
+            check_bbox_valid(at, facts.bbox)
+        return
+    mask = annotation.segment.mask
     if not check_size_of_segment(at, mask, options.min_area):
-        return mask
-    if isinstance(segmentation, list):
+        return
+    if facts.is_rle:
+        area_tolerance = bbox_tolerance = options.rle_tolerance
+    else:
         area_tolerance = max(options.polygon_area_tolerance * mask.area, 0.5 * sum(mask.bbox[2:]))
         bbox_tolerance = options.bbox_tolerance
-    else:
-        area_tolerance = bbox_tolerance = options.rle_tolerance
     check_area_and_bbox(
         at,
-        annotation.get("area"),
-        annotation.get("bbox"),
+        facts.area,
+        facts.bbox,
         area=mask.area,
         bbox=mask.bbox,
         area_tolerance=area_tolerance,
         bbox_tolerance=bbox_tolerance,
     )
-    return mask
 
 
 class CocoFixer:
@@ -311,7 +292,7 @@ class CocoFixer:
         repair: CocoRepair = report.repair
         image, masks = repair.job.image, dict(repair.masks)
         kept: dict[int, dict[str, Any]] = {}
-        for index, annotation in enumerate(repair.job.annotations):
+        for index, (_, annotation) in enumerate(repair.job.annotations):
             codes = repair.flagged.get(annotation.get("id"), set())
             change = {"image_id": image.get("id"), "annotation_id": annotation.get("id")}
             if "SEGMENT_EMPTY" in codes:

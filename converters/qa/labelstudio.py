@@ -1,7 +1,8 @@
-"""Label Studio export checks: streamed task by task, every region decoded by the codecs.
+"""Label Studio export checks: streamed task by task, each task as the Label Studio reader's tolerant read
+gives it (every annotation and prediction, each region's facts and its cropped mask).
 
-The export is read with ijson (a 10,000-task export is never held whole), and the raw result dicts are
-checked, so nothing a reader would normalise away (missing sizes, duplicate ids, cancellations) goes unseen.
+The export is streamed (a 10,000-task export is never held whole), and the tolerant read keeps what a
+conversion would normalise away (missing sizes, duplicate ids, cancellations, unknown labels) as facts.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from converters import bitmask, brush, naming
+from converters import naming
 from converters.errors import SegassistError
-from converters.formats import ls_regions
+from converters.formats.labelstudio import TaskRead, read_task_tolerantly
 from converters.formats.labelstudio import iter_tasks as read_tasks
-from converters.formats.labelstudio import reference_file_name
-from converters.lsconfig import LabelConfig, read_label_config, region_geometry
+from converters.formats.ls_regions import RegionRead
+from converters.lsconfig import LabelConfig, read_label_config
 from converters.mask import Mask, overlapping_pairs
 from converters.qa.common import (
     EXCLUSIVE_TARGETS,
@@ -112,7 +113,8 @@ def check_ids(path: Path, tasks: Iterator[Any], findings: list[Finding]) -> Iter
             if task_id in seen_tasks:
                 rec.at(task_id=task_id).add("DUPLICATE_TASK_ID", f"task id {task_id} occurs more than once")
             seen_tasks.add(task_id)
-        for annotation in _list(task.get("annotations", task.get("completions"))):
+        annotations = task.get("annotations", task.get("completions"))
+        for annotation in annotations if isinstance(annotations, list) else []:
             annotation_id = annotation.get("id") if isinstance(annotation, dict) else None
             if annotation_id is None:
                 continue
@@ -124,26 +126,13 @@ def check_ids(path: Path, tasks: Iterator[Any], findings: list[Finding]) -> Iter
         yield TaskJob(str(path), index, task)
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def image_file_name(task: dict[str, Any]) -> str:
-    """The file name of the task's image, as the converter reads it, from its first non-empty string value."""
-    reference = next((v for v in (task.get("data") or {}).values() if isinstance(v, str) and v), None)
-    return reference_file_name(reference) if reference else ""
-
-
 def check_item(
     job: TaskJob, options: LabelStudioOptions, draw: bool = False, repair: bool = False
 ) -> ItemReport:
     """Check one task (what workers run); its masks stay here unless the pictures need them."""
-    checked = check_task(job, options, keep_masks=draw)
-    task = job.task
-    file_name = image_file_name(task)
-    report = ItemReport(
-        ("task", str(naming.task_ref(job.index, task))), checked.findings, file_name=file_name
-    )
+    read = read_task_tolerantly(job.file, job.index, job.task, options.alpha_threshold, options.label_config)
+    checked = judge(read, options, keep_masks=draw)
+    report = ItemReport(("task", str(read.task_id)), checked.findings, file_name=read.file_name)
     if draw and checked.findings and checked.masks:
         height, width = next(iter(checked.masks.values())).shape
         same_size = [(where, mask) for where, mask in checked.masks.items() if mask.shape == (height, width)]
@@ -154,56 +143,43 @@ def check_item(
                 width,
                 masks=[mask for _, mask in same_size],
                 outlined=[mask for where, mask in same_size if where in named],
-                background=find_image(options.images_dir, file_name),
+                background=find_image(options.images_dir, read.file_name),
             )
         )
     return report
 
 
-def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = False) -> TaskResult:
-    task = job.task
-    task_id = naming.task_ref(job.index, task)
-    rec = Recorder(file=job.file, task_id=task_id)
+def judge(read: TaskRead, options: LabelStudioOptions, keep_masks: bool = False) -> TaskResult:
+    """The findings of one task as the Label Studio reader's tolerant read gives it."""
+    rec = Recorder(file=read.file, task_id=read.task_id)
     result = TaskResult(rec.findings)
     sizes: set[tuple[Any, Any]] = set()
     # Per annotation or prediction: (kind, recorder, [(region id, label, mask)]) of the regions that decoded.
     decoded: list[tuple[str, Recorder, list[tuple[Any, str, Mask]]]] = []
-    # Label Studio 1.23's JSON export lists predictions as ids unless they were expanded: nothing to check.
-    predictions = [p for p in _list(task.get("predictions")) if not isinstance(p, int) or isinstance(p, bool)]
-    sources = [
-        (kind, position, entry)
-        for kind, entries in (
-            ("annotation", _list(task.get("annotations", task.get("completions")))),
-            ("prediction", predictions),
-        )
-        for position, entry in enumerate(entries)
-    ]
-    for kind, position, annotation in sources:
-        annotation_id = naming.annotation_ref(kind, position, annotation)
-        if not isinstance(annotation, dict):
-            rec.add("JSON_STRUCTURE", f"{naming.name(kind, annotation_id)} is not an object")
+    for entry in read.entries:
+        if not entry.is_object:
+            rec.add("JSON_STRUCTURE", f"{naming.name(entry.kind, entry.id)} is not an object")
             continue
-        at = rec.at(annotation_id=annotation_id)
-        if annotation.get("was_cancelled"):
+        at = rec.at(annotation_id=entry.id)
+        if entry.cancelled:
             at.add(
                 "LS_ANNOTATION_CANCELLED", "cancelled (skipped) by the annotator; its regions are not used"
             )
             continue
-        results = annotation.get("result")
-        if not isinstance(results, list):
-            at.add("JSON_STRUCTURE", f"{kind} has no result list")
+        if not entry.has_results:
+            at.add("JSON_STRUCTURE", f"{entry.kind} has no result list")
             continue
-        regions = [r for r in results if isinstance(r, dict) and _is_labelled_region(r)]
-        for duplicate in duplicates(r.get("id") for r in regions if r.get("id") is not None):
+        region_ids = (region.facts.id for region in entry.regions if region.facts.id is not None)
+        for duplicate in duplicates(region_ids):
             at.at(region_id=duplicate).add("DUPLICATE_REGION_ID", f"region id {duplicate} is used twice")
         masks: list[tuple[Any, str, Mask]] = []
-        for region in regions:
-            label, mask = _check_region(at.at(region_id=region.get("id")), region, options, sizes)
+        for region in entry.regions:
+            mask = _check_region(at.at(region_id=region.facts.id), region, options, sizes)
             if mask is not None:
-                masks.append((region.get("id"), label, mask))
+                masks.append((region.facts.id, region.facts.label, mask))
                 if keep_masks:
-                    result.masks[(annotation_id, region.get("id"))] = mask
-        decoded.append((kind, at, masks))
+                    result.masks[(entry.id, region.facts.id)] = mask
+        decoded.append((entry.kind, at, masks))
     if len(sizes) > 1:
         listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes, key=str))
         rec.add("LS_SIZE_INCONSISTENT", f"regions give different image sizes: {listed}")
@@ -211,7 +187,7 @@ def check_task(job: TaskJob, options: LabelStudioOptions, keep_masks: bool = Fal
         return result
     if sizes:
         width, height = next(iter(sizes))
-        check_image_file(rec, options.images_dir, image_file_name(task), width, height)
+        check_image_file(rec, options.images_dir, read.file_name, width, height)
     if options.target in EXCLUSIVE_TARGETS:
         for _, at, masks in decoded:
             _check_overlaps(at, masks, options.target)
@@ -237,91 +213,59 @@ def _check_overlaps(at: Recorder, masks: list[tuple[Any, str, Mask]], target: st
         )
 
 
-def _is_labelled_region(result: dict[str, Any]) -> bool:
-    kind = result.get("type")
-    return isinstance(kind, str) and (region_geometry(kind) is not None or kind.endswith("labels"))
-
-
 def _check_region(
-    rec: Recorder, region: dict[str, Any], options: LabelStudioOptions, sizes: set[tuple[Any, Any]]
-) -> tuple[str, Mask | None]:
-    kind = region["type"]
-    value = region.get("value")
-    if not isinstance(value, dict):
-        rec.add("JSON_STRUCTURE", "the region has no value object")
-        return "", None
-    labels = value.get(kind) or value.get("labels")
-    label = labels[0] if isinstance(labels, list) and labels and isinstance(labels[0], str) else ""
-    if not label:
-        rec.add("LS_REGION_NO_LABEL", f"{kind} region has no label")
-    if options.label_config is not None:
-        for mismatch in options.label_config.mismatches(region, labels if isinstance(labels, list) else []):
-            code = "LS_LABEL_NOT_IN_CONFIG" if mismatch.kind == "label" else "LS_CONTROL_MISMATCH"
-            extra = {"label": mismatch.label} if mismatch.label is not None else {}
-            rec.add(code, mismatch.message, **extra)
-    rotation = region.get("image_rotation") or 0
-    if rotation:
-        rec.add("LS_IMAGE_ROTATION", f"image_rotation is {rotation} degrees", image_rotation=rotation)
-    geometry = region_geometry(kind)
-    if geometry is None:
-        return label, None  # key points and other labelled results carry no area
-    if geometry == "polygon":
-        points = np.asarray(value.get("points") or [], dtype=np.float64).reshape(-1, 2)
-        # In percent of the image: crossings and out-of-range points do not depend on the size in pixels.
-        check_polygon_part(rec, points, 100, 100, 0)
-        if len(points) < 3:
-            return label, None
-    width, height = region.get("original_width"), region.get("original_height")
-    if not width or not height:
-        rec.add("LS_SIZE_MISSING", f"{kind} region has no original_width/original_height")
-        return label, None
-    sizes.add((width, height))
-    mask = _decode(rec, region, kind, value, int(width), int(height), options.alpha_threshold)
-    if mask is None or not check_size_of_segment(rec, mask, options.min_area):
-        return label, None
-    return label, mask
-
-
-def _decode(
-    rec: Recorder,
-    region: dict[str, Any],
-    kind: str,
-    value: dict[str, Any],
-    width: int,
-    height: int,
-    threshold: int,
+    rec: Recorder, region: RegionRead, options: LabelStudioOptions, sizes: set[tuple[Any, Any]]
 ) -> Mask | None:
-    """The region's mask, cropped to its box, by the reader's decoders."""
-    try:
-        geometry = region_geometry(kind)
-        if geometry == "brush":
-            rle = value.get("rle")
-            if isinstance(rle, list | bytes) and len(rle) >= 4 and all(isinstance(b, int) for b in rle[:4]):
-                declared = int.from_bytes(bytes(b & 0xFF for b in rle[:4]), "big")
-                if declared != width * height * 4:
-                    rec.add(
-                        "MASK_SIZE_MISMATCH",
-                        f"the brush RLE holds {declared} values; a {width}x{height} RGBA image has "
-                        f"{width * height * 4}",
-                    )
-                    return None
-            # The alpha counts come from the RLE's runs and the mask from its crop: no image-size plane.
-            _check_soft_edges(rec, brush.alpha_histogram(rle, width, height), threshold)
-            return brush.decode_mask(rle, width, height, threshold)
-        if geometry == "bitmask":
-            alpha = bitmask.decode(value.get("imageDataURL"))
-            if alpha.shape != (height, width):
-                rec.add(
-                    "MASK_SIZE_MISMATCH",
-                    f"the bitmask PNG is {alpha.shape[1]}x{alpha.shape[0]}; the image is {width}x{height}",
-                )
-                return None
-            _check_soft_edges(rec, np.bincount(alpha.ravel(), minlength=256), threshold)
-            return brush.to_mask(alpha, threshold)
-        return ls_regions.result_to_segment(region, category_id=0).mask
-    except SegassistError as error:
-        rec.add("MASK_UNDECODABLE", f"the {kind} region does not decode: {error.reason}")
+    """The region's findings; returns its mask when it decoded and has pixels."""
+    facts = region.facts
+    if not facts.has_value:
+        rec.add("JSON_STRUCTURE", "the region has no value object")
         return None
+    if not facts.label:
+        rec.add("LS_REGION_NO_LABEL", f"{facts.type} region has no label")
+    for mismatch in facts.mismatches:
+        code = "LS_LABEL_NOT_IN_CONFIG" if mismatch.kind == "label" else "LS_CONTROL_MISMATCH"
+        extra = {"label": mismatch.label} if mismatch.label is not None else {}
+        rec.add(code, mismatch.message, **extra)
+    if facts.rotation:
+        rec.add(
+            "LS_IMAGE_ROTATION", f"image_rotation is {facts.rotation} degrees", image_rotation=facts.rotation
+        )
+    if facts.geometry is None:
+        return None
+    if facts.polygon_points is not None:
+        # In percent of the image: crossings and out-of-range points do not depend on the size in pixels.
+        check_polygon_part(rec, facts.polygon_points, 100, 100, 0)
+        if len(facts.polygon_points) < 3:
+            return None
+    if not facts.width or not facts.height:
+        rec.add("LS_SIZE_MISSING", f"{facts.type} region has no original_width/original_height")
+        return None
+    sizes.add((facts.width, facts.height))
+    width, height = int(facts.width), int(facts.height)
+    if facts.rle_values is not None and facts.rle_values != width * height * 4:
+        rec.add(
+            "MASK_SIZE_MISMATCH",
+            f"the brush RLE holds {facts.rle_values} values; a {width}x{height} RGBA image has "
+            f"{width * height * 4}",
+        )
+        return None
+    if facts.bitmask_shape is not None and facts.bitmask_shape != (height, width):
+        rows, cols = facts.bitmask_shape[:2]
+        rec.add(
+            "MASK_SIZE_MISMATCH",
+            f"the bitmask PNG is {cols}x{rows}; the image is {width}x{height}",
+        )
+        return None
+    if facts.alpha_histogram is not None:
+        _check_soft_edges(rec, facts.alpha_histogram, options.alpha_threshold)
+    if region.decode_error is not None:
+        rec.add("MASK_UNDECODABLE", f"the {facts.type} region does not decode: {region.decode_error}")
+        return None
+    mask = region.segment.mask
+    if not check_size_of_segment(rec, mask, options.min_area):
+        return None
+    return mask
 
 
 def _check_soft_edges(rec: Recorder, histogram: np.ndarray, threshold: int) -> None:

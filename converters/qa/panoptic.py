@@ -1,4 +1,6 @@
-"""COCO panoptic checks: the JSON (ids, references, categories) and each PNG in one pass over its pixels.
+"""COCO panoptic checks: the JSON (ids, references, categories), then each annotation as the panoptic
+reader's tolerant read gives it (segments_info facts and the PNG's id map), measured in one pass over the
+pixels.
 
 The pixel pass never builds a mask per segment: it splits every row of the id map into runs of equal id, then
 gets each id's area and tight box from the runs (np.unique + bincount), so its cost is one comparison per
@@ -17,10 +19,15 @@ import numpy as np
 
 from converters.errors import SegassistError
 from converters.formats import coco_json
-from converters.formats.coco_panoptic import CocoPanopticSink, PanopticPayload, png_folder, read_id_map
+from converters.formats.coco_panoptic import (
+    CocoPanopticSink,
+    PanopticImageRead,
+    PanopticPayload,
+    png_folder,
+    read_annotation_tolerantly,
+)
 from converters.formats.common import Options, Rendered
 from converters.formats.label_map import masks_from_label_map
-from converters.io import inside
 from converters.qa.common import (
     Recorder,
     check_area_and_bbox,
@@ -197,14 +204,12 @@ def check_item(
     job: ImageJob, options: PanopticOptions, draw: bool = False, repair: bool = False
 ) -> ItemReport:
     """Check one annotation against its PNG (what workers run)."""
-    findings, measured, id_map = _check(job, options)
-    image = job.image or {}
-    report = ItemReport(
-        ("image", str(job.annotation.get("image_id"))),
-        findings,
-        file_name=image.get("file_name") or job.annotation["file_name"],
-    )
-    if draw and findings and id_map is not None:
+    read = read_annotation_tolerantly(job.file, job.annotation, job.image, options.png_dir)
+    findings, measured = judge(read, job.isthing, options)
+    image_name = read.image.file_name if read.image is not None else None
+    report = ItemReport(("image", str(read.image_id)), findings, file_name=image_name or read.png_name)
+    id_map = read.png.id_map
+    if draw and findings and measured is not None:
         named = {f.segment_id for f in findings}
         ids, labels = np.unique(id_map, return_inverse=True)
         outlined = [mask for i, mask in masks_from_label_map(id_map).items() if i in named]
@@ -213,7 +218,7 @@ def check_item(
                 *id_map.shape,
                 labels=labels.reshape(id_map.shape).astype(np.int32) + (0 if ids[0] == 0 else 1),
                 outlined=outlined,
-                background=find_image(options.images_dir, image.get("file_name")),
+                background=find_image(options.images_dir, image_name),
             )
         )
     if repair:
@@ -226,42 +231,41 @@ def check_item(
 
 def check_image(job: ImageJob, options: PanopticOptions) -> tuple[list[Finding], dict[int, Any] | None]:
     """Check one annotation against its PNG. Returns the findings and the measured {id: (area, bbox)}."""
-    findings, measured, _ = _check(job, options)
-    return findings, measured
+    read = read_annotation_tolerantly(job.file, job.annotation, job.image, options.png_dir)
+    return judge(read, job.isthing, options)
 
 
-def _check(
-    job: ImageJob, options: PanopticOptions
-) -> tuple[list[Finding], dict[int, Any] | None, np.ndarray | None]:
-    annotation = job.annotation
-    rec = Recorder(file=job.file, image_id=annotation.get("image_id"), file_name=annotation["file_name"])
-    segments = [s for s in annotation["segments_info"] if isinstance(s, dict)]
-    if len(segments) != len(annotation["segments_info"]):
+def judge(
+    read: PanopticImageRead, isthing: dict[int, bool], options: PanopticOptions
+) -> tuple[list[Finding], dict[int, Any] | None]:
+    """The findings of one panoptic annotation read by the reader, and the measured {id: (area, bbox)}
+    (None when the PNG gives no id map)."""
+    rec = Recorder(file=read.file, image_id=read.image_id, file_name=read.png_name)
+    segments = read.segments
+    if read.malformed_entries:
         rec.add("JSON_STRUCTURE", "segments_info entries must be objects")
 
     category_counts: Counter[int] = Counter()
     for segment in segments:
-        segment_id, category_id = segment.get("id"), segment.get("category_id")
-        at = rec.at(segment_id=segment_id)
-        if not is_int(segment_id):
-            at.add("JSON_STRUCTURE", f"segment id {segment_id!r} is not an integer")
-        elif segment_id == 0:
+        at = rec.at(segment_id=segment.id)
+        if not is_int(segment.id):
+            at.add("JSON_STRUCTURE", f"segment id {segment.id!r} is not an integer")
+        elif segment.id == 0:
             at.add("PAN_SEGMENT_ID_ZERO", "segment id 0 is void; no segment may use it")
-        if category_id not in job.isthing:
-            at.add("CATEGORY_REF_MISSING", f"category_id {category_id!r} is not in categories")
+        if segment.category_id not in isthing:
+            at.add("CATEGORY_REF_MISSING", f"category_id {segment.category_id!r} is not in categories")
         else:
-            category_counts[category_id] += 1
-        iscrowd = segment.get("iscrowd", 0)
-        if not is_int(iscrowd) or iscrowd not in (0, 1):
-            at.add("ISCROWD_INVALID", f"iscrowd is {iscrowd!r}, not 0 or 1")
-        elif iscrowd == 1 and category_id in job.isthing and not job.isthing[category_id]:
-            at.add("PAN_CROWD_ON_STUFF", f"iscrowd=1 on stuff category {category_id}")
-    for duplicate in duplicates(s.get("id") for s in segments):
+            category_counts[segment.category_id] += 1
+        if not is_int(segment.iscrowd) or segment.iscrowd not in (0, 1):
+            at.add("ISCROWD_INVALID", f"iscrowd is {segment.iscrowd!r}, not 0 or 1")
+        elif segment.iscrowd == 1 and segment.category_id in isthing and not isthing[segment.category_id]:
+            at.add("PAN_CROWD_ON_STUFF", f"iscrowd=1 on stuff category {segment.category_id}")
+    for duplicate in duplicates(s.id for s in segments):
         rec.at(segment_id=duplicate).add(
             "PAN_SEGMENT_ID_DUPLICATE", f"segment id {duplicate} is listed twice"
         )
     for category_id, count in category_counts.items():
-        if count > 1 and not job.isthing[category_id]:
+        if count > 1 and not isthing[category_id]:
             rec.add(
                 "PAN_STUFF_SEVERAL_SEGMENTS",
                 f"stuff category {category_id} has {count} segments (COCO has one per stuff class)",
@@ -269,44 +273,38 @@ def _check(
                 count=count,
             )
 
-    if job.image is not None:
-        check_image_file(
-            rec,
-            options.images_dir,
-            job.image.get("file_name", ""),
-            job.image.get("width"),
-            job.image.get("height"),
-        )
+    image = read.image
+    if image is not None:
+        check_image_file(rec, options.images_dir, image.file_name or "", image.width, image.height)
 
-    png_path = inside(options.png_dir, annotation["file_name"], image_id=annotation.get("image_id"))
-    read = read_id_map(png_path)
-    if read.missing:
+    png, png_path = read.png, read.png_path
+    if png.missing:
         rec.add("PAN_PNG_MISSING", f"{png_path} does not exist")
-        return rec.findings, None, None
-    if read.error is not None:
-        rec.add("PAN_PNG_NOT_RGB", f"{png_path.name} cannot be read as an image: {read.error}")
-        return rec.findings, None, None
-    if read.id_map is None:
-        rec.add("PAN_PNG_NOT_RGB", f"{png_path.name} has mode {read.mode!r}; panoptic PNGs must be 8-bit RGB")
-        return rec.findings, None, None
-    if read.alpha_pixels:
+        return rec.findings, None
+    if png.error is not None:
+        rec.add("PAN_PNG_NOT_RGB", f"{png_path.name} cannot be read as an image: {png.error}")
+        return rec.findings, None
+    if png.id_map is None:
+        rec.add("PAN_PNG_NOT_RGB", f"{png_path.name} has mode {png.mode!r}; panoptic PNGs must be 8-bit RGB")
+        return rec.findings, None
+    if png.alpha_pixels:
         rec.add(
             "PAN_PNG_ALPHA",
-            f"{png_path.name} has {read.alpha_pixels} pixels that are not fully opaque",
-            pixels=read.alpha_pixels,
+            f"{png_path.name} has {png.alpha_pixels} pixels that are not fully opaque",
+            pixels=png.alpha_pixels,
         )
-    png_height, png_width = read.id_map.shape
-    if job.image is not None and (job.image.get("width"), job.image.get("height")) != (png_width, png_height):
+    png_height, png_width = png.id_map.shape
+    if image is not None and (image.width, image.height) != (png_width, png_height):
         rec.add(
             "PAN_PNG_SIZE_MISMATCH",
-            f"{png_path.name} is {png_width}x{png_height} but image {job.image.get('id')} is "
-            f"{job.image.get('width')}x{job.image.get('height')}",
+            f"{png_path.name} is {png_width}x{png_height} but image {image.id} is "
+            f"{image.width}x{image.height}",
             png_width=png_width,
             png_height=png_height,
         )
 
-    measured = id_stats(read.id_map).as_dict()
-    listed = {s.get("id") for s in segments}
+    measured = id_stats(png.id_map).as_dict()
+    listed = {s.id for s in segments}
     for pixel_id, (area, _box) in measured.items():
         if pixel_id != 0 and pixel_id not in listed:
             rec.at(segment_id=pixel_id).add(
@@ -315,25 +313,24 @@ def _check(
                 area=area,
             )
     for segment in segments:
-        segment_id = segment.get("id")
-        at = rec.at(segment_id=segment_id)
-        if segment_id not in measured or segment_id == 0:
-            if segment_id != 0:
-                at.add("PAN_JSON_ID_MISSING_IN_PNG", f"segment {segment_id} has no pixel in {png_path.name}")
+        at = rec.at(segment_id=segment.id)
+        if segment.id not in measured or segment.id == 0:
+            if segment.id != 0:
+                at.add("PAN_JSON_ID_MISSING_IN_PNG", f"segment {segment.id} has no pixel in {png_path.name}")
             continue
-        area, box = measured[segment_id]
+        area, box = measured[segment.id]
         if area < options.min_area:
             at.add("SEGMENT_TINY", f"the segment covers only {area} px (< {options.min_area})", area=area)
         check_area_and_bbox(
             at,
-            segment.get("area"),
-            segment.get("bbox"),
+            segment.area,
+            segment.bbox,
             area=area,
             bbox=box,
             area_tolerance=options.area_tolerance,
             bbox_tolerance=options.bbox_tolerance,
         )
-    return rec.findings, measured, read.id_map
+    return rec.findings, measured
 
 
 class PanopticFixer:

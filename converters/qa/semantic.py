@@ -1,4 +1,5 @@
-"""Semantic label-map checks: the mapping file (`labelmap.json`, as the semantic writer makes it), each PNG.
+"""Semantic label-map checks: the mapping file (`labelmap.json`, as the semantic writer makes it), then each
+label map as the semantic reader's tolerant read gives it.
 
 Each PNG is read once; np.bincount over its values gives every class's pixel count in one pass.
 """
@@ -13,7 +14,14 @@ from typing import Any
 import numpy as np
 
 from converters.formats.label_map import masks_from_label_map
-from converters.formats.semantic import MAPPING_FILE, VOID, dataset_folder, read_label_map, read_mapping
+from converters.formats.semantic import (
+    MAPPING_FILE,
+    VOID,
+    LabelMapRead,
+    dataset_folder,
+    read_label_map_tolerantly,
+    read_mapping,
+)
 from converters.io import inside
 from converters.qa.common import Recorder, check_image_file, duplicates, find_image, is_int
 from converters.qa.core import ItemReport, QAOptions, Run
@@ -79,9 +87,10 @@ def check_item(
     job: LabelMapJob, options: SemanticOptions, draw: bool = False, repair: bool = False
 ) -> ItemReport:
     """Check one label map (what workers run)."""
-    findings, label_map = _check(job, options)
-    image = job.image
-    report = ItemReport(("image", str(image.get("id"))), findings, file_name=image.get("file_name"))
+    read = read_label_map_tolerantly(job.image, job.png_path)
+    findings, label_map = judge(read, job.values, job.void, options)
+    image = read.image
+    report = ItemReport(("image", str(image.id)), findings, file_name=image.file_name)
     if draw and findings and label_map is not None:
         named = {f.numbers.get("value", f.segment_id) for f in findings}
         report.pictures = pictures(
@@ -89,38 +98,41 @@ def check_item(
                 *label_map.shape,
                 labels=label_map,
                 outlined=[mask for value, mask in masks_from_label_map(label_map).items() if value in named],
-                background=find_image(options.images_dir, image.get("file_name")),
+                background=find_image(options.images_dir, image.file_name),
             )
         )
     return report
 
 
-def _check(job: LabelMapJob, options: SemanticOptions) -> tuple[list[Finding], np.ndarray | None]:
-    """The findings of one label map, and the map when it could be read as one."""
-    image = job.image
-    rec = Recorder(file=str(job.png_path), image_id=image.get("id"), file_name=image.get("file_name"))
-    width, height = image.get("width"), image.get("height")
-    check_image_file(rec, options.images_dir, image.get("file_name", ""), width, height)
-    if not job.png_path.is_file():
-        rec.add("SEM_PNG_MISSING", f"{job.png_path.name} does not exist")
+def judge(
+    read: LabelMapRead, values: frozenset[int], void: int, options: SemanticOptions
+) -> tuple[list[Finding], np.ndarray | None]:
+    """The findings of one label map as the semantic reader read it, and the map when it could be read as
+    one."""
+    image, png_path = read.image, read.png_path
+    rec = Recorder(file=str(png_path), image_id=image.id, file_name=image.file_name)
+    width, height = image.width, image.height
+    check_image_file(rec, options.images_dir, image.file_name or "", width, height)
+    if read.missing:
+        rec.add("SEM_PNG_MISSING", f"{png_path.name} does not exist")
         return rec.findings, None
-    label_map = read_label_map(job.png_path)
+    label_map = read.label_map
     if label_map is None or label_map.ndim != 2 or label_map.dtype not in (np.uint8, np.uint16):
         shape = "unreadable" if label_map is None else f"{label_map.dtype} with shape {label_map.shape}"
-        rec.add("SEM_PNG_NOT_SINGLE_CHANNEL", f"{job.png_path.name} is {shape}")
+        rec.add("SEM_PNG_NOT_SINGLE_CHANNEL", f"{png_path.name} is {shape}")
         return rec.findings, None
     if label_map.shape != (height, width):
         rec.add(
             "SEM_PNG_SIZE_MISMATCH",
-            f"{job.png_path.name} is {label_map.shape[1]}x{label_map.shape[0]}; "
+            f"{png_path.name} is {label_map.shape[1]}x{label_map.shape[0]}; "
             f"the image entry says {width}x{height}",
         )
     counts = np.bincount(label_map.ravel())
     for value in np.flatnonzero(counts).tolist():
         area = int(counts[value])
-        if value == job.void:
+        if value == void:
             continue
-        if value not in job.values:
+        if value not in values:
             rec.add(
                 "SEM_UNKNOWN_VALUE",
                 f"value {value} covers {area} px but is not a class",

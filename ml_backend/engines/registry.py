@@ -34,5 +34,5 @@ def load_engine(
         module = importlib.import_module(ENGINES[name])
     options = {}
     if name == "sam" and sam_cache_mb is not None:
-        options["cache"] = EmbeddingCache(int(sam_cache_mb * 2**20))
+        options["cache"] = EmbeddingCache.of_megabytes(sam_cache_mb)
     return module.load_default(device, **options) if model is None else module.load(model, device, **options)

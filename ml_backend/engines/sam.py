@@ -6,9 +6,12 @@ Two kinds of model sit behind one `SamEngine`:
   load strictly into segment-anything's `Sam` with the package's vendored TinyViT encoder (256-px input,
   pixel_mean 0 and pixel_std 255, which stands in for the min-max scaling it was trained with). It was trained
   with box prompts only: a click alone gives an empty mask, and SamAutomaticMaskGenerator's point grid gives
-  nothing. So clicks become candidate boxes around the positive clicks at several scales, decoded as one batch
-  and chosen by agreement with the clicks, then by whether the mask fits inside its box, then by predicted
-  IoU; automatic mode decodes a multi-scale grid of boxes instead of points.
+  nothing. Its 256-px input also gives a small object only a few dozen pixels. So each prompt is answered by
+  zooming in: a box is decoded on a square window around it (the box plus a margin), encoded on its own and
+  cached like a whole image, and the mask is pasted back. Clicks become candidate boxes around the positive
+  clicks at several scales, decoded on the whole image and chosen by agreement with the clicks, then by
+  whether the mask fits inside its box, then by predicted IoU; the chosen box is then zoomed in like a drawn
+  one. Automatic mode decodes a multi-scale grid of boxes on the whole image.
 - **SAM vit_b / vit_l / vit_h** checkpoints from a path: clicks and boxes go straight to the decoder,
   automatic mode is SamAutomaticMaskGenerator.
 
@@ -50,16 +53,34 @@ with warnings.catch_warnings():
 DEFAULT_MODEL = "litemedsam"
 CHECKPOINT_TYPES = ("vit_b", "vit_l", "vit_h")
 
+# Zoom: a box is decoded on a square window that adds this fraction of the box's longest side on each side,
+# so the box fills two thirds of what the model sees and the rest is context.
+ZOOM_MARGIN = 0.25
 # Candidate boxes around the positive clicks: margins in fractions of the image's longest side, from a
 # button-sized object to one filling much of the image.
 CLICK_BOX_SCALES = (0.04, 0.1, 0.25)
-# Automatic mode with a box-only model: grids of square boxes, sides in fractions of the longest image side.
-GRID_BOX_SIDES = (0.8, 0.5, 0.3)
 # Rounds of moving out the sides of candidate boxes that cut their mask.
 GROW_ROUNDS = 2
+# Automatic mode with a box-only model: grids of square boxes, sides in fractions of the longest image side.
+GRID_BOX_SIDES = (0.8, 0.5, 0.3)
 # A mask whose box comes within this many low-res pixels of its prompt box's side runs into the box: the
 # object is probably cut by it.
 EDGE_TOLERANCE = 2.0
+
+
+# A window of an image in pixels: x0, y0, x1, y1 (exclusive ends).
+Window = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class ClickChoice:
+    """The candidate box chosen for clicks on the whole image: its decoded logits (1, 1, h, w), predicted IoU
+    and the fraction of the clicks its mask honours."""
+
+    box: np.ndarray
+    logits: torch.Tensor
+    iou: float
+    agreement: float
 
 
 @dataclass
@@ -86,6 +107,7 @@ class SamEngine(SamFamilyEngine):
         min_proposal_iou: float = 0.88,
         min_proposal_stability: float = 0.95,
         proposal_nms_iou: float = 0.7,
+        proposal_points_per_side: int = 32,
     ) -> None:
         """`box_only` marks models trained on boxes alone (LiteMedSAM): clicks and automatic mode use boxes.
 
@@ -98,12 +120,13 @@ class SamEngine(SamFamilyEngine):
             proposal_label=proposal_label,
             non_overlapping=non_overlapping,
             cache=cache,
+            min_proposal_iou=min_proposal_iou,
+            min_proposal_stability=min_proposal_stability,
+            proposal_nms_iou=proposal_nms_iou,
+            proposal_points_per_side=proposal_points_per_side,
         )
         self.sam = sam.to(device).eval()
         self.box_only = box_only
-        self.min_proposal_iou = min_proposal_iou
-        self.min_proposal_stability = min_proposal_stability
-        self.proposal_nms_iou = proposal_nms_iou
         self._transform = ResizeLongestSide(sam.image_encoder.img_size)
         # The decoder's positional encoding of the embedding grid depends on the weights alone: computing it
         # once saves ~2 ms of every prompt on CPU (SamPredictor recomputes it per call).
@@ -159,10 +182,19 @@ class SamEngine(SamFamilyEngine):
             )
         return Decoded(logits.float().flatten(0, 1)[:, None], iou.float().flatten())
 
-    def _to_mask(self, embedding: Embedding, logits: torch.Tensor) -> Mask:
-        """Upsample one low-res logit map (1, 1, h, w) to the original image and threshold it."""
+    def _to_mask(
+        self,
+        embedding: Embedding,
+        logits: torch.Tensor,
+        image_size: tuple[int, int],
+        window: Window | None = None,
+    ) -> Mask:
+        """Upsample one low-res logit map (1, 1, h, w) to the encoded image (or window), threshold it, and
+        place it on the image of `image_size` (h, w)."""
         full = self.sam.postprocess_masks(logits, embedding.input_size, embedding.original_size)
-        return Mask.from_dense((full[0, 0] > self.sam.mask_threshold).cpu().numpy())
+        left, top = (window[0], window[1]) if window is not None else (0, 0)
+        crop = (full[0, 0] > self.sam.mask_threshold).cpu().numpy()
+        return Mask.from_crop(*image_size, top, left, crop)
 
     def _low_res_scale(self, embedding: Embedding) -> float:
         """Factor from image pixels to the decoder's low-res mask grid."""
@@ -176,12 +208,26 @@ class SamEngine(SamFamilyEngine):
 
     # -- interactive -----------------------------------------------------------------------------------------
 
-    def _segment(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
-        if self.box_only:
-            return self._segment_by_boxes(embedding, prompt)
-        return self._segment_by_sam_prompt(embedding, prompt)
+    def window_embedding(self, image: np.ndarray, image_key: str, window: Window) -> Embedding:
+        """The embedding of a window (x0, y0, x1, y1) of the image, cached like a whole image's (the whole
+        image as a window is the whole image's embedding)."""
+        x0, y0, x1, y1 = window
+        height, width = image.shape[:2]
+        if window == (0, 0, width, height):
+            return self.embedding(image, image_key)
+        return self.cache.get(
+            (f"{image_key}#window={x0},{y0},{x1},{y1}", self.model_version),
+            lambda: self._embed(np.ascontiguousarray(image[y0:y1, x0:x1])),
+        )
 
-    def _segment_by_sam_prompt(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
+    def _segment(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
+        if self.box_only:
+            return self._segment_by_boxes(image, image_key, prompt)
+        return self._segment_by_sam_prompt(image, self.embedding(image, image_key), prompt)
+
+    def _segment_by_sam_prompt(
+        self, image: np.ndarray, embedding: Embedding, prompt: Prompt
+    ) -> tuple[Mask, float]:
         points = labels = None
         if prompt.points:
             points = np.asarray([prompt.points], dtype=np.float64)
@@ -191,55 +237,72 @@ class SamEngine(SamFamilyEngine):
         multimask = prompt.box is None and len(prompt.points) == 1
         decoded = self.decode(embedding, points=points, point_labels=labels, boxes=boxes, multimask=multimask)
         best = int(torch.argmax(decoded.iou))
-        return self._to_mask(embedding, decoded.logits[best : best + 1]), float(decoded.iou[best])
+        mask = self._to_mask(embedding, decoded.logits[best : best + 1], image.shape[:2])
+        return mask, float(decoded.iou[best])
 
-    def _segment_by_boxes(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
-        """Box-only models: clicks become candidate boxes; the one that agrees best with the clicks wins.
+    def _segment_by_boxes(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
+        """Box-only models: find the prompt's box on the whole image, then decode that box zoomed in.
 
-        Candidates start as squares around the positive clicks. A mask that runs into a side of its box is an
-        object the box cut, so that side moves out and the candidate is decoded again (GROW_ROUNDS times).
-        Ranking is lexicographic: clicks honoured, then the mask fits its box, then predicted IoU.
+        A box without clicks is itself the answer's box. Clicks become candidate boxes on the whole image's
+        embedding (`_choose_click_box`). The chosen box is decoded again on its zoom window and that mask is
+        kept, unless it honours fewer of the clicks than the whole-image one did.
+        """
+        height, width = image.shape[:2]
+        coarse = None
+        if prompt.points:
+            coarse = self._choose_click_box(self.embedding(image, image_key), prompt)
+            box = coarse.box
+        else:
+            box = np.asarray(prompt.box, dtype=np.float64)
+        window = zoom_window(box, (height, width), self.sam.image_encoder.img_size)
+        embedding = self.window_embedding(image, image_key, window)
+        origin = np.asarray(window[:2] * 2, dtype=np.float64)
+        decoded = self.decode(embedding, boxes=(box - origin)[None])
+        if coarse is not None:
+            foreground = decoded.logits[:, 0] > self.sam.mask_threshold
+            agreement = _click_agreement(foreground, prompt, origin[:2], self._low_res_scale(embedding))
+            if float(agreement[0]) < coarse.agreement:
+                whole = self.embedding(image, image_key)
+                return self._to_mask(whole, coarse.logits, (height, width)), coarse.iou
+        return self._to_mask(embedding, decoded.logits, (height, width), window), float(decoded.iou[0])
+
+    def _choose_click_box(self, embedding: Embedding, prompt: Prompt) -> ClickChoice:
+        """The candidate box that agrees best with the clicks, decoded on the whole image's embedding.
+
+        Candidates start as squares around the positive clicks, inside the user's box if there is one (which
+        is a candidate too). A mask that runs into a side of its box is an object the box cut, so that side
+        moves out and the candidate is decoded again (GROW_ROUNDS times). Ranking is lexicographic: clicks
+        honoured (positives inside, negatives outside), then the mask fits its box, then predicted IoU.
         """
         height, width = embedding.original_size
         bound = np.asarray(prompt.box if prompt.box is not None else (0, 0, width, height), dtype=np.float64)
         boxes = _click_boxes(prompt, bound, max(height, width))
         scale = self._low_res_scale(embedding)
-        best_rank, best_logits, best_iou = -1.0, None, 0.0
+        best: tuple[float, ClickChoice] | None = None
         for round_index in range(GROW_ROUNDS + 1):
             decoded = self.decode(embedding, boxes=boxes)
             foreground = decoded.logits[:, 0] > self.sam.mask_threshold
             cut = _cut_sides(foreground, boxes * scale, bound * scale)
-            rank = (
-                _click_agreement(foreground, prompt, scale) * 4
-                + (~cut.any(dim=1)) * 2
-                + decoded.iou.clamp(0, 1)
-            )
+            agreement = _click_agreement(foreground, prompt, np.zeros(2), scale)
+            rank = agreement * 4 + (~cut.any(dim=1)) * 2 + decoded.iou.clamp(0, 1)
             top = int(torch.argmax(rank))
-            if float(rank[top]) > best_rank:
-                best_rank, best_logits, best_iou = (
-                    float(rank[top]),
-                    decoded.logits[top : top + 1],
-                    float(decoded.iou[top]),
+            if best is None or float(rank[top]) > best[0]:
+                choice = ClickChoice(
+                    boxes[top], decoded.logits[top : top + 1], float(decoded.iou[top]), float(agreement[top])
                 )
+                best = (float(rank[top]), choice)
             growing = cut.any(dim=1).cpu().numpy()
             if round_index == GROW_ROUNDS or not growing.any():
                 break
             boxes = _grow(boxes[growing], cut[growing].cpu().numpy(), bound)
-        return self._to_mask(embedding, best_logits), best_iou
+        return best[1]
 
     # -- automatic -------------------------------------------------------------------------------------------
 
     def _proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
         if self.box_only:
             return self._box_grid_proposals(image)
-        generator = SamAutomaticMaskGenerator(
-            self.sam,
-            pred_iou_thresh=self.min_proposal_iou,
-            stability_score_thresh=self.min_proposal_stability,
-            box_nms_thresh=self.proposal_nms_iou,
-            output_mode="binary_mask",
-        )
-        return self._generated_masks(generator, image)
+        return self._generated_masks(SamAutomaticMaskGenerator, self.sam, image)
 
     def _box_grid_proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
         """Decode a multi-scale grid of boxes; keep confident, stable masks that fit inside their box; NMS."""
@@ -267,7 +330,8 @@ class SamEngine(SamFamilyEngine):
         )
         chosen = index[survivors]
         return [
-            (self._to_mask(embedding, logits[i][None, None]), float(decoded.iou[i])) for i in chosen.tolist()
+            (self._to_mask(embedding, logits[i][None, None], embedding.original_size), float(decoded.iou[i]))
+            for i in chosen.tolist()
         ]
 
 
@@ -309,6 +373,22 @@ def _grow(boxes: np.ndarray, cut: np.ndarray, bound: np.ndarray) -> np.ndarray:
     return grown
 
 
+def zoom_window(box: np.ndarray, size: tuple[int, int], input_side: int) -> Window:
+    """The window (x0, y0, x1, y1) a box is decoded on: a square centred on the box, ZOOM_MARGIN of its
+    longest side wider on each side, at least a quarter of the model's `input_side` (so nothing is enlarged
+    more than four times, beyond which enlarging adds only blur), cut to the image of `size` (h, w) and
+    shifted inwards where it would leave it."""
+    height, width = size
+    side = max(float(np.max(box[2:] - box[:2])) * (1 + 2 * ZOOM_MARGIN), input_side / 4)
+    spans = []
+    for low, high, length in ((box[0], box[2], width), (box[1], box[3], height)):
+        extent = min(side, length)
+        start = min(max((low + high - extent) / 2, 0.0), length - extent)
+        spans.append((int(np.floor(start)), int(np.ceil(start + extent))))
+    (x0, x1), (y0, y1) = spans
+    return x0, y0, x1, y1
+
+
 def _grid_boxes(size: tuple[int, int]) -> np.ndarray:
     """Square boxes covering the whole image at each side in GRID_BOX_SIDES, overlapping by a third."""
     height, width = size
@@ -329,14 +409,19 @@ def _grid_starts(length: float, box_side: float) -> np.ndarray:
     return np.linspace(0, length - box_side, count)
 
 
-def _click_agreement(foreground: torch.Tensor, prompt: Prompt, scale: float) -> torch.Tensor:
-    """Per candidate mask (B, h, w): the fraction of clicks it honours (positives in, negatives out)."""
+def _click_agreement(
+    foreground: torch.Tensor, prompt: Prompt, origin: np.ndarray, scale: float
+) -> torch.Tensor:
+    """Per candidate mask (B, h, w) of a window at `origin` (x, y in image pixels), scaled by `scale` to the
+    low-res grid: the fraction of clicks it honours (positives in, negatives out). A click outside the window
+    is outside every mask."""
     if not prompt.points:
         return torch.ones(foreground.shape[0], device=foreground.device)
     _, rows, cols = foreground.shape
-    xs = [min(int(x * scale), cols - 1) for x, _ in prompt.points]
-    ys = [min(int(y * scale), rows - 1) for _, y in prompt.points]
-    inside = foreground[:, ys, xs]
+    grid = np.floor((np.asarray(prompt.points, dtype=np.float64) - origin) * scale).astype(np.int64)
+    seen = (grid[:, 0] >= 0) & (grid[:, 0] < cols) & (grid[:, 1] >= 0) & (grid[:, 1] < rows)
+    inside = torch.zeros((foreground.shape[0], len(grid)), dtype=torch.bool, device=foreground.device)
+    inside[:, seen] = foreground[:, grid[seen, 1], grid[seen, 0]]
     wanted = torch.as_tensor(prompt.point_labels, device=foreground.device) == 1
     return (inside == wanted).float().mean(dim=1)
 

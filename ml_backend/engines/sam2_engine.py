@@ -50,13 +50,22 @@ class Sam2Engine(SamFamilyEngine):
         proposal_label: str = "object",
         non_overlapping: bool = False,
         cache: EmbeddingCache | None = None,
+        min_proposal_iou: float = 0.8,
+        min_proposal_stability: float = 0.95,
+        proposal_nms_iou: float = 0.7,
+        proposal_points_per_side: int = 32,
     ) -> None:
+        """The proposal thresholds default to SAM2AutomaticMaskGenerator's own."""
         super().__init__(
             model_version=f"sam2-{name}",
             device=device,
             proposal_label=proposal_label,
             non_overlapping=non_overlapping,
             cache=cache,
+            min_proposal_iou=min_proposal_iou,
+            min_proposal_stability=min_proposal_stability,
+            proposal_nms_iou=proposal_nms_iou,
+            proposal_points_per_side=proposal_points_per_side,
         )
         self.model = model.to(device).eval()
 
@@ -73,7 +82,8 @@ class Sam2Engine(SamFamilyEngine):
             tuple(level.float() for level in features["high_res_feats"]),
         )
 
-    def _segment(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
+    def _segment(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
+        embedding = self.embedding(image, image_key)
         predictor = SAM2ImagePredictor(self.model)
         predictor._features = {
             "image_embed": embedding.features,
@@ -94,7 +104,7 @@ class Sam2Engine(SamFamilyEngine):
         return Mask.from_dense(masks[best] > 0), float(scores[best])
 
     def _proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
-        return self._generated_masks(SAM2AutomaticMaskGenerator(self.model, output_mode="binary_mask"), image)
+        return self._generated_masks(SAM2AutomaticMaskGenerator, self.model, image)
 
 
 def load(model: str, device: torch.device, **settings: object) -> Sam2Engine:

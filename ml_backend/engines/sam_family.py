@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -28,10 +27,9 @@ from converters.overlap import resolve
 from ml_backend.engines.base import InteractiveEngine, Prompt
 from ml_backend.engines.torch_utils import inference
 
-# Embedding cache budget in MiB; one embedding (256 x 64 x 64 float32) is 4 MiB (SAM 2: 16 MiB with its
-# high-resolution feature maps).
-CACHE_BUDGET_ENV = "SEGASSIST_SAM_CACHE_MB"
-DEFAULT_CACHE_MB = 256
+# Embedding cache budget in MiB when none is given (the backend passes its SEGASSIST_SAM_CACHE_MB setting);
+# one embedding (256 x 64 x 64 float32) is 4 MiB (SAM 2: 16 MiB with its high-resolution feature maps).
+DEFAULT_CACHE_MB = 256.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,10 @@ class Embedding:
 
 class EmbeddingCache:
     """LRU of image embeddings bounded by total bytes; thread-safe, one computation per key at a time."""
+
+    @classmethod
+    def of_megabytes(cls, megabytes: float) -> EmbeddingCache:
+        return cls(int(megabytes * 2**20))
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
@@ -104,16 +106,6 @@ class EmbeddingCache:
             self._bytes -= evicted.nbytes
 
 
-def cache_budget_bytes() -> int:
-    """The embedding cache budget from SEGASSIST_SAM_CACHE_MB (default 256 MiB)."""
-    raw = os.environ.get(CACHE_BUDGET_ENV, str(DEFAULT_CACHE_MB))
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        raise SegassistError(f"{CACHE_BUDGET_ENV} must be a number of MiB, got {raw!r}") from None
-    return int(megabytes * 2**20)
-
-
 class SamFamilyEngine(InteractiveEngine):
     """What every SAM-family engine shares: cached image embeddings, prompt and image checks, and automatic
     proposals as Segments of one class-agnostic category. Subclasses embed, decode and propose."""
@@ -130,12 +122,23 @@ class SamFamilyEngine(InteractiveEngine):
         proposal_label: str,
         non_overlapping: bool,
         cache: EmbeddingCache | None,
+        min_proposal_iou: float,
+        min_proposal_stability: float,
+        proposal_nms_iou: float,
+        proposal_points_per_side: int,
     ) -> None:
+        """Automatic mode keeps masks of predicted IoU >= `min_proposal_iou` and stability score >=
+        `min_proposal_stability`, suppresses those whose boxes overlap a better one by `proposal_nms_iou`, and
+        prompts a grid of `proposal_points_per_side` squared points (the mask generators' own parameters)."""
         self.model_version = model_version
         self.device = device
         self.categories = [Category(id=1, name=proposal_label, isthing=True)]
         self.non_overlapping = non_overlapping
-        self.cache = cache if cache is not None else EmbeddingCache(cache_budget_bytes())
+        self.cache = cache if cache is not None else EmbeddingCache.of_megabytes(DEFAULT_CACHE_MB)
+        self.min_proposal_iou = min_proposal_iou
+        self.min_proposal_stability = min_proposal_stability
+        self.proposal_nms_iou = proposal_nms_iou
+        self.proposal_points_per_side = proposal_points_per_side
 
     def embedding(self, image: np.ndarray, image_key: str) -> Embedding:
         """The image's embedding, from the cache when this model has seen `image_key` before."""
@@ -145,7 +148,8 @@ class SamFamilyEngine(InteractiveEngine):
     def segment_prompt(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
         """The mask for clicks and/or a box in image pixels, with the model's predicted IoU."""
         check_prompt(prompt)
-        return self._segment(self.embedding(image, image_key), prompt)
+        check_image(image)
+        return self._segment(image, image_key, prompt)
 
     def predict(self, images: Sequence[np.ndarray], mode: str) -> list[list[Segment]]:
         """Class-agnostic proposals per image, all under the engine's one category."""
@@ -162,15 +166,26 @@ class SamFamilyEngine(InteractiveEngine):
         """Run the image encoder on one (checked) image."""
 
     @abc.abstractmethod
-    def _segment(self, embedding: Embedding, prompt: Prompt) -> tuple[Mask, float]:
-        """Decode one (checked) prompt on an image's embedding."""
+    def _segment(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
+        """Answer one (checked) prompt on a (checked) image, its embeddings cached under `image_key`."""
 
     @abc.abstractmethod
     def _proposals(self, image: np.ndarray) -> list[tuple[Mask, float]]:
         """Automatic-mode masks of one (checked) image with their predicted IoU."""
 
-    def _generated_masks(self, generator: Any, image: np.ndarray) -> list[tuple[Mask, float]]:
-        """The masks and predicted IoUs of a SAM or SAM 2 automatic mask generator (binary_mask output)."""
+    def _generated_masks(
+        self, generator_class: Any, model: torch.nn.Module, image: np.ndarray
+    ) -> list[tuple[Mask, float]]:
+        """The masks and predicted IoUs of SAM's or SAM 2's automatic mask generator with this engine's
+        proposal settings (both take the same parameter names)."""
+        generator = generator_class(
+            model,
+            points_per_side=self.proposal_points_per_side,
+            pred_iou_thresh=self.min_proposal_iou,
+            stability_score_thresh=self.min_proposal_stability,
+            box_nms_thresh=self.proposal_nms_iou,
+            output_mode="binary_mask",
+        )
         with inference(self.device):
             records = generator.generate(image)
         return [(Mask.from_dense(record["segmentation"]), record["predicted_iou"]) for record in records]

@@ -212,7 +212,11 @@ def build_run(args: argparse.Namespace, engine: Any = None, engine_factory: Any 
         from ml_backend.engines.torch_utils import resolve_device
 
         engine_factory = functools.partial(
-            load_engine, settings.engine, settings.model, resolve_device(settings.device)
+            load_engine,
+            settings.engine,
+            settings.model,
+            resolve_device(settings.device),
+            sam_cache_mb=settings.sam_cache_mb,
         )
     return Run(
         source=source,

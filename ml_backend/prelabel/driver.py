@@ -15,6 +15,7 @@ import json
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +143,9 @@ def _outcomes(
 ) -> Iterator[tuple[Item, Outcome]]:
     """Every item's outcome: from the journal, by the skip rule, or predicted by the executor."""
     model_version = run.service.model_version
-    recorded: list[tuple[Item, Outcome]] = []  # decided while the executor reads its input
+    # Decided while the executor reads its input; None: the journal's outcome, read when handed out (one at
+    # a time: a long resumed run never holds its recorded outcomes in memory).
+    recorded: deque[tuple[Item, Outcome | None]] = deque()
 
     def to_predict() -> Iterator[Item]:
         for item in run.source.items(run.info.image.value_key if run.info else "image", model_version):
@@ -153,7 +156,7 @@ def _outcomes(
                 recorded.append((item, Outcome(SKIPPED)))
             elif item.key in journal.offsets:
                 summary.resumed += 1
-                recorded.append((item, next(journal.outcomes([item.key]))[1]))
+                recorded.append((item, None))
             else:
                 yield item
 
@@ -164,14 +167,15 @@ def _outcomes(
     else:
         predicted = run_local(to_predict(), run.loader, run.service, run.info, run.sink.render)
     for pair in predicted:
-        yield from _drain(recorded)
+        yield from _drain(recorded, journal)
         yield pair
-    yield from _drain(recorded)
+    yield from _drain(recorded, journal)
 
 
-def _drain(recorded: list[tuple[Item, Outcome]]) -> Iterator[tuple[Item, Outcome]]:
+def _drain(recorded: deque[tuple[Item, Outcome | None]], journal: Journal) -> Iterator[tuple[Item, Outcome]]:
     while recorded:
-        yield recorded.pop(0)
+        item, outcome = recorded.popleft()
+        yield item, outcome if outcome is not None else next(journal.outcomes([item.key]))[1]
 
 
 def write_report(path: Path, summary: Summary) -> None:

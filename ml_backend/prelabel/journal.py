@@ -40,7 +40,7 @@ class Journal:
     def _load(self, fingerprint: dict[str, Any]) -> None:
         good = 0
         with self.path.open("rb") as handle:
-            for offset, record in _records(handle):
+            for offset, record in records(handle):
                 if offset == 0:
                     if record != ("fingerprint", fingerprint):
                         raise SegassistError(
@@ -99,7 +99,7 @@ class Journal:
         self.path.unlink(missing_ok=True)
 
 
-def _records(handle: Any) -> Iterable[tuple[int, tuple]]:
+def records(handle: Any) -> Iterable[tuple[int, tuple]]:
     """(offset, record) up to the first torn or corrupt record."""
     while True:
         offset = handle.tell()

@@ -52,7 +52,7 @@ def run_ray(run: Any, items: Iterable[Item]) -> Iterator[tuple[Item, Outcome]]:
         fn_constructor_args=(run.engine_factory, run.service.settings, run.label_config, threads),
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,
     )
     dataset = dataset.map(_render, fn_args=(run.sink.render,), num_cpus=LIGHT_TASK_CPUS)

@@ -1,9 +1,10 @@
 """Where predictions go: a Label Studio tasks file, a converters' format (COCO, COCO panoptic, semantic),
 or a Label Studio project through the API.
 
-Every sink has a picklable `render(item, prediction) -> Outcome` (it runs where the prediction is made: a
-thread here, a Ray task there) and, in the driver, `deliver` (called as items finish) and `finish` (called
-once, with the journal, to write the final files atomically in source order).
+Every sink has a picklable `render(item, result, size) -> Outcome` (it runs where the prediction is made: in
+this process, or in a Ray task) and, in the driver, `deliver` (called as items finish) and `finish` (called
+once, with the journal, to write the final files atomically in source order). `skip_rule`: whether a task
+that holds a prediction of this model_version is skipped (Label Studio output only).
 """
 
 from __future__ import annotations

@@ -30,11 +30,11 @@ class Item:
 
     key: str
     index: int  # position in the source: output order and COCO image id (index + 1)
-    reference: str  # a file path (folder source) or the task's image reference
     task: dict[str, Any]  # the Label Studio task written to (or pushed for): id and data
+    path: str | None = None  # the image file (folder source); else the image is the task's
+    image_key: str = "image"  # the task data key holding the image (the label config's <Image value>)
     # model_version of every prediction the task already holds (the skip rule reads it).
     predicted_versions: tuple[str, ...] = ()
-    is_file: bool = False
     where: dict[str, Any] = field(default_factory=dict)  # SegassistError location fields
 
 
@@ -65,9 +65,8 @@ class FolderSource:
             yield Item(
                 key=relative,
                 index=index,
-                reference=str(path),
                 task={"data": {image_key: self._url_prefix + relative}},
-                is_file=True,
+                path=str(path),
                 where={"file": str(path)},
             )
 
@@ -84,6 +83,9 @@ class TasksFileSource:
             raise SegassistError(f"the tasks file is not JSON: {error}", file=str(path)) from None
         if not isinstance(tasks, list) or not tasks:
             raise SegassistError("the tasks file must hold a non-empty list of tasks", file=str(path))
+        ids = [task.get("id") for task in tasks if isinstance(task, dict) and task.get("id") is not None]
+        if len(set(map(str, ids))) != len(ids):
+            raise SegassistError("task ids must be unique: the run keeps its progress by id", file=str(path))
         self.description = f"tasks {path.resolve()}"
         self._path = path
         self._tasks = tasks
@@ -93,16 +95,12 @@ class TasksFileSource:
         for index, task in enumerate(self._tasks):
             task_id = task.get("id") if isinstance(task, dict) else None
             where = {"file": str(self._path), "task_id": task_id if task_id is not None else f"#{index + 1}"}
-            data = task.get("data") if isinstance(task, dict) else None
-            reference = data.get(image_key) if isinstance(data, dict) else None
-            if not isinstance(reference, str):
-                # Listed as this item's failure when it is loaded: the run goes on with the others.
-                reference = ""
             yield Item(
                 key=f"task {task_id}" if task_id is not None else f"#{index + 1}",
                 index=index,
-                reference=reference,
-                task=task if isinstance(task, dict) else {"data": {}},
+                # A task that is not an object fails when its image is loaded; the others go on.
+                task=task if isinstance(task, dict) else {"data": None},
+                image_key=image_key,
                 predicted_versions=_versions(task.get("predictions") if isinstance(task, dict) else None),
                 where=where,
             )
@@ -118,12 +116,11 @@ class ProjectSource:
 
     def items(self, image_key: str, model_version: str) -> Iterator[Item]:
         for index, task in enumerate(self.project.tasks(model_version)):
-            reference = task["data"].get(image_key)
             yield Item(
                 key=f"task {task['id']}",
                 index=index,
-                reference=reference if isinstance(reference, str) else "",
                 task={"id": task["id"], "data": task["data"]},
+                image_key=image_key,
                 predicted_versions=(model_version,) if task["holds_version"] else (),
                 where={"task_id": task["id"]},
             )
@@ -152,14 +149,12 @@ class ImageLoader:
 
     def __call__(self, item: Item) -> np.ndarray:
         try:
-            if item.is_file:
-                path = Path(item.reference)
-                if path.stat().st_size > self.settings.max_download_bytes:
-                    raise SegassistError(f"the file is larger than {self.settings.max_download_bytes} bytes")
-                return decode_rgb(path.read_bytes(), self.settings.max_image_pixels)
-            if not item.reference:
-                raise SegassistError("the task data holds no image reference")
-            return self._media.load_rgb(item.reference, item.task.get("id"))
+            if item.path is None:
+                return self._media.load_task(item.task, item.image_key)
+            path = Path(item.path)
+            if path.stat().st_size > self.settings.max_download_bytes:
+                raise SegassistError(f"the file is larger than {self.settings.max_download_bytes} bytes")
+            return decode_rgb(path.read_bytes(), self.settings.max_image_pixels)
         except OSError as error:
             raise SegassistError(f"cannot read the image: {error.strerror}", **item.where) from None
         except SegassistError as error:

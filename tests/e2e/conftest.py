@@ -9,6 +9,7 @@ with a snapshot of that first start instead of migrating an empty database again
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import sqlite3
@@ -106,10 +107,10 @@ def save_data_template(data: Path, template: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+@contextlib.contextmanager
+def running_label_studio(workdir: Path) -> Iterator[LabelStudio]:
+    """Label Studio on a fresh data directory in `workdir`, stopped on exit (the benchmarks use it too)."""
     executable = ensure_label_studio_venv()
-    workdir = tmp_path_factory.mktemp("label-studio")
     data = workdir / "data"
     local_files_root = workdir / "local-files"
     local_files_root.mkdir()
@@ -149,6 +150,12 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         )
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+    with running_label_studio(tmp_path_factory.mktemp("label-studio")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

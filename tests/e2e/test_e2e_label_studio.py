@@ -2,7 +2,8 @@
 
 The flow is the one a user follows: create projects, import images by URL and by upload, connect the backend,
 retrieve predictions from the Data Manager, draw smart keypoints and rectangles, accept predictions as
-annotations, export JSON, convert it to COCO instance and COCO panoptic, and check the results with QA.
+annotations, export JSON, convert it to COCO instance and COCO panoptic, check the results with QA, and
+measure with `segassist eval` how many pre-labels were accepted.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -447,3 +449,46 @@ def test_backends_logged_no_errors(
         assert backend.process.running()
         log = backend.process.log_tail(chars=1_000_000)
         assert "Traceback" not in log and "ERROR" not in log, log
+
+
+def test_pre_labels_submitted_unchanged_count_as_accepted(
+    exported: Exported, label_studio: LabelStudio, tmp_path: Path
+):
+    """`segassist eval --predictions-vs-annotations` on a real export snapshot that holds the predictions
+    (the plain export lists their ids only): every pre-label was submitted as it was, so each is accepted
+    and nothing was edited, deleted or added."""
+    api, project = label_studio.api(), exported.project.id
+    options = {"serialization_options": {"predictions": {"only_id": False}}}
+    snapshot = api.call("POST", f"/api/projects/{project}/exports", json=options)
+    for _ in range(120):
+        if api.call("GET", f"/api/projects/{project}/exports/{snapshot['id']}")["status"] == "completed":
+            break
+        time.sleep(0.5)
+    tasks = api.call(
+        "GET", f"/api/projects/{project}/exports/{snapshot['id']}/download", params={"exportType": "JSON"}
+    )
+    assert all(isinstance(p, dict) for task in tasks for p in task["predictions"])
+    export = tmp_path / "snapshot.json"
+    export.write_text(json.dumps(tasks))
+    scores = tmp_path / "acceptance.json"
+    done = run_segassist(
+        "eval",
+        export,
+        "--predictions-vs-annotations",
+        "--label-config",
+        exported.config,
+        "--images",
+        exported.images,
+        "--json",
+        scores,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(scores.read_text())
+    acceptance = result["acceptance"]
+    assert result["pairs"] >= len(exported.project.images)
+    assert acceptance["predicted"] == acceptance["accepted"] > 0
+    assert acceptance["edited"] == acceptance["deleted"] == acceptance["added"] == 0
+    assert result["pq"]["all"]["pq"] == 1.0
+    # The plain export lists prediction ids: a clear error, not a silent comparison with nothing.
+    done = run_segassist("eval", exported.export, "--predictions-vs-annotations")
+    assert done.returncode == 2 and "lists prediction ids" in done.stderr

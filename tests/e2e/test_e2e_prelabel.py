@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from ml_backend.prelabel.journal import records as journal_records
 from tests.backend_support import VOC_NAMES
 from tests.e2e.conftest import SEGASSIST, LabelStudio
 from tests.e2e.harness import clean_environment
@@ -53,9 +56,9 @@ def project(label_studio: LabelStudio) -> int:
     return created["id"]
 
 
-def _prelabel(
+def _argv_env(
     label_studio: LabelStudio, api_key: str, weights: Path, workdir: Path, *extra: str, project: int
-) -> subprocess.CompletedProcess:
+) -> tuple[list[str], dict[str, str]]:
     argv = [
         str(SEGASSIST),
         "prelabel",
@@ -75,7 +78,19 @@ def _prelabel(
         *extra,
     ]
     env = clean_environment({"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": api_key})
-    return subprocess.run(argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=600)
+    return argv, env
+
+
+def _prelabel(*args: object, project: int) -> subprocess.CompletedProcess:
+    argv, env = _argv_env(*args, project=project)
+    return subprocess.run(argv, env=env, cwd=args[3], capture_output=True, text=True, timeout=600)
+
+
+def _journaled(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as handle:
+        return sum(1 for _, record in journal_records(handle) if record[0] == "done")
 
 
 def _predictions(label_studio: LabelStudio, project: int) -> list[dict]:
@@ -86,11 +101,23 @@ def test_push_creates_one_prediction_per_task_and_never_a_duplicate(
     label_studio: LabelStudio, personal_access_token: str, project: int, random_torchvision_weights, tmp_path
 ) -> None:
     _, weights = random_torchvision_weights
+    # The first run is killed with SIGKILL after a few images; the same command then finishes the job.
+    argv, env = _argv_env(label_studio, personal_access_token, weights, tmp_path, project=project)
+    journal = tmp_path / f".segassist-prelabel-project-{project}.journal"
+    killed = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while _journaled(journal) < 3 and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    done_before = _journaled(journal)
+    assert 3 <= done_before < TASKS, killed.stderr.read().decode()[-3000:]
     first = _prelabel(label_studio, personal_access_token, weights, tmp_path, project=project)
     assert first.returncode == 0, first.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     version = report["model_version"]
     assert (report["predicted"], report["skipped"], report["failed"]) == (TASKS, 0, [])
+    assert report["resumed"] == done_before  # journaled images are not predicted again
     predictions = _predictions(label_studio, project)
     assert Counter(p["task"] for p in predictions) == Counter(
         {task: 1 for task in {p["task"] for p in predictions}}

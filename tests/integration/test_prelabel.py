@@ -25,6 +25,7 @@ from converters.cli import build_parser
 from converters.errors import SegassistError
 from ml_backend.prelabel.command import build_run
 from ml_backend.prelabel.driver import prelabel
+from ml_backend.prelabel.journal import records
 from ml_backend.service import PredictionService
 from ml_backend.settings import Settings
 from tests.backend_support import MediaServer, label_config, load_test_engine
@@ -221,19 +222,26 @@ def test_tasks_file_skip_rule_and_redo_replace_never_add(
 
 
 def _journal_records(path: Path) -> int:
-    from ml_backend.prelabel.journal import Journal
-
     if not path.exists():
         return 0
     with path.open("rb") as handle:
-        from ml_backend.prelabel.journal import _records
+        return sum(1 for _, record in records(handle) if record[0] == "done")
 
-        return sum(1 for _, record in _records(handle) if record[0] == "done")
-    del Journal
+
+def _interrupt_after(argv: list[str], env: dict, journal: Path, records: int, sig: signal.Signals) -> str:
+    """Start the command, send `sig` once the journal holds `records` finished images; its stderr."""
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while _journal_records(journal) < records and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == (130 if sig == signal.SIGTERM else -signal.SIGKILL), err[-2000:]
+    return err
 
 
 @pytest.mark.slow
-def test_a_run_killed_with_sigkill_resumes_and_writes_each_image_once(
+def test_runs_stopped_by_sigterm_and_sigkill_resume_and_write_each_image_once(
     tmp_path, random_torchvision_weights
 ) -> None:
     folder = tmp_path / "photos"
@@ -242,57 +250,37 @@ def test_a_run_killed_with_sigkill_resumes_and_writes_each_image_once(
     for index, name in enumerate(PHOTOS * 2):
         _photo(name, longest=64).save(folder / f"{index:02d}-{name}.png")
         names.append(f"{index:02d}-{name}.png")
+    (folder / "99-broken.png").write_bytes(b"not a png")
     out = tmp_path / "coco.json"
     journal = tmp_path / ".coco.json.prelabel-journal"
     report = tmp_path / "report.json"
     _, semantic = random_torchvision_weights
-    argv = [
-        sys.executable,
-        "-m",
-        "converters.cli",
-        "prelabel",
-        str(folder),
-        "--to",
-        "coco",
-        str(out),
-        "--engine",
-        "torchvision",
-        "--model",
-        f"deeplabv3_mobilenet_v3_large={semantic}",
-        "--device",
-        "cpu",
-        "--batch-size",
-        "1",
-        "--report",
-        str(report),
-    ]
+    model = f"deeplabv3_mobilenet_v3_large={semantic}"
+    argv = [sys.executable, "-m", "converters.cli", "prelabel", str(folder), "--to", "coco", str(out)]
+    argv += ["--engine", "torchvision", "--model", model, "--device", "cpu", "--batch-size", "1"]
+    argv += ["--report", str(report)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while _journal_records(journal) < 3 and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+
+    err = _interrupt_after(argv, env, journal, 2, signal.SIGTERM)
+    assert "interrupted; run the same command to continue" in err and "Traceback" not in err
+    after_sigterm = _journal_records(journal)
+    _interrupt_after(argv, env, journal, after_sigterm + 2, signal.SIGKILL)
     done_before = _journal_records(journal)
-    assert 3 <= done_before < len(names), first.stderr.read().decode()[-2000:]
+    assert 2 <= after_sigterm < done_before < len(names)
     assert not out.exists()
 
-    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr[-2000:]
+    last = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert last.returncode == 1, last.stderr[-2000:]  # the broken file: listed, and the others written
     summary = json.loads(report.read_text())
     assert summary["resumed"] == done_before and summary["predicted"] == len(names)
-    assert f"{done_before} from the journal" in second.stderr
+    assert [failure["key"] for failure in summary["failed"]] == ["99-broken.png"]
+    assert f"{done_before} from the journal" in last.stderr and "1 failed" in last.stderr
     coco = COCO(str(out))
     assert [image["file_name"] for image in coco.dataset["images"]] == names
     assert [image["id"] for image in coco.dataset["images"]] == list(range(1, len(names) + 1))
     ids = [a["id"] for a in coco.dataset["annotations"]]
     assert ids == list(range(1, len(ids) + 1))
     assert not journal.exists()
-
-    # The same command on fresh predictions gives the same file: the resumed output is the whole output.
-    resumed = out.read_bytes()
-    third = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
-    assert third.returncode == 0 and out.read_bytes() == resumed
 
 
 # -- Ray Data ------------------------------------------------------------------------------------------------

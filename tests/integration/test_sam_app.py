@@ -82,9 +82,10 @@ def test_rectangle_around_the_spoon_and_the_cached_second_prompt(
     height, width = COFFEE_SIZE
     mask = brush.decode_mask(region["value"]["rle"], width, height)
     assert mask.iou(reference(COFFEE_SIZE, SPOON_HANDLE, SPOON_BOWL)) >= 0.6  # as in test_sam_engine
-    assert litemedsam.cache.misses == misses + 1
-    # The next prompt on the same task reuses the image embedding.
-    _only_region(_predict(client, task, [keypoint_region(365, 290, COFFEE_SIZE)]))
+    assert litemedsam.cache.misses == misses + 1  # the embedding of the box's zoom window
+    # The same prompt again on the same task reuses that embedding and gives the same region.
+    again = _only_region(_predict(client, task, [rectangle_region(320, 60, 430, 330, COFFEE_SIZE)]))
+    assert again["value"]["rle"] == region["value"]["rle"]
     assert litemedsam.cache.misses == misses + 1
 
 

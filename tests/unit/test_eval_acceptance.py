@@ -163,6 +163,15 @@ def test_annotator_agreement_per_pair_and_per_label(tmp_path):
     assert (dog["tp"], dog["fp"], dog["fn"], dog["pq"]) == (3, 0, 0, 1.0)
 
 
+def test_an_export_listing_prediction_ids_is_an_error(tmp_path, capsys):
+    """Label Studio's plain JSON export lists prediction ids; comparing needs the predictions themselves."""
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([_task(5, [_annotation(1, 1, _brush("a", CAT_A, "cat"))], [17])]))
+    assert main(["eval", str(path), "--predictions-vs-annotations"]) == 2
+    error = capsys.readouterr().err
+    assert "task 5" in error and "lists prediction ids" in error
+
+
 def test_export_modes_take_one_file(export, tmp_path, capsys):
     assert main(["eval", str(export), str(export), "--annotators"]) == 2
     assert main(["eval", str(export)]) == 2

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from converters.errors import SegassistError
-from ml_backend.engines.sam_family import CACHE_BUDGET_ENV, Embedding, EmbeddingCache, cache_budget_bytes
+from ml_backend.engines.registry import load_engine
+from ml_backend.engines.sam_family import Embedding, EmbeddingCache
+from ml_backend.settings import Settings
 
 ONE_MIB_FEATURES = (1, 256, 32, 32)  # float32: exactly 1 MiB
 
@@ -87,9 +89,9 @@ def test_a_failed_computation_is_not_cached_and_can_be_retried() -> None:
     assert len(cache) == 1
 
 
-def test_budget_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(CACHE_BUDGET_ENV, "64")
-    assert cache_budget_bytes() == 64 * 2**20
-    monkeypatch.setenv(CACHE_BUDGET_ENV, "lots")
-    with pytest.raises(SegassistError, match=CACHE_BUDGET_ENV):
-        cache_budget_bytes()
+def test_budget_comes_from_the_settings() -> None:
+    settings = Settings.from_env({"SEGASSIST_SAM_CACHE_MB": "64"})
+    engine = load_engine("sam", None, torch.device("cpu"), sam_cache_mb=settings.sam_cache_mb)
+    assert engine.cache.budget_bytes == 64 * 2**20
+    with pytest.raises(SegassistError, match="SEGASSIST_SAM_CACHE_MB"):
+        Settings.from_env({"SEGASSIST_SAM_CACHE_MB": "lots"})

@@ -12,7 +12,7 @@ from skimage import data
 from converters import Mask
 from converters.errors import SegassistError
 from ml_backend.engines.base import Prompt
-from ml_backend.engines.sam import DEFAULT_MODEL, SamEngine, load, load_default
+from ml_backend.engines.sam import DEFAULT_MODEL, SamEngine, load, load_default, zoom_window
 from tests.unit.sam_references import (
     ASTRONAUT_SIZE,
     COFFEE_SIZE,
@@ -108,13 +108,60 @@ def test_box_and_clicks_combine_into_one_prompt(litemedsam: SamEngine, coffee) -
     assert mask.area < 0.5 * reference(COFFEE_SIZE, SAUCER_WITH_CUP).area
 
 
-def test_second_prompt_on_an_image_reuses_its_embedding(litemedsam: SamEngine, astronaut) -> None:
-    key = "cache-test:astronaut"
+def test_a_box_is_decoded_on_its_zoom_window_which_is_cached(litemedsam: SamEngine, coffee) -> None:
+    key = "zoom-test:coffee"
+    box = (320, 60, 430, 330)
     misses, hits = litemedsam.cache.misses, litemedsam.cache.hits
-    litemedsam.segment_prompt(astronaut, key, Prompt(box=(270, 340, 512, 512)))
+    mask, _ = litemedsam.segment_prompt(coffee, key, Prompt(box=box))
     assert (litemedsam.cache.misses, litemedsam.cache.hits) == (misses + 1, hits)
-    litemedsam.segment_prompt(astronaut, key, Prompt(points=((400, 420),), point_labels=(1,)))
+    # The one embedding computed is the window's, not the whole image's.
+    x0, y0, x1, y1 = zoom_window(np.asarray(box, dtype=np.float64), COFFEE_SIZE, 256)
+    window = litemedsam.window_embedding(coffee, key, (x0, y0, x1, y1))
+    assert window.original_size == (y1 - y0, x1 - x0)
     assert (litemedsam.cache.misses, litemedsam.cache.hits) == (misses + 1, hits + 1)
+    # The mask was pasted back where the window lies.
+    top, left, bottom, right = (
+        mask.top,
+        mask.left,
+        mask.top + mask.bits.shape[0],
+        mask.left + mask.bits.shape[1],
+    )
+    assert y0 <= top and x0 <= left and bottom <= y1 and right <= x1
+    # The same prompt again decodes on the cached window.
+    again, _ = litemedsam.segment_prompt(coffee, key, Prompt(box=box))
+    assert again == mask
+    assert litemedsam.cache.misses == misses + 1
+
+
+def test_a_repeated_click_reuses_every_window(litemedsam: SamEngine, astronaut) -> None:
+    key = "zoom-test:astronaut"
+    prompt = Prompt(points=((400, 420),), point_labels=(1,))
+    misses = litemedsam.cache.misses
+    first, _ = litemedsam.segment_prompt(astronaut, key, prompt)
+    windows = litemedsam.cache.misses - misses
+    assert windows in (1, 2)  # the whole image (to choose a box) and the chosen box's window
+    again, _ = litemedsam.segment_prompt(astronaut, key, prompt)
+    assert again == first
+    assert litemedsam.cache.misses == misses + windows
+
+
+@pytest.mark.parametrize(
+    ("box", "size"),
+    [
+        ((320.0, 60.0, 430.0, 330.0), (400, 600)),  # inside the image: a square 1.5 times the box
+        ((0.0, 0.0, 30.0, 10.0), (400, 600)),  # a small box in a corner: at least 64 px, shifted inwards
+        ((10.0, 5.0, 590.0, 395.0), (400, 600)),  # larger than the image once widened: the whole image
+    ],
+)
+def test_zoom_window_holds_the_box_with_context_inside_the_image(box, size) -> None:
+    x0, y0, x1, y1 = zoom_window(np.asarray(box), size, 256)
+    height, width = size
+    assert 0 <= x0 and 0 <= y0 and x1 <= width and y1 <= height
+    assert x0 <= box[0] and y0 <= box[1] and box[2] <= x1 and box[3] <= y1
+    longest = max(box[2] - box[0], box[3] - box[1])
+    side = max(1.5 * longest, 64)
+    assert x1 - x0 >= min(side, width) - 1 and y1 - y0 >= min(side, height) - 1
+    assert x1 - x0 <= min(side, width) + 2 and y1 - y0 <= min(side, height) + 2
 
 
 @pytest.mark.parametrize(

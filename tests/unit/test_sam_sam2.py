@@ -14,7 +14,9 @@ from ml_backend.engines.registry import load_engine
 
 pytest.importorskip("sam2", reason="SAM 2 is the optional `sam2` extra (see the README's SAM 2 notes)")
 
+from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator  # noqa: E402
 from sam2.build_sam import build_sam2  # noqa: E402
+from sam2.sam2_image_predictor import SAM2ImagePredictor  # noqa: E402
 
 from ml_backend.engines.sam2_engine import CONFIGS, Sam2Engine  # noqa: E402  (needs sam2)
 
@@ -49,17 +51,81 @@ def test_wrong_model_or_name_is_refused(checkpoint) -> None:
         load_engine("sam", f"sam2_hiera_huge:{path}", torch.device("cpu"))
 
 
-@pytest.mark.slow
-def test_clicks_and_boxes_reach_sam2_and_the_features_are_cached(checkpoint) -> None:
-    # One 1024-px hiera-tiny embedding on CPU (~10 s): the whole prompt path with random weights.
+PROMPTS = [
+    Prompt(points=((20, 30),), point_labels=(1,)),
+    Prompt(points=((5, 5), (20, 30)), point_labels=(0, 1)),
+    Prompt(box=(10, 10, 40, 30)),
+    Prompt(points=((25, 20),), point_labels=(1,), box=(10, 10, 40, 30)),
+]
+
+
+@pytest.fixture(scope="module")
+def engine_and_oracle(checkpoint) -> tuple[Sam2Engine, SAM2ImagePredictor, np.ndarray]:
+    """The engine loaded through the model spec, and sam2's own predictor on a second model built from the
+    same weights, both on the same image: two 1024-px hiera-tiny embeddings on CPU (~10 s each)."""
     torch.set_num_threads(1)
-    path, _ = checkpoint
-    engine = load_engine("sam", f"{MODEL}:{path}", torch.device("cpu"))
+    path, state = checkpoint
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-    mask, score = engine.segment_prompt(image, "noise", Prompt(points=((20, 30),), point_labels=(1,)))
-    assert mask.shape == (48, 64) and np.isfinite(score)
-    boxed, _ = engine.segment_prompt(image, "noise", Prompt(box=(10, 10, 40, 30)))
-    assert boxed.shape == (48, 64)
-    assert (engine.cache.misses, engine.cache.hits) == (1, 1)
-    embedding = engine.embedding(image, "noise")
-    assert [level.shape[1] for level in embedding.high_res_features] == [32, 64]
+    engine = load_engine("sam", f"{MODEL}:{path}", torch.device("cpu"))
+    model = build_sam2(CONFIGS[MODEL], ckpt_path=None, device="cpu")
+    model.load_state_dict(state)
+    predictor = SAM2ImagePredictor(model.eval())
+    with torch.inference_mode():
+        predictor.set_image(image)
+    return engine, predictor, image
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prompt", PROMPTS, ids=["click", "clicks", "box", "box-and-click"])
+def test_prompts_give_exactly_what_sam2_image_predictor_gives(engine_and_oracle, prompt: Prompt) -> None:
+    engine, predictor, image = engine_and_oracle
+    mask, score = engine.segment_prompt(image, "noise", prompt)
+    multimask = prompt.box is None and len(prompt.points) == 1  # three masks for one click, as SAM 2 advises
+    with torch.inference_mode():
+        masks, scores, _ = predictor.predict(
+            point_coords=np.asarray(prompt.points, dtype=np.float32) if prompt.points else None,
+            point_labels=np.asarray(prompt.point_labels) if prompt.points else None,
+            box=np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None,
+            multimask_output=multimask,
+        )
+    assert len(masks) == (3 if multimask else 1)
+    best = int(np.argmax(scores))
+    assert np.array_equal(mask.dense(), masks[best] > 0)
+    assert 0 < mask.area < mask.dense().size  # random weights still give a mask worth comparing
+    assert score == pytest.approx(float(scores[best]), abs=1e-5)
+    assert [np.array_equal(mask.dense(), candidate > 0) for candidate in masks].count(True) == 1
+
+
+@pytest.mark.slow
+def test_features_are_the_predictor_s_and_are_cached(engine_and_oracle) -> None:
+    engine, predictor, image = engine_and_oracle
+    misses = engine.cache.misses
+    embedding = engine.embedding(image, "cache-check")
+    assert torch.equal(embedding.features, predictor._features["image_embed"])
+    assert all(
+        torch.equal(ours, theirs)
+        for ours, theirs in zip(
+            embedding.high_res_features, predictor._features["high_res_feats"], strict=True
+        )
+    )
+    assert engine.embedding(image, "cache-check") is embedding
+    assert engine.cache.misses == misses + 1
+
+
+@pytest.mark.slow
+def test_automatic_mode_is_sam2_s_automatic_mask_generator(checkpoint, engine_and_oracle) -> None:
+    # A 4 x 4 point grid and no thresholds, so that random weights still give proposals to compare.
+    path, _ = checkpoint
+    _, predictor, image = engine_and_oracle
+    settings = {"proposal_points_per_side": 4, "min_proposal_iou": 0.0, "min_proposal_stability": 0.0}
+    engine = Sam2Engine(predictor.model, name="oracle", device=torch.device("cpu"), **settings)
+    [segments] = engine.predict([image], "instance")
+    generator = SAM2AutomaticMaskGenerator(
+        predictor.model, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0
+    )
+    with torch.inference_mode():
+        records = [record for record in generator.generate(image) if record["segmentation"].any()]
+    assert len(segments) == len(records) > 0
+    for segment, record in zip(segments, records, strict=True):
+        assert np.array_equal(segment.mask.dense(), record["segmentation"])
+        assert segment.score == pytest.approx(record["predicted_iou"], abs=1e-5)
