@@ -193,6 +193,7 @@ def run() -> str:
         mode="instance",
         label_studio_url=f"http://127.0.0.1:{media.server_address[1]}",
         media_cache_bytes=0,  # every request downloads and decodes, as distinct tasks would
+        predict_budget_s=0,  # every task predicted, however loaded the machine: throughput is measured here
     )
     # The single-task peer must keep every intra-op thread: request threads start after the engine's CPU
     # workers took their share, so check what a thread started now gets.

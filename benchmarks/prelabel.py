@@ -18,8 +18,10 @@ reports medians.
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,6 +37,13 @@ IMAGES = 64
 ROUNDS = 2
 MEMORY_COUNTS = (100, 1000)
 MEMORY_ROUNDS = 3
+
+
+def _scratch(prefix: str) -> Path:
+    """A temporary folder removed when the process ends (photos, weights, outputs, Label Studio's data)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def _weights(folder: Path) -> Path:
@@ -98,7 +107,7 @@ def throughput() -> list[str]:
     from ml_backend.media import decode_rgb
     from ml_backend.settings import Settings
 
-    work = Path(tempfile.mkdtemp(prefix="bench-prelabel-"))
+    work = _scratch("bench-prelabel-")
     weights = _weights(work)
     folder = _photos(work / "photos", IMAGES, 256)
     engine = torchvision_engine.load(f"deeplabv3_mobilenet_v3_large={weights}", torch.device("cpu"))
@@ -146,7 +155,7 @@ def _peak_rss_child(count: int) -> None:
     belongs to this program's memory map; rusage's maxrss would also count the parent's RSS at the fork."""
     from ml_backend.engines import torchvision_engine
 
-    work = Path(tempfile.mkdtemp(prefix=f"bench-prelabel-mem{count}-"))
+    work = _scratch(f"bench-prelabel-mem{count}-")
     weights = _weights(work)
     folder = _photos(work / "photos", count, 48)
     engine = torchvision_engine.load(
@@ -193,7 +202,7 @@ def peer() -> list[str]:
     from tests.e2e.conftest import SEGASSIST, running_label_studio
     from tests.e2e.harness import ManagedProcess, clean_environment, free_port
 
-    work = Path(tempfile.mkdtemp(prefix="bench-prelabel-peer-"))
+    work = _scratch("bench-prelabel-peer-")
     weights = _weights(work)
     photos = sorted(_photos(work / "photos", IMAGES, 256).iterdir())
     config = (

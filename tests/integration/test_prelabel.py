@@ -395,3 +395,21 @@ def test_on_error_fail_stops_at_the_first_failure_and_writes_nothing(
         prelabel(run)
     assert "more/broken.png" in str(error.value) and "--on-error fail" in str(error.value)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".coco.json.tmp")]
+
+
+def test_an_oversized_image_is_one_failure_naming_its_file(
+    tmp_path, photos, random_torchvision_engine, monkeypatch
+) -> None:
+    monkeypatch.setenv("SEGASSIST_MAX_IMAGE_PIXELS", str(60 * 60))  # each photo is over it
+    out = tmp_path / "coco.json"
+    _, summary = _prelabel([str(photos), "--to", "coco", str(out)], engine=random_torchvision_engine)
+    assert summary.predicted == 0 and len(summary.failed) == 5
+    oversized = [f for f in summary.failed if "SEGASSIST_MAX_IMAGE_PIXELS" in f["error"]]
+    assert {f["key"] for f in oversized} == {
+        "astronaut.png",
+        "coffee.jpg",
+        "more/chelsea.webp",
+        "more/rocket.jpg",
+    }
+    assert all(str(photos / f["key"]) in f["error"] for f in oversized)
+    assert COCO(str(out)).dataset["images"] == []  # a valid, empty dataset: nothing was predicted
