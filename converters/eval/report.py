@@ -29,31 +29,7 @@ def text_report(result: dict[str, Any]) -> str:
     ]
     pq = result.get("pq")
     if pq is not None:
-        rows = [
-            [
-                name,
-                _number(entry["pq"]),
-                _number(entry["sq"]),
-                _number(entry["rq"]),
-                str(entry["tp"]),
-                str(entry["fp"]),
-                str(entry["fn"]),
-            ]
-            for name, entry in pq["per_class"].items()
-        ]
-        rows += [
-            [
-                group.capitalize(),
-                _number(pq[group]["pq"]),
-                _number(pq[group]["sq"]),
-                _number(pq[group]["rq"]),
-                f"n={pq[group]['n']}",
-                "",
-                "",
-            ]
-            for group in ("all", "things", "stuff")
-        ]
-        lines += ["", "Panoptic quality", *_table(["class", "PQ", "SQ", "RQ", "TP", "FP", "FN"], rows)]
+        lines += ["", "Panoptic quality", *_table(PQ_HEADER, _pq_rows(pq))]
     ap = result.get("ap")
     if ap is not None:
         lines += ["", "Mask AP", *_table(list(ap), [[_number(value) for value in ap.values()]])]
