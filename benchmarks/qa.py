@@ -1,7 +1,8 @@
 """QA speed on COCO panoptic: images per second on 2048x2048 PNGs with 300 segments each.
 
-segassist (`converters.qa.panoptic.check_image`: OpenCV decode, one pass over the pixels in row runs) against
-two peers, each timed like ours (one warm-up, the same repetitions, calls alternating):
+segassist (`converters.qa.panoptic.check_image`: the id-PNG decoder of `converters.id_png`, one pass over
+the pixels in row runs) against two peers, each timed like ours (one warm-up, the same repetitions, calls
+alternating):
 - panopticapi's algorithm: Pillow decodes the PNG, `rgb2id`, then every id's area from one `np.unique` over
   the id map as `pq_compute` counts them, and its box from the same sort (`argsort` + `reduceat` on the pixel
   coordinates); the areas, boxes and id sets are then compared with segments_info as ours are;
@@ -146,16 +147,16 @@ def run(quick: bool) -> str:
             "",
             "| stage | checker | s per image | images per s | segassist speed-up |",
             "|---|---|---|---|---|",
-            row("whole check", "segassist qa: OpenCV decode, one pass in row runs", ours, ours),
+            row("whole check", "segassist qa: id-PNG decoder, one pass in row runs", ours, ours),
             row("whole check", "panopticapi's algorithm: Pillow, one np.unique sort", peer, ours),
             row("whole check", "hotcoco PanopticEval (Rust), areas and id sets, no bbox", hotcoco, ours),
             row("pixel statistics", "segassist `id_stats` (row runs)", ours_stats, ours_stats),
             row("pixel statistics", "np.unique sort (areas) + reduceat (boxes)", peer_stats, ours_stats),
             "",
-            "Decoding the PNG is most of the whole check on every side. hotcoco is faster there: its Rust "
-            "decoder takes about half the time of OpenCV's libpng. What would close it: a faster PNG "
-            "decoder, and decoding images in parallel threads (OpenCV releases the GIL; `qa --workers` "
-            "uses processes).",
+            "Decoding the PNG is most of the whole check on every side. segassist's id-PNG decoder "
+            "(`converters.id_png`, isal inflate) is about 2x OpenCV's libpng, and hotcoco's Rust decoder is "
+            "still faster. What would close it: decoding images in parallel threads (`qa --workers` uses "
+            "processes).",
         ]
     )
 
