@@ -1,14 +1,18 @@
 """`segassist eval` speed and memory against the peers, measured in the same run, same outputs checked equal.
 
 - PQ per image pair (2048x2048 COCO panoptic PNGs, 300 segments): ours (`converters.eval.evaluate`, threads
-  decoding PNGs with OpenCV and one compiled pass counting id pairs) against hotcoco's `PanopticEval` (Rust)
-  and panopticapi's own algorithm (`pq_compute_multi_core` / `pq_compute_single_core`, transcribed below
-  because panopticapi is not installable beside numpy 2: Pillow decode, np.unique over gt * 2**24 + pred, a
-  process per core). Every side may use all cores. PQ/SQ/RQ per class and TP/FP/FN must agree.
+  decoding PNGs with `converters.id_png` and one compiled pass counting id pairs) against hotcoco's
+  `PanopticEval` (Rust) and panopticapi's own algorithm (`pq_compute_multi_core` / `pq_compute_single_core`,
+  transcribed below because panopticapi is not installable beside numpy 2: Pillow decode, np.unique over
+  gt * 2**24 + pred, a process per core). Every side may use all cores. PQ/SQ/RQ per class and TP/FP/FN
+  must agree.
 - Mask AP (500 images x 20 masks): `segassist eval GT RESULTS --metrics ap` against pycocotools,
   faster-coco-eval and hotcoco COCOeval, each from the same files; their six numbers must equal
   pycocotools' to 1e-9.
 - Memory: peak RSS of an evaluation of 1,000 image pairs against 100 (each in a fresh process).
+
+The process keeps freed memory for reuse, as `segassist eval` does (`converters.allocator`); the peers run in
+the same process, so they get it too.
 
 Each peer is timed alternately with ours (`timing.timed_pair`), so load from other work falls on both.
 `--quick` runs every equality check on small inputs.
@@ -31,6 +35,7 @@ import numpy as np
 from PIL import Image
 from timing import main, timed_pair
 
+from converters.allocator import keep_freed_memory
 from converters.eval.run import EvalOptions, evaluate
 
 SIDE = 2048
@@ -411,7 +416,9 @@ def _peak_rss_of_evaluation(path: Path) -> int:
     """Peak RSS (KiB) of a fresh process evaluating `path` against itself (PQ and mIoU)."""
     code = (
         "import resource, sys\n"
+        "from converters.allocator import keep_freed_memory\n"
         "from converters.eval.run import EvalOptions, evaluate\n"
+        "keep_freed_memory()\n"
         "evaluate(sys.argv[1], sys.argv[1], EvalOptions(workers=2))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
@@ -443,6 +450,7 @@ def run(quick: bool) -> str:
     global SIDE, PAIRS, REPEATS, AP_IMAGES, MEMORY_PAIRS
     if quick:
         SIDE, PAIRS, REPEATS, AP_IMAGES, MEMORY_PAIRS = 256, 2, 1, 10, (5, 10)
+    keep_freed_memory()  # as `segassist eval` does; the peers run in this same process
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         lines = pq_section(folder) + ap_section(folder) + memory_section(folder)

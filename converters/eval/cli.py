@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from converters import overlap
+from converters.allocator import keep_freed_memory
 from converters.errors import SegassistError
 from converters.eval.inputs import COCO_RESULTS, FITS
 from converters.eval.run import METRICS, WORST_IMAGES, EvalOptions, evaluate
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         label_config=args.label_config,
         images=args.images,
     )
+    keep_freed_memory()  # each pair's id maps reuse the last pair's memory (before the threads exist)
     from converters.eval.acceptance import annotator_agreement, predictions_vs_annotations
     from converters.eval.report import acceptance_report, agreement_report, text_report, to_json
 
