@@ -183,7 +183,7 @@ def test_html_report_shows_the_worst_image_first_gt_beside_prediction(tmp_path, 
     report = tmp_path / "report.html"
     assert main(["eval", str(gt_path), str(pred_path), "--html", str(report)]) == 0
     text = report.read_text()
-    assert "<h2>Panoptic quality (%)</h2>" in text and "<h2>Semantic (%)</h2>" in text
+    assert "<h2>Panoptic quality</h2>" in text and "<h2>Semantic</h2>" in text and "scores in %" in text
     worst, best = sample.images[1].entry["file_name"], sample.images[0].entry["file_name"]
     assert text.index(f"<h3>{worst} (PQ 0.00 %)") < text.index(f"<h3>{best} (PQ 100.00 %)")
     assert text.count('<a class="zoom"') == 4  # GT and prediction for each of the two images
