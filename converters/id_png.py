@@ -23,6 +23,8 @@ _BLOCK = 1 << 17  # bytes of image data inflated at a time (at least)
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _paeth(filtered: np.uint8, left: np.uint8, up: np.uint8, corner: np.uint8) -> np.uint8:
+    if up == corner:  # then |p - a| = 0 picks the left byte: in flat regions, and known before `left` is
+        return np.uint8(filtered + left)  # (the serial chain through the row is then one add per byte)
     a, b, c = np.int32(left), np.int32(up), np.int32(corner)
     to_a, to_b, to_c = abs(b - c), abs(a - c), abs(a + b - 2 * c)  # |p - a|, |p - b|, |p - c|, p = a + b - c
     return np.uint8(filtered + (a if (to_a <= to_b) & (to_a <= to_c) else (b if to_b <= to_c else c)))
