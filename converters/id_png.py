@@ -18,7 +18,7 @@ from zlib_ng import zlib_ng
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {2: 3, 6: 4}  # PNG colour type -> bytes per pixel at bit depth 8 (RGB, RGBA)
-_BLOCK = 1 << 17  # bytes of image data inflated at a time (at least)
+_BLOCK = 1 << 18  # bytes of image data inflated at a time (at least): a quarter of the L2 cache here
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

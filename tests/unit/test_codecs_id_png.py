@@ -73,13 +73,16 @@ def test_other_pngs_are_left_to_the_ordinary_decoder():
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
-def test_images_larger_than_one_inflated_block(mode):
-    """The image data is inflated and unfiltered a block of rows at a time (id_png._BLOCK bytes): rows on
-    either side of each block boundary, under every filter type, must decode as Pillow decodes them."""
+@pytest.mark.parametrize("block", [2**16, 2**17])
+def test_images_larger_than_one_inflated_block(mode, block, monkeypatch):
+    """The image data is inflated and unfiltered a block of rows at a time (id_png._BLOCK bytes, made smaller
+    here): rows on either side of each block boundary, under every filter type, must decode as Pillow
+    decodes them."""
+    monkeypatch.setattr(id_png, "_BLOCK", block)
     rng = np.random.default_rng(7)
-    # 3 or 4 blocks of an odd number of rows; the width is not a multiple of the 4 pixels read as 3 words
+    # blocks of an odd number of rows (23 to 63); the width is not a multiple of the 4 pixels read as 3 words
     height, width = 151, 689
-    assert height * (width * len(mode) + 1) > 2 * id_png._BLOCK
+    assert height * (width * len(mode) + 1) > 2 * block
     pixels = np.repeat(rng.integers(0, 256, (height, width // 7 + 1, len(mode))), 7, 1)[:, :width]
     pixels[::5] = rng.integers(0, 256, pixels[::5].shape)
     pixels = pixels.astype(np.uint8)
