@@ -6,7 +6,7 @@ returns its maximum of 100 detections per image, the worst case for post-process
 Targets: everything but the model <= 15 % of /predict; batched >= 1.3x the throughput of single requests;
 /health p99 <= 100 ms during a /predict.
 
-The process keeps freed tensor memory for reuse, as `segassist serve` does (ml_backend.allocator); the engine
+The process keeps freed tensor memory for reuse, as `segassist serve` does (converters.allocator); the engine
 alone is also timed in fresh interpreters with glibc's default malloc and with that setting, side by side.
 """
 
@@ -34,7 +34,7 @@ from PIL import Image
 from torchvision.models import detection
 from werkzeug.serving import make_server
 
-from ml_backend.allocator import keep_freed_memory
+from converters.allocator import keep_freed_memory
 from ml_backend.app import create_app
 from ml_backend.engines import torchvision_engine
 from ml_backend.service import STAGES
@@ -145,7 +145,7 @@ def _allocator_lines(rounds: list[dict[bool, dict[str, float]]]) -> list[str]:
         return statistics.fmean(timings[keep][key] for timings in rounds)
 
     lines = [
-        f"### Freed tensor memory kept for reuse (ml_backend.allocator), the engine alone, {len(rounds)} "
+        f"### Freed tensor memory kept for reuse (converters.allocator), the engine alone, {len(rounds)} "
         "rounds",
         "",
         "Each row is the mean of fresh processes, glibc defaults and kept memory alternating: 2 single "

@@ -26,7 +26,7 @@ from PIL import Image
 from skimage import data
 from timing import median_seconds
 
-from ml_backend.allocator import keep_freed_memory
+from converters.allocator import keep_freed_memory
 from ml_backend.app import create_app
 from ml_backend.engines.sam import load_default
 from ml_backend.settings import Settings

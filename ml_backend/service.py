@@ -35,11 +35,11 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from converters.allocator import keep_freed_memory
 from converters.errors import SegassistError
 from converters.overlap import OverlapReport
 from converters.parallel import pool_map
 from ml_backend import postprocess
-from ml_backend.allocator import keep_freed_memory
 from ml_backend.engines.base import Engine
 from ml_backend.engines.torch_utils import resolve_device
 from ml_backend.interactive import handle

@@ -11,6 +11,8 @@ model_version, with PQ/SQ/RQ and the mean IoU of the matched regions.
 `annotator_agreement`: PQ between the annotations of the same task by different annotators, per pair of
 annotators and per label (all pairs together).
 
+Both keep the pairs with the lowest PQ for the HTML report, by key only: the report reads those tasks again.
+
 Both read the export with the Label Studio reader (annotations, or one prediction at a time); each side's
 regions are painted into an id map, overlaps resolved by the overlap policy (default: later region on top,
 as the editor paints them).
@@ -19,7 +21,7 @@ as the editor paints them).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -75,13 +77,14 @@ class Acceptance:
     """Acceptance counts overall and per label, and PQ, of one model_version (or of all)."""
 
     categories: list[Category]
+    worst: int = 0  # pairs with the lowest PQ kept (by key) for the HTML report
     total: Counts = field(default_factory=Counts)
     per_label: dict[int, Counts] = field(default_factory=dict)
     pq: PQEvaluator | None = None
     pairs: int = 0
 
     def __post_init__(self) -> None:
-        self.pq = PQEvaluator(self.categories)
+        self.pq = PQEvaluator(self.categories, self.worst)
 
     def process(self, pair: ImagePair) -> None:
         assert (
@@ -125,6 +128,17 @@ class Acceptance:
             },
             "pq": self.pq.evaluate(),
         }
+
+
+@dataclass
+class ExportResult:
+    """An export mode's scores (the JSON layout) and, for the HTML report, its pairs with the lowest PQ."""
+
+    scores: dict[str, Any]
+    categories: list[Category]  # the labels of both sides, joined by name (the pairs' category ids)
+    worst: list[tuple[Any, str, float]]  # (pair key, image file name, PQ), lowest first
+    # The pairs with these keys, read again from the export (pairs come out as the tasks are listed).
+    reload: Callable[[set[Any]], Iterator[ImagePair]]
 
 
 # -- reading one export as annotations and predictions -------------------------------------------------------
@@ -213,22 +227,57 @@ def predictions_vs_annotations(
     model_version: str | None = None,
     reading: Options | None = None,
     workers: int = 1,
-) -> dict[str, Any]:
-    """`reading`: the reader's options (overlap policy, alpha threshold, label config, image folder)."""
+    worst: int = 0,
+) -> ExportResult:
+    """`reading`: the reader's options (overlap policy, alpha threshold, label config, image folder); `worst`:
+    how many (task, prediction) pairs with the lowest PQ to keep for the HTML report."""
     export = _Export.open(path, reading or Options(overlap="order"), ("final", "prediction"))
-    overall = Acceptance(export.categories)
+    overall = Acceptance(export.categories, worst)
     versions: dict[str, Acceptance] = {}
     skipped = {"no_annotation": 0, "no_prediction": 0, "no_regions": 0}
+    compare = _prediction_pairs(export, model_version)
+    for reason, pairs in thread_map(compare, export.tasks(), workers):
+        if reason is not None:
+            skipped[reason] += 1
+        for version, pair in pairs:
+            overall.process(pair)
+            versions.setdefault(version, Acceptance(export.categories)).process(pair)
+    if model_version is not None and not versions:
+        raise SegassistError(f"no task has a prediction with model_version {model_version!r}", file=str(path))
+    acceptance = overall.to_dict()
+    scores = {
+        "export": str(path),
+        "pairs": acceptance.pop("pairs"),
+        "tasks_skipped": skipped,
+        "pq": acceptance.pop("pq"),
+        "acceptance": {
+            **acceptance,
+            "per_model_version": {version: versions[version].to_dict() for version in sorted(versions)},
+        },
+    }
+    assert overall.pq is not None
+
+    def reload(keys: set[Any]) -> Iterator[ImagePair]:
+        for _, pairs in thread_map(compare, _tasks_of(export, keys), workers):
+            yield from (pair for _, pair in pairs if pair.key in keys)
+
+    return ExportResult(scores, export.categories, overall.pq.worst.images(), reload)
+
+
+def _prediction_pairs(
+    export: _Export, model_version: str | None
+) -> Callable[[tuple[int, dict[str, Any]]], tuple[str | None, list[tuple[str, ImagePair]]]]:
+    """The comparison of one task: (why the task was skipped or None, [(model_version, pair)]), each pair
+    keyed (task id, model_version), the final annotation as GT."""
 
     def compare(item: tuple[int, dict[str, Any]]) -> tuple[str | None, list[tuple[str, ImagePair]]]:
-        """(why the task was skipped or None, [(model_version, pair)])."""
         position, task = item
         listed = task.get("predictions") or []
         if not all(isinstance(p, dict) for p in listed):
             raise SegassistError(
                 "the task lists prediction ids, not predictions: export the project with its predictions "
                 "(an export snapshot with predictions not as ids only)",
-                file=str(path),
+                file=str(export.path),
                 task_id=_task_id(item),
             )
         predictions = [p for p in listed if model_version is None or p.get("model_version") == model_version]
@@ -257,25 +306,13 @@ def predictions_vs_annotations(
             pairs.append((version, pair))
         return None, pairs
 
-    for reason, pairs in thread_map(compare, export.tasks(), workers):
-        if reason is not None:
-            skipped[reason] += 1
-        for version, pair in pairs:
-            overall.process(pair)
-            versions.setdefault(version, Acceptance(export.categories)).process(pair)
-    if model_version is not None and not versions:
-        raise SegassistError(f"no task has a prediction with model_version {model_version!r}", file=str(path))
-    acceptance = overall.to_dict()
-    return {
-        "export": str(path),
-        "pairs": acceptance.pop("pairs"),
-        "tasks_skipped": skipped,
-        "pq": acceptance.pop("pq"),
-        "acceptance": {
-            **acceptance,
-            "per_model_version": {version: versions[version].to_dict() for version in sorted(versions)},
-        },
-    }
+    return compare
+
+
+def _tasks_of(export: _Export, keys: set[Any]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The export's tasks that the pair keys name (a key starts with the task id)."""
+    wanted = {key[0] for key in keys}
+    return (item for item in export.tasks() if _task_id(item) in wanted)
 
 
 def annotator_agreement(
@@ -283,13 +320,42 @@ def annotator_agreement(
     *,
     reading: Options | None = None,
     workers: int = 1,
-) -> dict[str, Any]:
+    worst: int = 0,
+) -> ExportResult:
     """PQ between every two annotators of a task (the first as GT: PQ is symmetric but for void), per pair of
-    annotators over the tasks both annotated, and per label over all pairs."""
+    annotators over the tasks both annotated, and per label over all pairs; `worst`: how many (task,
+    annotator, annotator) pairs with the lowest PQ to keep for the HTML report."""
     export = _Export.open(path, reading or Options(overlap="order"), ("annotation",))
-    overall = PQEvaluator(export.categories)
+    overall = PQEvaluator(export.categories, worst)
     pairs: dict[tuple[str, str], PQEvaluator] = {}
     tasks: dict[tuple[str, str], int] = {}
+    compare = _annotator_pairs(export)
+    for compared in thread_map(compare, export.tasks(), workers):
+        for annotators, pair in compared:
+            overall.process(pair)
+            pairs.setdefault(annotators, PQEvaluator(export.categories)).process(pair)
+            tasks[annotators] = tasks.get(annotators, 0) + 1
+    scores = {
+        "export": str(path),
+        "pq": overall.evaluate(),
+        "pairs": [
+            {"annotators": list(annotators), "tasks": tasks[annotators], "pq": pairs[annotators].evaluate()}
+            for annotators in sorted(pairs)
+        ],
+    }
+
+    def reload(keys: set[Any]) -> Iterator[ImagePair]:
+        for compared in thread_map(compare, _tasks_of(export, keys), workers):
+            yield from (pair for _, pair in compared if pair.key in keys)
+
+    return ExportResult(scores, export.categories, overall.worst.images(), reload)
+
+
+def _annotator_pairs(
+    export: _Export,
+) -> Callable[[tuple[int, dict[str, Any]]], list[tuple[tuple[str, str], ImagePair]]]:
+    """The comparison of one task: [((annotator, annotator), pair)] for every two of its annotators, each
+    pair keyed (task id, annotator, annotator), the first annotator as GT."""
 
     def compare(item: tuple[int, dict[str, Any]]) -> list[tuple[tuple[str, str], ImagePair]]:
         position, task = item
@@ -306,19 +372,7 @@ def annotator_agreement(
             out.append(((first, second), pair))
         return out
 
-    for compared in thread_map(compare, export.tasks(), workers):
-        for annotators, pair in compared:
-            overall.process(pair)
-            pairs.setdefault(annotators, PQEvaluator(export.categories)).process(pair)
-            tasks[annotators] = tasks.get(annotators, 0) + 1
-    return {
-        "export": str(path),
-        "pq": overall.evaluate(),
-        "pairs": [
-            {"annotators": list(annotators), "tasks": tasks[annotators], "pq": pairs[annotators].evaluate()}
-            for annotators in sorted(pairs)
-        ],
-    }
+    return compare
 
 
 def _annotator(annotation: dict[str, Any]) -> str:

@@ -7,7 +7,8 @@ The evaluator gathers each image's GT and predicted masks as COCO RLE (compact: 
 and hands them to COCOeval at the end, as a COCO GT and a results list. A detector's results list (PRED as
 `[{image_id, category_id, segmentation, score}]`) goes to `loadRes` as it is, image ids mapped to the GT's.
 A predicted segment without a score counts as score 1. The GT area that COCOeval uses for the small / medium /
-large ranges is the mask's pixel count.
+large ranges is the `area` a COCO file declares for the object, as when COCOeval reads that file itself (in
+COCO's own files a polygon's area, not its pixel count); other formats declare none: the mask's pixel count.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hotcoco import COCO, COCOeval
 from converters import coco_rle
 from converters.errors import SegassistError
 from converters.eval.core import ImagePair
+from converters.formats.coco import DECLARED_AREAS
 from converters.model import Category
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -46,6 +48,7 @@ class APEvaluator:
         assert pair.gt_record is not None
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "width": pair.width, "height": pair.height})
+        declared = pair.gt_record.extra.get(DECLARED_AREAS, {})
         for segment in pair.gt_record.segments:
             self.gt.append(
                 {
@@ -53,7 +56,7 @@ class APEvaluator:
                     "image_id": image_id,
                     "category_id": segment.category_id,
                     "segmentation": coco_rle.encode(segment.mask),
-                    "area": segment.mask.area,
+                    "area": declared.get(segment.origin.order, segment.mask.area),
                     "bbox": list(segment.mask.bbox),
                     "iscrowd": int(segment.iscrowd),
                 }

@@ -3,7 +3,8 @@
 `segassist eval EXPORT.json --annotators`: PQ between the annotators of the same tasks.
 
 Prints a per-class table; --json writes the scores in a fixed layout (fractions between 0 and 1), --html a
-report with the images that scored lowest. Exit codes: 0 done, 2 when the input cannot be evaluated
+report with the image pairs that scored lowest (in the export modes: tasks, prediction or annotator beside
+the annotation or the other annotator). Exit codes: 0 done, 2 when the input cannot be evaluated
 (unreadable, categories that differ, images on one side only, sizes that differ).
 """
 
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from converters import overlap
+from converters.allocator import keep_freed_memory
 from converters.errors import SegassistError
 from converters.eval.inputs import COCO_RESULTS, FITS
 from converters.eval.run import METRICS, WORST_IMAGES, EvalOptions, evaluate
@@ -85,9 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     export_mode = args.predictions_vs_annotations or args.annotators
-    if export_mode == (args.pred is not None) or (export_mode and args.html):
+    if export_mode == (args.pred is not None):
         print(
-            "segassist eval: error: give GT and PRED (--html only then), or one Label Studio export with "
+            "segassist eval: error: give GT and PRED, or one Label Studio export with "
             "--predictions-vs-annotations or --annotators",
             file=sys.stderr,
         )
@@ -103,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         label_config=args.label_config,
         images=args.images,
     )
+    keep_freed_memory()  # each pair's id maps reuse the last pair's memory (before the threads exist)
     from converters.eval.acceptance import annotator_agreement, predictions_vs_annotations
     from converters.eval.report import acceptance_report, agreement_report, text_report, to_json
 
@@ -110,17 +113,26 @@ def run(args: argparse.Namespace) -> int:
         with Outputs() as outputs:  # reserved (so checked) before the work, committed together at the end
             json_path = outputs.file(args.json) if args.json else None
             html_path = outputs.file(args.html) if args.html else None
-            if args.predictions_vs_annotations:
-                scores = predictions_vs_annotations(
-                    args.gt,
-                    model_version=args.model_version,
-                    reading=options.reading(),
-                    workers=options.workers,
-                )
-                print(acceptance_report(scores), end="")
-            elif args.annotators:
-                scores = annotator_agreement(args.gt, reading=options.reading(), workers=options.workers)
-                print(agreement_report(scores), end="")
+            if export_mode:
+                if args.predictions_vs_annotations:
+                    exported = predictions_vs_annotations(
+                        args.gt,
+                        model_version=args.model_version,
+                        reading=options.reading(),
+                        workers=options.workers,
+                        worst=options.worst,
+                    )
+                    print(acceptance_report(exported.scores), end="")
+                else:
+                    exported = annotator_agreement(
+                        args.gt, reading=options.reading(), workers=options.workers, worst=options.worst
+                    )
+                    print(agreement_report(exported.scores), end="")
+                scores = exported.scores
+                if html_path is not None:
+                    from converters.eval.html import write_export_html
+
+                    write_export_html(exported, args.images, html_path)
             else:
                 result = evaluate(args.gt, args.pred, options)
                 scores = result.to_dict()

@@ -21,24 +21,41 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line.format(*header), *(line.format(*row) for row in rows)]
 
 
+# A table as the terminal and the HTML report both show it: (title, header, rows of cells).
+Table = tuple[str, list[str], list[list[str]]]
+
+
+def _render(intro: str, tables: list[Table]) -> str:
+    lines = [intro]
+    for title, header, rows in tables:
+        lines += ["", title, *_table(header, rows)]
+    return "\n".join(lines) + "\n"
+
+
 def text_report(result: dict[str, Any]) -> str:
     """Per-class tables (scores shown as percentages for reading; the JSON holds fractions)."""
-    lines = [
+    intro = (
         f"{result['images']} image pairs: GT {result['gt']['path']} ({result['gt']['format']}), "
         f"PRED {result['pred']['path']} ({result['pred']['format']})"
-    ]
+    )
+    return _render(intro, score_tables(result))
+
+
+def score_tables(result: dict[str, Any]) -> list[Table]:
+    """The tables of a two-dataset evaluation: panoptic quality, mask AP, semantic, as far as computed."""
+    tables: list[Table] = []
     pq = result.get("pq")
     if pq is not None:
-        lines += ["", "Panoptic quality", *_table(PQ_HEADER, _pq_rows(pq))]
+        tables.append(("Panoptic quality", PQ_HEADER, _pq_rows(pq)))
     ap = result.get("ap")
     if ap is not None:
-        lines += ["", "Mask AP", *_table(list(ap), [[_number(value) for value in ap.values()]])]
+        tables.append(("Mask AP", list(ap), [[_number(value) for value in ap.values()]]))
     semantic = result.get("semantic")
     if semantic is not None:
         rows = [[name, _number(iou)] for name, iou in semantic["per_class"].items()]
         rows += [["mIoU", _number(semantic["miou"])], ["pixel accuracy", _number(semantic["pixel_accuracy"])]]
-        lines += ["", "Semantic", *_table(["class", "IoU"], rows)]
-    return "\n".join(lines) + "\n"
+        tables.append(("Semantic", ["class", "IoU"], rows))
+    return tables
 
 
 def _pq_rows(pq: dict[str, Any]) -> list[list[str]]:
@@ -75,32 +92,38 @@ def _acceptance_rows(label: str, counts: dict[str, Any]) -> list[str]:
     ]
 
 
-def acceptance_report(result: dict[str, Any]) -> str:
-    acceptance = result["acceptance"]
+def acceptance_intro(result: dict[str, Any]) -> str:
     skipped = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in result["tasks_skipped"].items() if n)
-    lines = [
-        f"{result['pairs']} (task, prediction) pairs in {result['export']}"
-        + (f"; skipped: {skipped}" if skipped else "")
-    ]
+    return f"{result['pairs']} (task, prediction) pairs in {result['export']}" + (
+        f"; skipped: {skipped}" if skipped else ""
+    )
+
+
+def acceptance_tables(result: dict[str, Any]) -> list[Table]:
+    """Per label and model_version, the share of pre-labels accepted, edited, deleted; then their PQ."""
+    acceptance = result["acceptance"]
     header = ["label", "predicted", "accepted%", "edited%", "deleted%", "added", "mean IoU"]
+    tables: list[Table] = []
     for version, entry in [("all model versions", acceptance), *acceptance["per_model_version"].items()]:
         rows = [_acceptance_rows(name, counts) for name, counts in entry["per_label"].items()]
         rows.append(_acceptance_rows("All", entry))
-        lines += [
-            "",
-            f"Pre-labels kept by annotators ({version or 'no model_version'})",
-            *_table(header, rows),
-        ]
-    lines += [
-        "",
-        "Panoptic quality of the predictions against the annotations",
-        *_table(PQ_HEADER, _pq_rows(result["pq"])),
-    ]
-    return "\n".join(lines) + "\n"
+        tables.append((f"Pre-labels kept by annotators ({version or 'no model_version'})", header, rows))
+    tables.append(
+        ("Panoptic quality of the predictions against the annotations", PQ_HEADER, _pq_rows(result["pq"]))
+    )
+    return tables
 
 
-def agreement_report(result: dict[str, Any]) -> str:
-    lines = [f"Annotator agreement in {result['export']}", "", "PQ per pair of annotators"]
+def acceptance_report(result: dict[str, Any]) -> str:
+    return _render(acceptance_intro(result), acceptance_tables(result))
+
+
+def agreement_intro(result: dict[str, Any]) -> str:
+    return f"Annotator agreement in {result['export']}"
+
+
+def agreement_tables(result: dict[str, Any]) -> list[Table]:
+    """PQ per pair of annotators, then per label over all pairs."""
     rows = [
         [
             " vs ".join(entry["annotators"]),
@@ -111,6 +134,11 @@ def agreement_report(result: dict[str, Any]) -> str:
         ]
         for entry in result["pairs"]
     ]
-    lines += _table(["annotators", "tasks", "PQ", "SQ", "RQ"], rows)
-    lines += ["", "PQ per label, all pairs", *_table(PQ_HEADER, _pq_rows(result["pq"]))]
-    return "\n".join(lines) + "\n"
+    return [
+        ("PQ per pair of annotators", ["annotators", "tasks", "PQ", "SQ", "RQ"], rows),
+        ("PQ per label, all pairs", PQ_HEADER, _pq_rows(result["pq"])),
+    ]
+
+
+def agreement_report(result: dict[str, Any]) -> str:
+    return _render(agreement_intro(result), agreement_tables(result))

@@ -1,8 +1,9 @@
 """`evaluate(GT, PRED)`: read both sides, pair their images, feed every pair to the chosen metrics.
 
 The heavy work per image pair (decoding PNGs, painting id maps, counting pixel pairs) runs in `workers`
-threads: OpenCV's decoder and the counting kernel release the GIL, and only a bounded number of pairs are in
-flight, so memory stays flat however many images there are. The metrics then take the pairs in GT order.
+threads: the id-PNG decoder (converters.id_png) and the counting kernel release the GIL, and only a bounded
+number of pairs are in flight, so memory stays flat however many images there are. The metrics then take the
+pairs in GT order.
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ from converters.io import JsonArrayWriter, Outputs
 from converters.mask import Mask
 from converters.model import Category, ImageRecord, Origin, Segment
 
+DECLARED_AREAS = "coco_declared_areas"  # ImageRecord.extra key: {annotation position: declared area}
+
 
 class CocoSource:
     """A COCO instance file; items are (image entry, [(position, annotation)])."""
@@ -69,6 +71,7 @@ class CocoSource:
         image_id, file_name, width, height = image_entry(entry, str(self.path))
         category_ids = {category.id for category in self.categories}
         segments = []
+        declared_areas = {}
         for position, annotation in annotations:
             region_id = annotation.get("id")
             try:
@@ -86,10 +89,22 @@ class CocoSource:
                 )
             except SegassistError as error:
                 raise error.at(file=str(self.path), image_id=image_id, region_id=region_id) from None
+            area = annotation.get("area")
+            if isinstance(area, int | float) and not isinstance(area, bool):
+                declared_areas[position] = area
         extra = {
             key: value for key, value in entry.items() if key not in ("id", "file_name", "width", "height")
         }
-        return ImageRecord(image_id, file_name, width, height, segments, extra={"coco_image": extra})
+        # COCOeval sizes a GT object by its declared `area` (a polygon's area in COCO's own files, not the
+        # pixel count): kept by the segment's position in the file (`Origin.order`) for mask AP.
+        return ImageRecord(
+            image_id,
+            file_name,
+            width,
+            height,
+            segments,
+            extra={"coco_image": extra, DECLARED_AREAS: declared_areas},
+        )
 
 
 def decode_segmentation(segmentation: Any, height: int, width: int) -> Mask:

@@ -4,6 +4,7 @@ and mask AP against pycocotools' COCOeval run directly, on the real COCO fixture
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 from pathlib import Path
@@ -233,3 +234,24 @@ def test_real_instances_against_themselves_give_ap_1(realdata):
     assert (
         result["ap"]["AP"] == 1.0 and result["pq"]["all"]["pq"] == 1.0 and result["semantic"]["miou"] == 1.0
     )
+
+
+def test_ap_size_ranges_use_the_declared_gt_area_as_cocoeval_does(realdata, tmp_path):
+    """COCOeval puts a GT object in the small / medium / large range by the `area` its file declares (in
+    COCO's own files a polygon's area, not the pixel count). Declared areas moved across the range bounds
+    (32², 96²) change APs/APm/APl as COCOeval run on that file computes them, and ours must follow."""
+    source = realdata / "panopticapi_sample" / "panoptic_coco_detection_format.json"
+    results = _results_from(source, 3, 4)
+    data = json.loads(source.read_text())
+    for position, annotation in enumerate(data["annotations"]):
+        annotation["area"] = annotation["area"] * (3.0 if position % 2 else 0.3)
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(data))
+    pred = tmp_path / "results.json"
+    pred.write_text(json.dumps(results))
+    expected = _cocoeval_stats(gt, copy.deepcopy(results))  # COCOeval's loadRes adds to the results
+    by_pixel_count = _cocoeval_stats(source, copy.deepcopy(results))  # the fixture declares pixel counts
+    assert expected[3:] != pytest.approx(by_pixel_count[3:], abs=1e-9)  # the declared areas matter here
+    ours = evaluate(gt, pred).to_dict()["ap"]
+    names = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    assert [-1 if ours[n] is None else ours[n] for n in names] == pytest.approx(expected, abs=1e-9)

@@ -1,4 +1,4 @@
-"""The serving process keeps freed tensor memory for reuse (ml_backend.allocator): counted in page faults.
+"""The serving process keeps freed tensor memory for reuse (converters.allocator): counted in page faults.
 
 Each case runs in a fresh interpreter, since malloc settings last for the process. There, a two-convolution
 model runs forwards at 400x400 with 64 channels, first in a new thread (as the CPU workers do) and then in the

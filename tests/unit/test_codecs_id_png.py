@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from converters import id_png
 from converters.id_png import decode_ids
 
 
@@ -69,3 +70,30 @@ def test_other_pngs_are_left_to_the_ordinary_decoder():
     assert decode_ids(b"not a png") is None
     good = _png(np.zeros((4, 5, 3), np.uint8), "RGB")
     assert decode_ids(good[:-30]) is None  # truncated image data
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+@pytest.mark.parametrize("block", [2**16, 2**17])
+def test_images_larger_than_one_inflated_block(mode, block, monkeypatch):
+    """The image data is inflated and unfiltered a block of rows at a time (id_png._BLOCK bytes, made smaller
+    here): rows on either side of each block boundary, under every filter type, must decode as Pillow
+    decodes them."""
+    monkeypatch.setattr(id_png, "_BLOCK", block)
+    rng = np.random.default_rng(7)
+    # blocks of an odd number of rows (23 to 63); the width is not a multiple of the 4 pixels read as 3 words
+    height, width = 151, 689
+    assert height * (width * len(mode) + 1) > 2 * block
+    pixels = np.repeat(rng.integers(0, 256, (height, width // 7 + 1, len(mode))), 7, 1)[:, :width]
+    pixels[::5] = rng.integers(0, 256, pixels[::5].shape)
+    pixels = pixels.astype(np.uint8)
+    for filter_type in ("NONE", "SUB", "UP", "AVG", "PAETH"):
+        flag = getattr(cv2, f"IMWRITE_PNG_FILTER_{filter_type}")
+        order = [2, 1, 0, 3][: len(mode)]  # OpenCV writes BGR(A)
+        ok, data = cv2.imencode(".png", pixels[..., order], [cv2.IMWRITE_PNG_FILTER, flag])
+        assert ok
+        ids, decoded_mode, translucent = decode_ids(data.tobytes())
+        reference = np.asarray(Image.open(io.BytesIO(data.tobytes())))
+        assert decoded_mode == mode
+        assert np.array_equal(ids, _ids(reference[..., :3])), filter_type
+        if mode == "RGBA":
+            assert translucent == int(np.count_nonzero(reference[..., 3] != 255))

@@ -176,3 +176,61 @@ def test_export_modes_take_one_file(export, tmp_path, capsys):
     assert main(["eval", str(export), str(export), "--annotators"]) == 2
     assert main(["eval", str(export)]) == 2
     assert "give GT and PRED" in capsys.readouterr().err
+
+
+def _sections(text: str) -> list[str]:
+    """The titles of the pair sections of an HTML report, in order."""
+    return [part.split("</h3>")[0] for part in text.split("<h3>")[1:]]
+
+
+def test_html_report_of_predictions_vs_annotations(export, tmp_path):
+    """The acceptance tables, then the (task, prediction) pairs from the lowest PQ up, annotation beside
+    prediction. Per pair, PQ averages the labels present, worked out by hand:
+    task 2 / v2 predicts nothing: cat and dog missed, PQ 0;
+    task 2 / v1: cat matched (IoU 1), dog D missed: (1 + 0) / 2;
+    task 1 / v1: cat A matched, C deleted: 1 / 1.5; dog B trimmed: IoU 0.72: (2/3 + 0.72) / 2."""
+    report = tmp_path / "report.html"
+    _run(str(export), "--predictions-vs-annotations", "--html", str(report), tmp_path=tmp_path)
+    text = report.read_text()
+    assert "<h2>Pre-labels kept by annotators (v1)</h2>" in text
+    assert (
+        "<tr><td>dog</td><td>1</td><td>0.00</td><td>100.00</td><td>0.00</td><td>1</td><td>72.00</td></tr>"
+        in text
+    )
+    assert _sections(text) == [
+        "task 2, prediction v2: 2.png (PQ 0.00 %)",
+        "task 2, prediction v1: 2.png (PQ 50.00 %)",
+        f"task 1, prediction v1: 1.png (PQ {100 * (2 / 3 + 0.72) / 2:.2f} %)",
+    ]
+    assert text.count('<a class="zoom"') == 6  # annotation and prediction for each pair
+    assert "0 matched, 2 only in annotation (FN), 0 only in prediction v2 (FP)" in text
+    assert "2 matched, 0 only in annotation (FN), 1 only in prediction v1 (FP)" in text
+
+
+def test_html_report_of_annotator_agreement(tmp_path):
+    """Annotators 7 and 8 agree on the dog and nearly on the cat (IoU 810 / 990); 9 drew no cat."""
+    shifted_cat = _box(10, 13, 40, 43)
+    tasks = [
+        _task(
+            1,
+            [
+                _annotation(1, 7, _brush("a", CAT_A, "cat"), _brush("b", DOG_B, "dog")),
+                _annotation(2, 8, _brush("a", shifted_cat, "cat"), _brush("b", DOG_B, "dog")),
+                _annotation(3, 9, _brush("b", DOG_B, "dog")),
+            ],
+            [],
+        )
+    ]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(tasks))
+    report = tmp_path / "report.html"
+    _run(str(path), "--annotators", "--html", str(report), tmp_path=tmp_path)
+    text = report.read_text()
+    assert "<h2>PQ per pair of annotators</h2>" in text and "<h2>PQ per label, all pairs</h2>" in text
+    assert _sections(text) == [
+        "task 1, annotator 9: 1.png (PQ 50.00 %)",  # 7 against 9: cat missed, dog matched
+        "task 1, annotator 9: 1.png (PQ 50.00 %)",  # 8 against 9
+        f"task 1, annotator 8: 1.png (PQ {100 * (810 / 990 + 1) / 2:.2f} %)",
+    ]
+    assert 'data-title="task 1, annotator 9: 1.png (PQ 50.00 %) annotator 7"' in text
+    assert "1 matched, 1 only in annotator 8 (FN), 0 only in annotator 9 (FP)" in text

@@ -116,15 +116,30 @@ def test_match_image_on_id_images():
     assert match.false_negatives == [2] and match.false_positives == [4]
 
 
+def _runs(rng: np.random.Generator, size: int, ids: int) -> np.ndarray:
+    """Ids in runs of 1 to 80 pixels (label maps are long runs; the counter scans 16 pixels at a time)."""
+    lengths = rng.integers(1, 81, size)
+    return np.repeat(rng.integers(0, ids, size), lengths)[:size]
+
+
 def test_pair_counts_equal_np_unique_of_the_combined_map():
     rng = np.random.default_rng(0)
     for shape, ids in (((300, 200), 50), ((64, 64), 3000), ((1, 1), 1)):
         gt = rng.integers(0, ids, shape).astype(np.uint32)
         pred = np.where(rng.random(shape) < 0.7, gt, rng.integers(0, 2**24, shape)).astype(np.uint32)
-        keys, counts = np.unique(gt.astype(np.uint64) * 2**24 + pred, return_counts=True)
-        got_gt, got_pred, got_counts = pair_counts(gt, pred)
-        assert np.array_equal(got_gt, keys >> 24) and np.array_equal(got_pred, keys & (2**24 - 1))
-        assert np.array_equal(got_counts, counts)
+        _check_pair_counts(gt, pred)
+    for shape in ((397, 211), (1, 37), (3, 5)):  # sizes that are not whole blocks of 16
+        size = shape[0] * shape[1]
+        gt = _runs(rng, size, 40)
+        pred = np.where(_runs(rng, size, 4) > 0, gt, _runs(rng, size, 40))
+        _check_pair_counts(gt.reshape(shape).astype(np.uint32), pred.reshape(shape).astype(np.uint32))
+
+
+def _check_pair_counts(gt: np.ndarray, pred: np.ndarray) -> None:
+    keys, counts = np.unique(gt.astype(np.uint64) * 2**24 + pred, return_counts=True)
+    got_gt, got_pred, got_counts = pair_counts(gt, pred)
+    assert np.array_equal(got_gt, keys >> 24) and np.array_equal(got_pred, keys & (2**24 - 1))
+    assert np.array_equal(got_counts, counts)
 
 
 # -- bad input -----------------------------------------------------------------------------------------------
@@ -183,7 +198,7 @@ def test_html_report_shows_the_worst_image_first_gt_beside_prediction(tmp_path, 
     report = tmp_path / "report.html"
     assert main(["eval", str(gt_path), str(pred_path), "--html", str(report)]) == 0
     text = report.read_text()
-    assert "<h2>Panoptic quality (%)</h2>" in text and "<h2>Semantic (%)</h2>" in text
+    assert "<h2>Panoptic quality</h2>" in text and "<h2>Semantic</h2>" in text and "scores in %" in text
     worst, best = sample.images[1].entry["file_name"], sample.images[0].entry["file_name"]
     assert text.index(f"<h3>{worst} (PQ 0.00 %)") < text.index(f"<h3>{best} (PQ 100.00 %)")
     assert text.count('<a class="zoom"') == 4  # GT and prediction for each of the two images

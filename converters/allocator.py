@@ -1,10 +1,13 @@
-"""glibc malloc settings for a process that serves tensor models.
+"""glibc malloc settings for a process that allocates and frees the same large buffers again and again: a
+server running tensor models (`segassist serve`), an evaluation decoding one id map after another
+(`segassist eval`).
 
 With glibc's defaults, buffers over its mmap threshold (at most 32 MiB; the largest activations of a forward
 are larger) are mapped fresh from the kernel and unmapped when freed, and so are the large buffers of threads
-that got a heap of their own: every forward pays a page fault for each 4 KiB of them, and the kernel zeroes
-each page. Kept in one heap instead, freed buffers are reused by the next forward, and the process holds on to
-its peak footprint, as a caching allocator would. benchmarks/backend.py measures both.
+that got a heap of their own: every forward (every decoded image) pays a page fault for each 4 KiB of them,
+and the kernel zeroes each page. Kept in one heap instead, freed buffers are reused by the next one, and the
+process holds on to its peak footprint, as a caching allocator would. benchmarks/backend.py and
+benchmarks/eval.py measure it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ SETTINGS = (
 def keep_freed_memory() -> None:
     """Applies SETTINGS to this process's glibc malloc.
 
-    Call it before the model and its threads first allocate: a thread keeps the heap it was first given.
+    Call it before the model (the worker threads) first allocate: a thread keeps the heap it was first given.
     Nothing is changed where the C library is not glibc, or where GLIBC_TUNABLES already sets malloc (the
     operator's choice wins).
     """
@@ -39,4 +42,4 @@ def keep_freed_memory() -> None:
     mallopt = ctypes.CDLL(None).mallopt
     refused = [parameter for parameter, value in SETTINGS if mallopt(parameter, value) != 1]
     if refused:
-        log.warning("glibc refused mallopt parameters %s: freed tensor memory may go to the kernel", refused)
+        log.warning("glibc refused mallopt parameters %s: freed memory may go back to the kernel", refused)
