@@ -103,7 +103,7 @@ def _bare_forward(engine, images: list[np.ndarray], batch_size: int) -> float:
 
 
 def throughput() -> list[str]:
-    from ml_backend.allocator import keep_freed_memory
+    from converters.allocator import keep_freed_memory
     from ml_backend.engines import torchvision_engine
     from ml_backend.media import decode_rgb
     from ml_backend.settings import Settings

@@ -81,7 +81,7 @@ class _Predict:
     ) -> None:
         import torch
 
-        from ml_backend.allocator import keep_freed_memory
+        from converters.allocator import keep_freed_memory
         from ml_backend.service import PredictionService
 
         # As `PredictionService.from_settings` does for the local executor, before the model's threads exist.
