@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import os
 import signal
@@ -381,6 +382,7 @@ def test_bad_arguments_exit_2_with_one_clear_line_and_write_nothing(tmp_path, ca
     code, err = _cli(argv, capsys)
     assert code == 2
     assert expected in err and "Traceback" not in err and err.count("\n") == 1
+    assert gc.isenabled()  # start-up turns the collector off; a refused start turns it back on
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -413,3 +415,26 @@ def test_an_oversized_image_is_one_failure_naming_its_file(
     }
     assert all(str(photos / f["key"]) in f["error"] for f in oversized)
     assert COCO(str(out)).dataset["images"] == []  # a valid, empty dataset: nothing was predicted
+
+
+# -- start-up ------------------------------------------------------------------------------------------------
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after `code` (this checkout first on the path)."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sys.modules))"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(done.stdout.split())
+
+
+def test_the_segassist_parser_imports_no_torch_and_ray_workers_no_label_studio_client() -> None:
+    # Every command builds the whole parser: prelabel's options must not cost the others torch's import.
+    assert "torch" not in _modules_after("from converters.cli import build_parser; build_parser()")
+    # What a Ray worker unpickles (the executor's stages, the sinks' render) needs no Label Studio client.
+    worker = _modules_after("import ml_backend.prelabel.ray_executor, ml_backend.prelabel.sinks")
+    assert "ml_backend.prelabel.project" not in worker and "label_studio_sdk.client" not in worker
