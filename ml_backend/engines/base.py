@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,10 +59,18 @@ class Engine(abc.ABC):
     ) -> Iterator[list[Segment]]:
         """Segments for each image, in order, each as soon as it is ready: how /predict runs a request.
         `images` is read only as the model needs them (so decoding runs ahead, not all at once); this default
-        predicts consecutive batches of `batch_size`."""
+        predicts consecutive batches of `batch_size`, each in a thread of its own while the caller handles
+        the segments of the batch before (so shaping and encoding them overlaps the next forward): `images`
+        is read one batch ahead of the segments handed out."""
         remaining = iter(images)
-        while batch := list(itertools.islice(remaining, batch_size)):
-            yield from self.predict(batch, mode)
+        with ThreadPoolExecutor(1, thread_name_prefix="forward") as forward:
+            batch = list(itertools.islice(remaining, batch_size))
+            running = forward.submit(self.predict, batch, mode) if batch else None
+            while running is not None:
+                batch = list(itertools.islice(remaining, batch_size))  # while the forward runs
+                segments = running.result()
+                running = forward.submit(self.predict, batch, mode) if batch else None
+                yield from segments
 
 
 class InteractiveEngine(Engine):

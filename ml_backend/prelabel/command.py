@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import gc
 import hashlib
 import sys
 from pathlib import Path
@@ -24,14 +25,15 @@ from converters.overlap import POLICIES
 from ml_backend.settings import ENGINES, MODE_CHOICES, Settings
 
 EXECUTORS = ("local", "ray")
+# --to formats: Label Studio tasks, or a converters' writer (names as in converters.registry.FORMATS). Plain
+# data, so building the `segassist` parser imports no sink (nor torch behind it).
+TARGETS = ("labelstudio", "coco", "coco-panoptic", "semantic")
 # The options shared with `serve`: each overrides its environment variable (see Settings).
 ENGINE_OPTIONS = ("engine", "model", "mode", "device", "batch_size", "score_threshold", "max_regions")
 ON_ERROR = ("continue", "fail")
 
 
 def register_prelabel(subparsers: argparse._SubParsersAction) -> None:
-    from ml_backend.prelabel.sinks import TARGETS
-
     parser = subparsers.add_parser(
         "prelabel",
         help="pre-label a folder, a tasks file or a Label Studio project in one resumable command",
@@ -95,13 +97,21 @@ def register_prelabel(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ml_backend.prelabel.driver import prelabel, write_report
-
+    # Start-up imports torch and builds the model: nearly half a million objects that live as long as the
+    # process. The garbage collector would walk them again and again while they are made (and once more, for
+    # about a second, when the process exits) and free none: it is off while they are made, and they are
+    # then frozen out of its reach. What the run itself allocates is collected as usual.
+    gc.disable()
     try:
+        from ml_backend.prelabel.driver import prelabel, write_report
+
         run = build_run(args)
     except SegassistError as error:
         print(f"segassist prelabel: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        gc.freeze()
+        gc.enable()
     try:
         summary = prelabel(run)
     except KeyboardInterrupt:
@@ -110,6 +120,8 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        gc.freeze()  # what the run left (its items, Ray's modules) need no walk at exit either
     if args.report is not None:
         write_report(args.report, summary)
     print(f"segassist prelabel: {summary.line()}", file=sys.stderr)
@@ -121,7 +133,7 @@ def build_run(args: argparse.Namespace, engine: Any = None, engine_factory: Any 
     the engine from the settings: tests pass ones built through the same loaders."""
     from ml_backend.prelabel.driver import Run
     from ml_backend.prelabel.project import LabelStudioProject
-    from ml_backend.prelabel.sinks import TARGETS, ConverterSink, LabelStudioFileSink, PushSink
+    from ml_backend.prelabel.sinks import ConverterSink, LabelStudioFileSink, PushSink
     from ml_backend.prelabel.sources import FolderSource, ImageLoader, ProjectSource, TasksFileSource
 
     if (args.source is None) == (args.project is None):

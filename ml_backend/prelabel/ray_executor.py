@@ -24,6 +24,9 @@ from ml_backend.prelabel.sources import ImageLoader, Item
 
 # Reading, decoding and rendering are light next to a forward: they share the CPUs the actors leave.
 LIGHT_TASK_CPUS = 0.25
+# Engine batches per actor call: within a call the service keeps the engine fed (decode ahead, CPU workers
+# busy across batches); between calls it drains, and a call of one batch waits for its slowest image.
+CALL_BATCHES = 4
 
 
 def run_ray(run: Any, items: Iterable[Item]) -> Iterator[tuple[Item, Outcome]]:
@@ -50,7 +53,7 @@ def run_ray(run: Any, items: Iterable[Item]) -> Iterator[tuple[Item, Outcome]]:
     dataset = dataset.map_batches(
         _Predict,
         fn_constructor_args=(run.engine_factory, run.service.settings, run.label_config, threads),
-        batch_size=batch_size,
+        batch_size=batch_size * CALL_BATCHES,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,
@@ -78,8 +81,11 @@ class _Predict:
     ) -> None:
         import torch
 
+        from converters.allocator import keep_freed_memory
         from ml_backend.service import PredictionService
 
+        # As `PredictionService.from_settings` does for the local executor, before the model's threads exist.
+        keep_freed_memory()
         if threads is not None:
             torch.set_num_threads(threads)
         self.service = PredictionService(settings, engine_factory())

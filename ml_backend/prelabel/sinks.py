@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -21,12 +21,12 @@ from converters.model import Category, ImageRecord
 from converters.registry import FORMATS
 from ml_backend.prelabel.journal import Journal
 from ml_backend.prelabel.pipeline import PREDICTED, Outcome
-from ml_backend.prelabel.project import LabelStudioProject
 from ml_backend.prelabel.sources import Item
 from ml_backend.service import ImageResult
 
-CONVERTER_FORMATS = ("coco", "coco-panoptic", "semantic")
-TARGETS = ("labelstudio", *CONVERTER_FORMATS)
+if TYPE_CHECKING:  # the SDK client: only the driver talks to Label Studio, not Ray workers
+    from ml_backend.prelabel.project import LabelStudioProject
+
 PUSH_CHUNK = 50  # predictions per import request
 
 

@@ -12,14 +12,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from converters.errors import SegassistError
 from ml_backend.media import MediaFetcher, decode_rgb
-from ml_backend.prelabel.project import LabelStudioProject
 from ml_backend.settings import Settings
+
+if TYPE_CHECKING:  # the SDK client: only the driver talks to Label Studio, not Ray workers
+    from ml_backend.prelabel.project import LabelStudioProject
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 

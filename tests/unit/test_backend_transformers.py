@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -161,21 +162,41 @@ def test_predict_each_reads_images_one_batch_ahead_and_equals_predict(model_dir)
     read: list[int] = []
 
     def images():
-        for index, image in enumerate(IMAGES * 2):
+        for index, image in enumerate(IMAGES * 3):
             read.append(index)
             yield image
 
     results = engine.predict_each(images(), "instance", batch_size=2)
     first = next(results)
-    assert read == [0, 1]  # one batch, not the whole request
+    assert read == [0, 1, 2, 3]  # the batch handed out and the one predicted meanwhile, not the whole request
     predicted = [first, *results]
-    assert read == [0, 1, 2, 3]
-    expected = engine.predict(IMAGES, "instance") * 2
+    assert read == [0, 1, 2, 3, 4, 5]
+    expected = engine.predict(IMAGES, "instance") * 3
 
     def described(found: list) -> list[tuple]:
         return [(s.category_id, s.score, s.mask.dense().tobytes()) for s in found]
 
     assert list(map(described, predicted)) == list(map(described, expected))
+
+
+def test_predict_each_predicts_the_next_batch_while_the_caller_handles_this_one(model_dir) -> None:
+    engine = transformers_engine.load(str(model_dir), CPU, threshold=0.0)
+    forward = engine.predict
+    batches: list[int] = []
+    second_started = threading.Event()
+
+    def predict(images, mode):  # the real forward, noting which batch it runs
+        batches.append(len(images))
+        if len(batches) == 2:
+            second_started.set()
+        return forward(images, mode)
+
+    engine.predict = predict
+    results = engine.predict_each(iter(IMAGES * 2), "instance", batch_size=2)
+    next(results)
+    # The caller holds the first image's segments and asks for nothing: the second batch runs anyway.
+    assert second_started.wait(timeout=120)
+    assert len(list(results)) == 3 and batches == [2, 2]
 
 
 def test_missing_or_foreign_models_are_named_errors(tmp_path) -> None:
