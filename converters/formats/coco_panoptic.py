@@ -97,22 +97,20 @@ class CocoPanopticSource:
         infos: dict[int, SegmentInfo] = {}
         for info in annotation.get("segments_info") or []:
             segment_id = info.get("id")
-            where = {"file": str(png_path), "image_id": image_id, "region_id": segment_id}
-            if segment_id in infos:
-                raise SegassistError("segment id is listed twice in segments_info", **where)
-            if info.get("category_id") not in category_ids:
-                raise SegassistError(f"unknown category_id {info.get('category_id')!r}", **where)
             try:
+                if segment_id in infos:
+                    raise SegassistError("segment id is listed twice in segments_info")
+                if info.get("category_id") not in category_ids:
+                    raise SegassistError(f"unknown category_id {info.get('category_id')!r}")
                 iscrowd = parse_iscrowd(info.get("iscrowd", 0))
             except SegassistError as error:
-                raise error.at(**where) from None
+                raise error.at(file=str(png_path), image_id=image_id, region_id=segment_id) from None
             infos[segment_id] = SegmentInfo(segment_id, int(info["category_id"]), iscrowd)
         image = ImageRecord(image_id, file_name, width, height)
         return IdMapImage(image, list(infos.values()), id_map, png_path)
 
 
-@dataclass(frozen=True)
-class SegmentInfo:
+class SegmentInfo(NamedTuple):  # a tuple: eval builds hundreds per image
     id: int
     category_id: int
     iscrowd: bool
