@@ -8,10 +8,11 @@ Two kinds of model sit behind one `SamEngine`:
   with box prompts only: a click alone gives an empty mask, and SamAutomaticMaskGenerator's point grid gives
   nothing. Its 256-px input also gives a small object only a few dozen pixels. So each prompt is answered by
   zooming in: a box is decoded on a square window around it (the box plus a margin), encoded on its own and
-  cached like a whole image, and the mask is pasted back. Clicks become candidate boxes around the positive
-  clicks at several scales, decoded on the whole image and chosen by agreement with the clicks, then by
-  whether the mask fits inside its box, then by predicted IoU; the chosen box is then zoomed in like a drawn
-  one. Automatic mode decodes a multi-scale grid of boxes on the whole image.
+  cached like a whole image, and the mask is pasted back. Clicks become candidate boxes of several sizes and
+  shapes around the positive clicks, decoded on the whole image and chosen by agreement with the clicks, then
+  by how strongly the image changes along the mask's outline (a box that fits the object gives a mask whose
+  outline follows its edges; too small or too large a box gives a mask cut by the box or spilling into the
+  background). Automatic mode decodes a multi-scale grid of boxes on the whole image.
 - **SAM vit_b / vit_l / vit_h** checkpoints from a path: clicks and boxes go straight to the decoder,
   automatic mode is SamAutomaticMaskGenerator.
 
@@ -24,6 +25,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry
@@ -56,11 +58,11 @@ CHECKPOINT_TYPES = ("vit_b", "vit_l", "vit_h")
 # Zoom: a box is decoded on a square window that adds this fraction of the box's longest side on each side,
 # so the box fills two thirds of what the model sees and the rest is context.
 ZOOM_MARGIN = 0.25
-# Candidate boxes around the positive clicks: margins in fractions of the image's longest side, from a
-# button-sized object to one filling much of the image.
-CLICK_BOX_SCALES = (0.04, 0.1, 0.25)
-# Rounds of moving out the sides of candidate boxes that cut their mask.
-GROW_ROUNDS = 2
+# Candidate boxes around the positive clicks: sizes (the square root of the area) in fractions of the image's
+# longest side, from a button-sized object to one filling most of the image, each as a square, a standing and
+# a lying box (aspect ratios height / width). Below 0.05 a textured patch's outline outscores the object's.
+CLICK_BOX_SIZES = tuple(np.geomspace(0.05, 0.9, 12))
+CLICK_BOX_ASPECTS = (1.0, 2.0, 0.5)
 # Automatic mode with a box-only model: grids of square boxes, sides in fractions of the longest image side.
 GRID_BOX_SIDES = (0.8, 0.5, 0.3)
 # A mask whose box comes within this many low-res pixels of its prompt box's side runs into the box: the
@@ -70,17 +72,6 @@ EDGE_TOLERANCE = 2.0
 
 # A window of an image in pixels: x0, y0, x1, y1 (exclusive ends).
 Window = tuple[int, int, int, int]
-
-
-@dataclass(frozen=True)
-class ClickChoice:
-    """The candidate box chosen for clicks on the whole image: its decoded logits (1, 1, h, w), predicted IoU
-    and the fraction of the clicks its mask honours."""
-
-    box: np.ndarray
-    logits: torch.Tensor
-    iou: float
-    agreement: float
 
 
 @dataclass
@@ -241,61 +232,45 @@ class SamEngine(SamFamilyEngine):
         return mask, float(decoded.iou[best])
 
     def _segment_by_boxes(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
-        """Box-only models: find the prompt's box on the whole image, then decode that box zoomed in.
-
-        A box without clicks is itself the answer's box. Clicks become candidate boxes on the whole image's
-        embedding (`_choose_click_box`). The chosen box is decoded again on its zoom window and that mask is
-        kept, unless it honours fewer of the clicks than the whole-image one did.
-        """
-        height, width = image.shape[:2]
-        coarse = None
+        """Box-only models: clicks choose among candidate boxes on the whole image (`_segment_by_clicks`); a
+        box alone is decoded on its zoom window, encoded on its own, and the mask pasted back."""
         if prompt.points:
-            coarse = self._choose_click_box(self.embedding(image, image_key), prompt)
-            box = coarse.box
-        else:
-            box = np.asarray(prompt.box, dtype=np.float64)
-        window = zoom_window(box, (height, width), self.sam.image_encoder.img_size)
+            return self._segment_by_clicks(image, self.embedding(image, image_key), prompt)
+        box = np.asarray(prompt.box, dtype=np.float64)
+        window = zoom_window(box, image.shape[:2], self.sam.image_encoder.img_size)
         embedding = self.window_embedding(image, image_key, window)
         origin = np.asarray(window[:2] * 2, dtype=np.float64)
         decoded = self.decode(embedding, boxes=(box - origin)[None])
-        if coarse is not None:
-            foreground = decoded.logits[:, 0] > self.sam.mask_threshold
-            agreement = _click_agreement(foreground, prompt, origin[:2], self._low_res_scale(embedding))
-            if float(agreement[0]) < coarse.agreement:
-                whole = self.embedding(image, image_key)
-                return self._to_mask(whole, coarse.logits, (height, width)), coarse.iou
-        return self._to_mask(embedding, decoded.logits, (height, width), window), float(decoded.iou[0])
+        return self._to_mask(embedding, decoded.logits, image.shape[:2], window), float(decoded.iou[0])
 
-    def _choose_click_box(self, embedding: Embedding, prompt: Prompt) -> ClickChoice:
-        """The candidate box that agrees best with the clicks, decoded on the whole image's embedding.
+    def _segment_by_clicks(
+        self, image: np.ndarray, embedding: Embedding, prompt: Prompt
+    ) -> tuple[Mask, float]:
+        """The mask of the candidate box that agrees best with the clicks, decoded on the whole image's
+        embedding. (Decoding the chosen box again zoomed in, as a drawn box is, measured no better for clicks
+        in benchmarks/sam_prompts.py, and costs an encoding.)
 
-        Candidates start as squares around the positive clicks, inside the user's box if there is one (which
-        is a candidate too). A mask that runs into a side of its box is an object the box cut, so that side
-        moves out and the candidate is decoded again (GROW_ROUNDS times). Ranking is lexicographic: clicks
-        honoured (positives inside, negatives outside), then the mask fits its box, then predicted IoU.
+        Candidates are boxes of several sizes and shapes around the positive clicks, inside the user's box if
+        there is one (which is a candidate too). Ranking is lexicographic: clicks honoured (positives inside,
+        negatives outside), then masks that do not fill their box, then the mean edge strength along the
+        mask's outline (`_outline_strength`).
         """
         height, width = embedding.original_size
         bound = np.asarray(prompt.box if prompt.box is not None else (0, 0, width, height), dtype=np.float64)
         boxes = _click_boxes(prompt, bound, max(height, width))
         scale = self._low_res_scale(embedding)
-        best: tuple[float, ClickChoice] | None = None
-        for round_index in range(GROW_ROUNDS + 1):
-            decoded = self.decode(embedding, boxes=boxes)
-            foreground = decoded.logits[:, 0] > self.sam.mask_threshold
-            cut = _cut_sides(foreground, boxes * scale, bound * scale)
-            agreement = _click_agreement(foreground, prompt, np.zeros(2), scale)
-            rank = agreement * 4 + (~cut.any(dim=1)) * 2 + decoded.iou.clamp(0, 1)
-            top = int(torch.argmax(rank))
-            if best is None or float(rank[top]) > best[0]:
-                choice = ClickChoice(
-                    boxes[top], decoded.logits[top : top + 1], float(decoded.iou[top]), float(agreement[top])
-                )
-                best = (float(rank[top]), choice)
-            growing = cut.any(dim=1).cpu().numpy()
-            if round_index == GROW_ROUNDS or not growing.any():
-                break
-            boxes = _grow(boxes[growing], cut[growing].cpu().numpy(), bound)
-        return best[1]
+        decoded = self.decode(embedding, boxes=boxes)
+        foreground = decoded.logits[:, 0] > self.sam.mask_threshold
+        agreement = _click_agreement(foreground, prompt, scale)
+        outline = _outline_strength(foreground, _edge_strength(image, scale))
+        # A mask its box cuts on three or four sides fills the box: the box lies inside a larger object.
+        inside_object = _cut_sides(foreground, boxes * scale, bound * scale).sum(dim=1) >= 3
+        # Outline strengths are at most a few hundred: each term above them dominates those after it.
+        rank = agreement * 1e7 + (~inside_object) * 1e4 + outline
+        top = int(torch.argmax(rank))
+        return self._to_mask(embedding, decoded.logits[top : top + 1], (height, width)), float(
+            decoded.iou[top]
+        )
 
     # -- automatic -------------------------------------------------------------------------------------------
 
@@ -341,7 +316,8 @@ class SamEngine(SamFamilyEngine):
 def _click_boxes(prompt: Prompt, bound: np.ndarray, side: float) -> np.ndarray:
     """Candidate boxes (x0, y0, x1, y1) for a box-only model, inside `bound` (the user's box or the image).
 
-    The user's box is itself a candidate; positive clicks add squares around them at CLICK_BOX_SCALES.
+    The user's box is itself a candidate; each size in CLICK_BOX_SIZES (fractions of `side`) and aspect in
+    CLICK_BOX_ASPECTS adds a box centred on the positive clicks, widened where needed to hold them all.
     """
     positives = np.asarray(
         [point for point, label in zip(prompt.points, prompt.point_labels, strict=True) if label == 1],
@@ -350,27 +326,22 @@ def _click_boxes(prompt: Prompt, bound: np.ndarray, side: float) -> np.ndarray:
     candidates = [bound] if prompt.box is not None else []
     if len(positives):
         low, high = positives.min(axis=0), positives.max(axis=0)
-        for fraction in CLICK_BOX_SCALES:
-            box = np.concatenate([low - fraction * side, high + fraction * side])
-            box[:2] = np.maximum(box[:2], bound[:2])
-            box[2:] = np.minimum(box[2:], bound[2:])
-            if (box[2:] > box[:2]).all():
-                candidates.append(box)
+        centre = (low + high) / 2
+        for size in CLICK_BOX_SIZES:
+            for aspect in CLICK_BOX_ASPECTS:
+                half = size * side * np.asarray([1 / np.sqrt(aspect), np.sqrt(aspect)]) / 2
+                box = np.concatenate(
+                    [np.minimum(centre - half, low - 1), np.maximum(centre + half, high + 1)]
+                )
+                box[:2] = np.maximum(box[:2], bound[:2])
+                box[2:] = np.minimum(box[2:], bound[2:])
+                if (box[2:] > box[:2]).all():
+                    candidates.append(box)
     if not candidates:
         raise SegassistError(
             "the prompt has no positive click inside the box, so there is no object to segment"
         )
     return np.stack(candidates)
-
-
-def _grow(boxes: np.ndarray, cut: np.ndarray, bound: np.ndarray) -> np.ndarray:
-    """Move each cut side of each box (B, 4) outwards by half the box's size, staying inside `bound`."""
-    half = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1) / 2
-    direction = np.asarray([-1.0, -1.0, 1.0, 1.0])
-    grown = boxes + cut * direction * half
-    grown[:, :2] = np.maximum(grown[:, :2], bound[:2])
-    grown[:, 2:] = np.minimum(grown[:, 2:], bound[2:])
-    return grown
 
 
 def zoom_window(box: np.ndarray, size: tuple[int, int], input_side: int) -> Window:
@@ -409,19 +380,13 @@ def _grid_starts(length: float, box_side: float) -> np.ndarray:
     return np.linspace(0, length - box_side, count)
 
 
-def _click_agreement(
-    foreground: torch.Tensor, prompt: Prompt, origin: np.ndarray, scale: float
-) -> torch.Tensor:
-    """Per candidate mask (B, h, w) of a window at `origin` (x, y in image pixels), scaled by `scale` to the
-    low-res grid: the fraction of clicks it honours (positives in, negatives out). A click outside the window
-    is outside every mask."""
-    if not prompt.points:
-        return torch.ones(foreground.shape[0], device=foreground.device)
+def _click_agreement(foreground: torch.Tensor, prompt: Prompt, scale: float) -> torch.Tensor:
+    """Per candidate mask (B, h, w) on the decoder's low-res grid (image pixels times `scale`): the fraction
+    of clicks it honours (positives in, negatives out)."""
     _, rows, cols = foreground.shape
-    grid = np.floor((np.asarray(prompt.points, dtype=np.float64) - origin) * scale).astype(np.int64)
-    seen = (grid[:, 0] >= 0) & (grid[:, 0] < cols) & (grid[:, 1] >= 0) & (grid[:, 1] < rows)
-    inside = torch.zeros((foreground.shape[0], len(grid)), dtype=torch.bool, device=foreground.device)
-    inside[:, seen] = foreground[:, grid[seen, 1], grid[seen, 0]]
+    grid = np.floor(np.asarray(prompt.points, dtype=np.float64) * scale).astype(np.int64)
+    grid = np.clip(grid, 0, [cols - 1, rows - 1])
+    inside = foreground[:, grid[:, 1], grid[:, 0]]
     wanted = torch.as_tensor(prompt.point_labels, device=foreground.device) == 1
     return (inside == wanted).float().mean(dim=1)
 
@@ -441,6 +406,31 @@ def _cut_sides(foreground: torch.Tensor, boxes: np.ndarray, bound: np.ndarray) -
     on_bound = (boxes_t - torch.as_tensor(bound, dtype=torch.float32, device=device)).abs() <= EDGE_TOLERANCE
     has_pixels = foreground.flatten(1).any(dim=1, keepdim=True)
     return near_side & ~on_bound & has_pixels
+
+
+def _edge_strength(image: np.ndarray, scale: float) -> torch.Tensor:
+    """Colour gradient magnitude (CIELAB, lightly smoothed) of the image resized by `scale` to the decoder's
+    low-res grid, as (h, w) of the part of that grid the image covers."""
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    lab = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32), (3, 3), 0)
+    gradient_x = cv2.Sobel(lab, cv2.CV_32F, 1, 0)
+    gradient_y = cv2.Sobel(lab, cv2.CV_32F, 0, 1)
+    return torch.from_numpy(np.sqrt((gradient_x**2 + gradient_y**2).sum(axis=-1)))
+
+
+def _outline_strength(foreground: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Per mask (B, h, w): the mean of `edges` over its outline (pixels whose 3x3 neighbourhood holds both
+    mask and background, the image border not counting). An empty mask scores 0."""
+    rows, cols = edges.shape
+    masks = foreground[:, None, :rows, :cols].float()
+    dilated = torch.nn.functional.max_pool2d(masks, 3, stride=1, padding=1)
+    eroded = -torch.nn.functional.max_pool2d(-masks, 3, stride=1, padding=1)
+    outline = (dilated - eroded)[:, 0]
+    edges = edges.to(outline.device)
+    total = (outline * edges).flatten(1).sum(dim=1)
+    return total / outline.flatten(1).sum(dim=1).clamp(min=1)
 
 
 # -- loading -------------------------------------------------------------------------------------------------

@@ -12,7 +12,15 @@ from skimage import data
 from converters import Mask
 from converters.errors import SegassistError
 from ml_backend.engines.base import Prompt
-from ml_backend.engines.sam import DEFAULT_MODEL, SamEngine, load, load_default, zoom_window
+from ml_backend.engines.sam import (
+    DEFAULT_MODEL,
+    SamEngine,
+    _edge_strength,
+    _outline_strength,
+    load,
+    load_default,
+    zoom_window,
+)
 from tests.unit.sam_references import (
     ASTRONAUT_SIZE,
     COFFEE_SIZE,
@@ -133,16 +141,15 @@ def test_a_box_is_decoded_on_its_zoom_window_which_is_cached(litemedsam: SamEngi
     assert litemedsam.cache.misses == misses + 1
 
 
-def test_a_repeated_click_reuses_every_window(litemedsam: SamEngine, astronaut) -> None:
+def test_a_repeated_click_reuses_the_whole_image_embedding(litemedsam: SamEngine, astronaut) -> None:
     key = "zoom-test:astronaut"
     prompt = Prompt(points=((400, 420),), point_labels=(1,))
     misses = litemedsam.cache.misses
     first, _ = litemedsam.segment_prompt(astronaut, key, prompt)
-    windows = litemedsam.cache.misses - misses
-    assert windows in (1, 2)  # the whole image (to choose a box) and the chosen box's window
+    assert litemedsam.cache.misses == misses + 1  # clicks choose among boxes on the whole image alone
     again, _ = litemedsam.segment_prompt(astronaut, key, prompt)
     assert again == first
-    assert litemedsam.cache.misses == misses + windows
+    assert litemedsam.cache.misses == misses + 1
 
 
 @pytest.mark.parametrize(
@@ -200,3 +207,18 @@ def test_automatic_proposals_find_the_helmet_and_can_be_made_exclusive(astronaut
     assert max(segment.mask.iou(helmet) for segment in segments) >= 0.7
     for first, second in itertools.combinations(segments, 2):
         assert first.mask.intersection_area(second.mask) == 0
+
+
+def test_outline_strength_is_highest_for_the_mask_that_follows_the_object_edge() -> None:
+    image = np.full((64, 64, 3), 40, dtype=np.uint8)
+    image[20:44, 16:40] = (220, 180, 60)  # a bright object on a dark background
+    fitting = torch.zeros(1, 64, 64, dtype=torch.bool)
+    fitting[0, 20:44, 16:40] = True
+    too_large = torch.zeros(1, 64, 64, dtype=torch.bool)
+    too_large[0, 10:54, 6:50] = True
+    too_small = torch.zeros(1, 64, 64, dtype=torch.bool)
+    too_small[0, 26:38, 22:34] = True
+    scores = _outline_strength(torch.cat([fitting, too_large, too_small]), _edge_strength(image, 1.0))
+    assert int(torch.argmax(scores)) == 0
+    assert float(scores[1]) == 0.0 and float(scores[2]) == 0.0  # flat colour along both outlines
+    assert float(_outline_strength(torch.zeros(1, 64, 64, dtype=torch.bool), _edge_strength(image, 1.0))) == 0
