@@ -135,8 +135,11 @@ def test_model_version_filter(export, tmp_path):
     assert main(["eval", str(export), "--predictions-vs-annotations", "--model-version", "v9"]) == 2
 
 
-def test_annotator_agreement_per_pair_and_per_label(tmp_path):
-    shifted_cat = _box(10, 13, 40, 43)  # 900 px, 810 shared with CAT_A: IoU 810 / 990
+@pytest.fixture
+def three_annotators(tmp_path):
+    """One task: annotators 7 and 8 agree on the dog and nearly on the cat (8's is shifted: 900 px, 810
+    shared with CAT_A, IoU 810 / 990); 9 drew the dog alone."""
+    shifted_cat = _box(10, 13, 40, 43)
     tasks = [
         _task(
             1,
@@ -150,7 +153,11 @@ def test_annotator_agreement_per_pair_and_per_label(tmp_path):
     ]
     path = tmp_path / "export.json"
     path.write_text(json.dumps(tasks))
-    result = _run(str(path), "--annotators", tmp_path=tmp_path)
+    return path
+
+
+def test_annotator_agreement_per_pair_and_per_label(three_annotators, tmp_path):
+    result = _run(str(three_annotators), "--annotators", tmp_path=tmp_path)
     pairs = {tuple(entry["annotators"]): entry for entry in result["pairs"]}
     assert set(pairs) == {("7", "8"), ("7", "9"), ("8", "9")}
     assert pairs["7", "8"]["pq"]["per_class"]["cat"]["pq"] == pytest.approx(810 / 990)
@@ -207,24 +214,9 @@ def test_html_report_of_predictions_vs_annotations(export, tmp_path):
     assert "2 matched, 0 only in annotation (FN), 1 only in prediction v1 (FP)" in text
 
 
-def test_html_report_of_annotator_agreement(tmp_path):
-    """Annotators 7 and 8 agree on the dog and nearly on the cat (IoU 810 / 990); 9 drew no cat."""
-    shifted_cat = _box(10, 13, 40, 43)
-    tasks = [
-        _task(
-            1,
-            [
-                _annotation(1, 7, _brush("a", CAT_A, "cat"), _brush("b", DOG_B, "dog")),
-                _annotation(2, 8, _brush("a", shifted_cat, "cat"), _brush("b", DOG_B, "dog")),
-                _annotation(3, 9, _brush("b", DOG_B, "dog")),
-            ],
-            [],
-        )
-    ]
-    path = tmp_path / "export.json"
-    path.write_text(json.dumps(tasks))
+def test_html_report_of_annotator_agreement(three_annotators, tmp_path):
     report = tmp_path / "report.html"
-    _run(str(path), "--annotators", "--html", str(report), tmp_path=tmp_path)
+    _run(str(three_annotators), "--annotators", "--html", str(report), tmp_path=tmp_path)
     text = report.read_text()
     assert "<h2>PQ per pair of annotators</h2>" in text and "<h2>PQ per label, all pairs</h2>" in text
     assert _sections(text) == [
