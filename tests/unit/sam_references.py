@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pytest
+import torch
+
 from converters import Mask
 from converters.polygons import coco_to_mask
+from ml_backend.engines.base import Prompt
 
 COFFEE_SIZE = (400, 600)  # skimage.data.coffee(): height, width
 ASTRONAUT_SIZE = (512, 512)  # skimage.data.astronaut()
@@ -106,3 +111,39 @@ def rectangle_region(
             "rectanglelabels": [label],
         },
     }
+
+
+# Clicks and boxes on a 48 x 64 noise image, for comparing an engine with its library's own predictor: one
+# click (SAM and SAM 2 offer three masks, the best is kept), clicks with a negative one, a box, and a box with
+# a click.
+ORACLE_PROMPTS = [
+    Prompt(points=((20, 30),), point_labels=(1,)),
+    Prompt(points=((5, 5), (20, 30)), point_labels=(0, 1)),
+    Prompt(box=(10, 10, 40, 30)),
+    Prompt(points=((25, 20),), point_labels=(1,), box=(10, 10, 40, 30)),
+]
+ORACLE_PROMPT_IDS = ["click", "clicks", "box", "box-and-click"]
+
+
+def assert_engine_gives_what_predictor_gives(
+    engine: Any, predictor: Any, image: np.ndarray, prompt: Prompt, coordinate_dtype: type
+) -> None:
+    """The engine's mask and score for `prompt` are those of the library's predictor (SamPredictor or
+    SAM2ImagePredictor, which take coordinates as `coordinate_dtype`): on one click, the best of its three."""
+    mask, score = engine.segment_prompt(image, "noise", prompt)
+    multimask = prompt.box is None and len(prompt.points) == 1  # three masks for one click, as SAM advises
+    with torch.inference_mode():
+        masks, scores, _ = predictor.predict(
+            point_coords=np.asarray(prompt.points, dtype=coordinate_dtype) if prompt.points else None,
+            point_labels=np.asarray(prompt.point_labels) if prompt.points else None,
+            box=np.asarray(prompt.box, dtype=coordinate_dtype) if prompt.box is not None else None,
+            multimask_output=multimask,
+        )
+    masks = np.asarray(masks) > 0  # SAM gives booleans, SAM 2 floats
+    assert len(masks) == (3 if multimask else 1)
+    best = int(np.argmax(scores))
+    assert np.array_equal(mask.dense(), masks[best])
+    assert 0 < mask.area < mask.dense().size  # random weights still give a mask worth comparing
+    assert score == pytest.approx(float(scores[best]), abs=1e-5)
+    # The multimask choice: the mask kept is that one of the three and no other.
+    assert [np.array_equal(mask.dense(), candidate) for candidate in masks].count(True) == 1

@@ -12,6 +12,11 @@ from segment_anything import SamAutomaticMaskGenerator, SamPredictor, sam_model_
 from converters.errors import SegassistError
 from ml_backend.engines.base import Prompt
 from ml_backend.engines.sam import SamEngine, load, load_checkpoint
+from tests.unit.sam_references import (
+    ORACLE_PROMPT_IDS,
+    ORACLE_PROMPTS,
+    assert_engine_gives_what_predictor_gives,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +54,6 @@ def test_missing_and_corrupt_files_name_the_file(tmp_path: Path) -> None:
         load(str(junk), torch.device("cpu"))
 
 
-# Clicks and boxes on a 48 x 64 noise image: one click (SAM offers three masks, the best is kept), clicks
-# with a negative one, a box, and a box with a click.
-PROMPTS = [
-    Prompt(points=((20, 30),), point_labels=(1,)),
-    Prompt(points=((5, 5), (20, 30)), point_labels=(0, 1)),
-    Prompt(box=(10, 10, 40, 30)),
-    Prompt(points=((25, 20),), point_labels=(1,), box=(10, 10, 40, 30)),
-]
-
-
 @pytest.fixture(scope="module")
 def engine_and_oracle(vit_b_checkpoint) -> tuple[SamEngine, SamPredictor, np.ndarray]:
     """The engine loaded from the saved checkpoint, and segment-anything's own predictor on a second model
@@ -76,25 +71,9 @@ def engine_and_oracle(vit_b_checkpoint) -> tuple[SamEngine, SamPredictor, np.nda
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("prompt", PROMPTS, ids=["click", "clicks", "box", "box-and-click"])
+@pytest.mark.parametrize("prompt", ORACLE_PROMPTS, ids=ORACLE_PROMPT_IDS)
 def test_prompts_give_exactly_what_sam_predictor_gives(engine_and_oracle, prompt: Prompt) -> None:
-    engine, predictor, image = engine_and_oracle
-    mask, score = engine.segment_prompt(image, "noise", prompt)
-    multimask = prompt.box is None and len(prompt.points) == 1  # SAM's advice: three masks for one click
-    with torch.inference_mode():
-        masks, scores, _ = predictor.predict(
-            point_coords=np.asarray(prompt.points, dtype=np.float64) if prompt.points else None,
-            point_labels=np.asarray(prompt.point_labels) if prompt.points else None,
-            box=np.asarray(prompt.box, dtype=np.float64) if prompt.box is not None else None,
-            multimask_output=multimask,
-        )
-    assert len(masks) == (3 if multimask else 1)
-    best = int(np.argmax(scores))
-    assert np.array_equal(mask.dense(), masks[best])
-    assert 0 < mask.area < mask.dense().size  # random weights still give a mask worth comparing
-    assert score == pytest.approx(float(scores[best]), abs=1e-5)
-    # The multimask choice: the mask kept is that one of the three and no other.
-    assert [np.array_equal(mask.dense(), candidate) for candidate in masks].count(True) == 1
+    assert_engine_gives_what_predictor_gives(*engine_and_oracle, prompt, np.float64)
 
 
 @pytest.mark.slow

@@ -19,6 +19,11 @@ from sam2.build_sam import build_sam2  # noqa: E402
 from sam2.sam2_image_predictor import SAM2ImagePredictor  # noqa: E402
 
 from ml_backend.engines.sam2_engine import CONFIGS, Sam2Engine  # noqa: E402  (needs sam2)
+from tests.unit.sam_references import (  # noqa: E402
+    ORACLE_PROMPT_IDS,
+    ORACLE_PROMPTS,
+    assert_engine_gives_what_predictor_gives,
+)
 
 MODEL = "sam2.1_hiera_t"
 
@@ -51,14 +56,6 @@ def test_wrong_model_or_name_is_refused(checkpoint) -> None:
         load_engine("sam", f"sam2_hiera_huge:{path}", torch.device("cpu"))
 
 
-PROMPTS = [
-    Prompt(points=((20, 30),), point_labels=(1,)),
-    Prompt(points=((5, 5), (20, 30)), point_labels=(0, 1)),
-    Prompt(box=(10, 10, 40, 30)),
-    Prompt(points=((25, 20),), point_labels=(1,), box=(10, 10, 40, 30)),
-]
-
-
 @pytest.fixture(scope="module")
 def engine_and_oracle(checkpoint) -> tuple[Sam2Engine, SAM2ImagePredictor, np.ndarray]:
     """The engine loaded through the model spec, and sam2's own predictor on a second model built from the
@@ -76,24 +73,9 @@ def engine_and_oracle(checkpoint) -> tuple[Sam2Engine, SAM2ImagePredictor, np.nd
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("prompt", PROMPTS, ids=["click", "clicks", "box", "box-and-click"])
+@pytest.mark.parametrize("prompt", ORACLE_PROMPTS, ids=ORACLE_PROMPT_IDS)
 def test_prompts_give_exactly_what_sam2_image_predictor_gives(engine_and_oracle, prompt: Prompt) -> None:
-    engine, predictor, image = engine_and_oracle
-    mask, score = engine.segment_prompt(image, "noise", prompt)
-    multimask = prompt.box is None and len(prompt.points) == 1  # three masks for one click, as SAM 2 advises
-    with torch.inference_mode():
-        masks, scores, _ = predictor.predict(
-            point_coords=np.asarray(prompt.points, dtype=np.float32) if prompt.points else None,
-            point_labels=np.asarray(prompt.point_labels) if prompt.points else None,
-            box=np.asarray(prompt.box, dtype=np.float32) if prompt.box is not None else None,
-            multimask_output=multimask,
-        )
-    assert len(masks) == (3 if multimask else 1)
-    best = int(np.argmax(scores))
-    assert np.array_equal(mask.dense(), masks[best] > 0)
-    assert 0 < mask.area < mask.dense().size  # random weights still give a mask worth comparing
-    assert score == pytest.approx(float(scores[best]), abs=1e-5)
-    assert [np.array_equal(mask.dense(), candidate > 0) for candidate in masks].count(True) == 1
+    assert_engine_gives_what_predictor_gives(*engine_and_oracle, prompt, np.float32)
 
 
 @pytest.mark.slow
