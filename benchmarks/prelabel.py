@@ -91,7 +91,9 @@ def _run(folder: Path, out: Path, engine, weights: Path, executor: str = "local"
         torchvision_engine.load, f"deeplabv3_mobilenet_v3_large={weights}", torch.device("cpu")
     )
     started = time.perf_counter()
-    run = build_run(build_parser().parse_args(argv), engine=engine or factory(), engine_factory=factory)
+    if engine is None:
+        engine = factory()
+    run = build_run(build_parser().parse_args(argv), engine=engine, engine_factory=factory)
     run.progress = False
     summary = prelabel(run)
     assert summary.predicted == len(list(folder.iterdir())) and not summary.failed
