@@ -268,9 +268,8 @@ class SamEngine(SamFamilyEngine):
         # Outline strengths are at most a few hundred: each term above them dominates those after it.
         rank = agreement * 1e7 + (~inside_object) * 1e4 + outline
         top = int(torch.argmax(rank))
-        return self._to_mask(embedding, decoded.logits[top : top + 1], (height, width)), float(
-            decoded.iou[top]
-        )
+        mask = self._to_mask(embedding, decoded.logits[top : top + 1], (height, width))
+        return mask, float(decoded.iou[top])
 
     # -- automatic -------------------------------------------------------------------------------------------
 
