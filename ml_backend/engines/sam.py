@@ -8,7 +8,8 @@ Two kinds of model sit behind one `SamEngine`:
   with box prompts only: a click alone gives an empty mask, and SamAutomaticMaskGenerator's point grid gives
   nothing. Its 256-px input also gives a small object only a few dozen pixels. So each prompt is answered by
   zooming in: a box is decoded on a square window around it (the box plus a margin), encoded on its own and
-  cached like a whole image, and the mask is pasted back. Clicks become candidate boxes of several sizes and
+  cached like a whole image, and the mask is pasted back (the box widened a little first, as the boxes it
+  was trained on were). Clicks become candidate boxes of several sizes and
   shapes around the positive clicks, decoded on the whole image and chosen by agreement with the clicks, then
   by how strongly the image changes along the mask's outline (a box that fits the object gives a mask whose
   outline follows its edges; too small or too large a box gives a mask cut by the box or spilling into the
@@ -58,6 +59,10 @@ CHECKPOINT_TYPES = ("vit_b", "vit_l", "vit_h")
 # Zoom: a box is decoded on a square window that adds this fraction of the box's longest side on each side,
 # so the box fills two thirds of what the model sees and the rest is context.
 ZOOM_MARGIN = 0.25
+# LiteMedSAM was trained on boxes widened by a random 0 to 5 px of its 256-px input on each side of the
+# object's tight box (MedSAM's bbox_shift of 5); a drawn box is widened by the mean, 2.5 px of what the model
+# sees, so that a tight box looks like the boxes it learned from.
+BOX_TRAINING_SLACK = 2.5
 # Candidate boxes around the positive clicks: sizes (the square root of the area) in fractions of the image's
 # longest side, from a button-sized object to one filling most of the image, each as a square, a standing and
 # a lying box (aspect ratios height / width). Below 0.05 a textured patch's outline outscores the object's.
@@ -240,8 +245,16 @@ class SamEngine(SamFamilyEngine):
         window = zoom_window(box, image.shape[:2], self.sam.image_encoder.img_size)
         embedding = self.window_embedding(image, image_key, window)
         origin = np.asarray(window[:2] * 2, dtype=np.float64)
-        decoded = self.decode(embedding, boxes=(box - origin)[None])
+        decoded = self.decode(embedding, boxes=self._widened(box - origin, embedding)[None])
         return self._to_mask(embedding, decoded.logits, image.shape[:2], window), float(decoded.iou[0])
+
+    def _widened(self, box: np.ndarray, embedding: Embedding) -> np.ndarray:
+        """`box` (x0, y0, x1, y1 on the embedded image) widened by BOX_TRAINING_SLACK pixels of the model's
+        input on each side, kept inside the embedded image."""
+        height, width = embedding.original_size
+        slack = BOX_TRAINING_SLACK * embedding.original_size[0] / embedding.input_size[0]
+        widened = box + np.asarray([-slack, -slack, slack, slack])
+        return np.clip(widened, 0, [width, height, width, height])
 
     def _segment_by_clicks(
         self, image: np.ndarray, embedding: Embedding, prompt: Prompt

@@ -7,12 +7,14 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from segment_anything import SamPredictor
 from skimage import data
 
 from converters import Mask
 from converters.errors import SegassistError
 from ml_backend.engines.base import Prompt
 from ml_backend.engines.sam import (
+    BOX_TRAINING_SLACK,
     DEFAULT_MODEL,
     SamEngine,
     _edge_strength,
@@ -150,6 +152,37 @@ def test_a_repeated_click_reuses_the_whole_image_embedding(litemedsam: SamEngine
     again, _ = litemedsam.segment_prompt(astronaut, key, prompt)
     assert again == first
     assert litemedsam.cache.misses == misses + 1
+
+
+@pytest.mark.parametrize(
+    ("image_name", "box"),
+    [
+        ("coffee", (320.0, 60.0, 430.0, 330.0)),  # the spoon, well inside the image
+        ("astronaut", (270.0, 340.0, 512.0, 512.0)),  # the helmet: widening stops at the image border
+    ],
+)
+def test_a_box_is_widened_by_the_training_slack_on_its_window(
+    litemedsam: SamEngine, image_name: str, box: tuple[float, ...], request: pytest.FixtureRequest
+) -> None:
+    # The oracle: segment-anything's own predictor on the zoom window's pixels, given the box widened by
+    # BOX_TRAINING_SLACK pixels of the model's 256-px input (clipped to the image), its mask pasted back.
+    image = request.getfixturevalue(image_name)
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = zoom_window(np.asarray(box), (height, width), 256)
+    predictor = SamPredictor(litemedsam.sam)
+    predictor.set_image(image[y0:y1, x0:x1])
+    slack = BOX_TRAINING_SLACK * (y1 - y0) / predictor.input_size[0]
+    local = np.asarray(box) - [x0, y0, x0, y0]
+    widened = np.clip(local + [-slack, -slack, slack, slack], 0, [x1 - x0, y1 - y0] * 2)
+    with torch.inference_mode():
+        masks, scores, _ = predictor.predict(box=widened, multimask_output=False)
+        tight, _, _ = predictor.predict(box=local, multimask_output=False)
+    expected = np.zeros((height, width), dtype=bool)
+    expected[y0:y1, x0:x1] = masks[0]
+    mask, score = litemedsam.segment_prompt(image, f"widen-test:{image_name}", Prompt(box=box))
+    assert np.array_equal(mask.dense(), expected)
+    assert score == pytest.approx(float(scores[0]), abs=1e-5)
+    assert not np.array_equal(tight[0], masks[0])  # the widening changes the mask
 
 
 @pytest.mark.parametrize(
