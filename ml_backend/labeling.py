@@ -14,11 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from label_studio_sdk.label_interface import LabelInterface
-
 from converters import Category
 from converters.errors import SegassistError
-from converters.lsconfig import CONTROL_TYPES, Control, ImageObject
+from converters.lsconfig import CONTROL_TYPES, Control, ImageObject, LabelConfig
 from converters.lsconfig import parse_label_config as parse_config
 
 log = logging.getLogger(__name__)
@@ -34,7 +32,9 @@ class ControlInfo:
 
 @dataclass(frozen=True)
 class LabelConfigInfo:
-    interface: LabelInterface
+    """Plain data, pickled as it is to Ray's actors: no lxml tree (`config.interface` parses on first use)."""
+
+    config: LabelConfig
     image: ImageObject
     controls: dict[str, ControlInfo]
     output: ControlInfo | None
@@ -86,7 +86,7 @@ def parse_label_config(
     output = next((control for control in found if control.type.area), None)
     label_for_category = _map_categories(output, categories, label_map) if output else {}
     return LabelConfigInfo(
-        interface=config.interface,
+        config=config,
         image=image,
         controls=controls,
         output=controls[output.name] if output else None,

@@ -235,7 +235,6 @@ def build_run(args: argparse.Namespace, engine: Any = None, engine_factory: Any 
         sink=sink,
         service=service,
         info=info,
-        label_config=label_config if info is not None else None,
         loader=ImageLoader(settings),
         journal_path=journal,
         fingerprint=fingerprint,

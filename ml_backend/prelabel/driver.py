@@ -1,7 +1,7 @@
 """The batch driver: source -> skip rule and journal -> executor (local or Ray) -> sink, with progress,
 per-image failures, a one-line summary and an optional JSON report.
 
-    summary = prelabel(source, sink, service, label_config, journal_path, ...)
+    summary = prelabel(run)  # run: a Run (source, sink, service, label config, journal, executor)
 
 An item whose key the journal holds is not predicted again (its recorded outcome is used); an item the sink's
 skip rule covers (it holds a prediction of this model_version, and no `redo`) is recorded as skipped;
@@ -89,7 +89,6 @@ class Run:
     sink: Any  # LabelStudioFileSink | ConverterSink | PushSink
     service: PredictionService
     info: LabelConfigInfo | None  # the parsed label config (None: dataset output without one)
-    label_config: str | None
     loader: ImageLoader
     journal_path: Path
     fingerprint: dict[str, Any]

@@ -13,7 +13,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
-from label_studio_sdk import LabelStudio
+
+# The SDK's generated client: the `LabelStudio` subclass adds export helpers that import pandas (half a
+# second of every run's start) and nothing this module calls.
+from label_studio_sdk.base_client import LabelStudioBase
 from label_studio_sdk.core.api_error import ApiError
 
 from converters.errors import SegassistError
@@ -33,7 +36,7 @@ class LabelStudioProject:
             )
         self.url = url.rstrip("/")
         self.id = project_id
-        self._client = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout_s)
+        self._client = LabelStudioBase(base_url=self.url, api_key=api_key, timeout=timeout_s)
         project = self._call("read the project", lambda: self._client.projects.get(id=project_id))
         self.label_config: str = project.label_config or ""
         self.task_count: int | None = project.task_number

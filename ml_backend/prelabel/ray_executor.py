@@ -53,7 +53,7 @@ def run_ray(run: Any, items: Iterable[Item]) -> Iterator[tuple[Item, Outcome]]:
     dataset = dataset.map(_load, fn_args=(run.loader,), num_cpus=LIGHT_TASK_CPUS)
     dataset = dataset.map_batches(
         _Predict,
-        fn_constructor_args=(run.engine_factory, run.service.settings, run.label_config, threads),
+        fn_constructor_args=(run.engine_factory, run.service.settings, run.info, threads),
         batch_size=batch_size * CALL_BATCHES,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
@@ -77,9 +77,9 @@ def _load(row: dict[str, Any], loader: ImageLoader) -> dict[str, Any]:
 class _Predict:
     """An actor: the prediction service, built once, predicting the images of each batch."""
 
-    def __init__(
-        self, engine_factory: Any, settings: Any, label_config: str | None, threads: int | None
-    ) -> None:
+    def __init__(self, engine_factory: Any, settings: Any, info: Any, threads: int | None) -> None:
+        """`info`: the driver's parsed label config (LabelConfigInfo or None), plain data: the actor needs
+        neither label-studio-sdk's parser (half a second of imports) nor a parse of its own."""
         import torch
 
         from converters.allocator import keep_freed_memory
@@ -90,7 +90,7 @@ class _Predict:
         if threads is not None:
             torch.set_num_threads(threads)
         self.service = PredictionService(settings, engine_factory())
-        self.info = self.service.label_config(label_config) if label_config else None
+        self.info = info
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
         images = [pickle.loads(blob) if blob else None for blob in batch["image"]]

@@ -84,7 +84,7 @@ def test_encode_writes_one_result_per_region_and_the_mean_score(info) -> None:
     assert prediction["model_version"] == "v1"
     assert [r["id"] for r in prediction["result"]] == ["seg0", "seg1", "seg2"]
     assert prediction["score"] == pytest.approx((0.9 + 0.7 + 0.6) / 3)
-    assert info.interface.validate_prediction(prediction, return_errors=True) == []
+    assert info.config.interface.validate_prediction(prediction, return_errors=True) == []
     assert encode([], info, "v1") == {"result": [], "score": 0.0, "model_version": "v1"}
 
 

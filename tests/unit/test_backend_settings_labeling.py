@@ -82,7 +82,7 @@ def test_config_finds_the_image_the_controls_and_prefers_brush_for_output() -> N
     assert set(info.controls) == {"kp", "poly", "brush"}
     assert info.controls["kp"].type == "keypointlabels"
     assert info.output.name == "brush" and info.output.type == "brushlabels"
-    assert isinstance(info.interface, LabelInterface)
+    assert isinstance(info.config.interface, LabelInterface)
 
 
 def test_mapping_order_file_then_predicted_values_then_exact_then_case_insensitive(caplog) -> None:
