@@ -61,7 +61,9 @@ CHECKPOINT_TYPES = ("vit_b", "vit_l", "vit_h")
 ZOOM_MARGIN = 0.25
 # LiteMedSAM was trained on boxes widened by a random 0 to 5 px of its 256-px input on each side of the
 # object's tight box (MedSAM's bbox_shift of 5); a drawn box is widened by the mean, 2.5 px of what the model
-# sees, so that a tight box looks like the boxes it learned from.
+# sees, so that a tight box looks like the boxes it learned from. (Also averaging the logits of the window
+# flipped left to right, which it was trained with too, scored higher in benchmarks/sam_prompts.py but needs
+# a second encoding and a second decode of ~60 ms on two CPU cores: a cached box would miss 100 ms.)
 BOX_TRAINING_SLACK = 2.5
 # Candidate boxes around the positive clicks: sizes (the square root of the area) in fractions of the image's
 # longest side, from a button-sized object to one filling most of the image, each as a square, a standing and
@@ -260,8 +262,10 @@ class SamEngine(SamFamilyEngine):
         self, image: np.ndarray, embedding: Embedding, prompt: Prompt
     ) -> tuple[Mask, float]:
         """The mask of the candidate box that agrees best with the clicks, decoded on the whole image's
-        embedding. (Decoding the chosen box again zoomed in, as a drawn box is, measured no better for clicks
-        in benchmarks/sam_prompts.py, and costs an encoding.)
+        embedding. (Decoding the chosen box again zoomed in, as a drawn box is, or the chosen mask's own box,
+        measured no better for clicks in benchmarks/sam_prompts.py, and costs an encoding. Averaging the two
+        best candidates' logits lost test_sam_engine's spoon bowl and whole cup; searching the shapes only
+        around the best square's size lost the whole cup.)
 
         Candidates are boxes of several sizes and shapes around the positive clicks, inside the user's box if
         there is one (which is a candidate too). Ranking is lexicographic: clicks honoured (positives inside,
