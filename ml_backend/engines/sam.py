@@ -9,11 +9,11 @@ Two kinds of model sit behind one `SamEngine`:
   nothing. Its 256-px input also gives a small object only a few dozen pixels. So each prompt is answered by
   zooming in: a box is decoded on a square window around it (the box plus a margin), encoded on its own and
   cached like a whole image, and the mask is pasted back (the box widened a little first, as the boxes it
-  was trained on were). Clicks become candidate boxes of several sizes and
-  shapes around the positive clicks, decoded on the whole image and chosen by agreement with the clicks, then
-  by how strongly the image changes along the mask's outline (a box that fits the object gives a mask whose
-  outline follows its edges; too small or too large a box gives a mask cut by the box or spilling into the
-  background). Automatic mode decodes a multi-scale grid of boxes on the whole image.
+  was trained on were). Clicks become candidate boxes of several sizes and shapes around the positive clicks,
+  decoded on the whole image and chosen by agreement with the clicks, then by how strongly the image changes
+  along the mask's outline (a box that fits the object gives a mask whose outline follows its edges; too small
+  or too large a box gives a mask cut by the box or spilling into the background). Automatic mode decodes a
+  multi-scale grid of boxes on the whole image.
 - **SAM vit_b / vit_l / vit_h** checkpoints from a path: clicks and boxes go straight to the decoder,
   automatic mode is SamAutomaticMaskGenerator.
 
