@@ -24,6 +24,7 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
 # Headless Chromium renders the QA HTML report in the tests (Debian's package; the build machines run as root).
