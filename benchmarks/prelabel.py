@@ -135,14 +135,18 @@ def throughput() -> list[str]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         _run(work / "warm", work / "warm-ray.json", engine, weights, "ray")  # Ray's first job starts workers
-        for _ in range(ROUNDS):
+        for round_index in range(ROUNDS):
             bare.append(_bare_forward(engine, decoded, batch_size))
             local.append(_run(folder, work / "local.json", engine, weights))
             # Executors compared as the command runs them: each loads its model (Ray: in the main process for
-            # the label config and version, and in its actor), Ray's cluster already up.
-            for (executor, count), times in loading.items():
-                out = work / f"{executor}-{count}.json"
-                times.append(_run(folders[count], out, None, weights, executor))
+            # the label config and version, and in its actor), Ray's cluster already up. Each length runs
+            # local and Ray back to back, in the opposite order every other round (what runs before a run,
+            # a long job or Ray's idle workers, weighs on both alike).
+            for count in folders:
+                executors = ("local", "ray") if round_index % 2 == 0 else ("ray", "local")
+                for executor in executors:
+                    out = work / f"{executor}-{count}.json"
+                    loading[executor, count].append(_run(folders[count], out, None, weights, executor))
     finally:
         ray.shutdown()
     same = all(
