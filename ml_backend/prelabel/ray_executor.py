@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from converters.errors import SegassistError
+from ml_backend.labeling import LabelConfigInfo
 from ml_backend.prelabel.pipeline import Outcome, Render, failed, outcome
 from ml_backend.prelabel.sources import ImageLoader, Item
 
@@ -77,9 +78,11 @@ def _load(row: dict[str, Any], loader: ImageLoader) -> dict[str, Any]:
 class _Predict:
     """An actor: the prediction service, built once, predicting the images of each batch."""
 
-    def __init__(self, engine_factory: Any, settings: Any, info: Any, threads: int | None) -> None:
-        """`info`: the driver's parsed label config (LabelConfigInfo or None), plain data: the actor needs
-        neither label-studio-sdk's parser (half a second of imports) nor a parse of its own."""
+    def __init__(
+        self, engine_factory: Any, settings: Any, info: LabelConfigInfo | None, threads: int | None
+    ) -> None:
+        """`info`: the driver's parsed label config, plain data: the actor needs neither label-studio-sdk's
+        parser (half a second of imports) nor a parse of its own."""
         import torch
 
         from converters.allocator import keep_freed_memory
