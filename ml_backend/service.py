@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -41,12 +41,14 @@ from converters.overlap import OverlapReport
 from converters.parallel import pool_map
 from ml_backend import postprocess
 from ml_backend.engines.base import Engine
-from ml_backend.engines.torch_utils import resolve_device
 from ml_backend.interactive import handle
 from ml_backend.labeling import LabelConfigInfo, load_label_map, parse_label_config
 from ml_backend.media import MediaFetcher, TemporaryMediaError
 from ml_backend.postprocess import LabeledSegment
 from ml_backend.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ class PredictionService:
         # Stable for the process; includes the mode so changing it makes Label Studio predict again.
         self.model_version = f"{engine.model_version}-{self.mode}" if self.mode else engine.model_version
         self.media = media or MediaFetcher(settings)
-        self.batch_size = settings.batch_size or (8 if resolve_device(settings.device).type == "cuda" else 2)
+        self.batch_size = settings.batch_size or (8 if _device(settings).type == "cuda" else 2)
         self._label_map = load_label_map(settings.label_map_file)
         self._configs: OrderedDict[str, LabelConfigInfo] = OrderedDict()
         self._configs_lock = threading.Lock()
@@ -121,8 +123,9 @@ class PredictionService:
 
         keep_freed_memory()  # before the engine's threads exist: each keeps the heap it first gets
         started = time.perf_counter()
-        device = resolve_device(settings.device)
-        engine = load_engine(settings.engine, settings.model, device, sam_cache_mb=settings.sam_cache_mb)
+        engine = load_engine(
+            settings.engine, settings.model, _device(settings), sam_cache_mb=settings.sam_cache_mb
+        )
         log.info("loaded %s in %.1f s", engine.model_version, time.perf_counter() - started)
         return cls(settings, engine)
 
@@ -340,6 +343,15 @@ class PredictionService:
         text = postprocess.prediction_json(prediction)
         timings["json"] += time.perf_counter() - json_started
         return ImageResult(0, task, prediction=prediction, prediction_json=text)
+
+
+def _device(settings: Settings) -> torch.device:
+    """The settings' device. torch is imported here, not with this module: the Ray executor's light tasks
+    (reading, rendering) unpickle this module's results in worker processes that never run a model, and
+    importing torch would cost each of them over a second of CPU beside the model's actors."""
+    from ml_backend.engines.torch_utils import resolve_device
+
+    return resolve_device(settings.device)
 
 
 def _choose_mode(requested: str, engine: Engine) -> str | None:

@@ -436,9 +436,9 @@ def test_start_up_imports_only_what_the_run_uses() -> None:
     # Every command builds the whole parser: prelabel's options must not cost the others torch's import.
     assert "torch" not in _modules_after("from converters.cli import build_parser; build_parser()")
     # What a Ray worker unpickles (the executor's stages, the sinks' render, the parsed label config) needs
-    # nothing of label-studio-sdk: no client, no config parser.
+    # nothing of label-studio-sdk (no client, no config parser), nor torch: only the model's actors import it.
     worker = _modules_after("import ml_backend.prelabel.ray_executor, ml_backend.prelabel.sinks")
-    assert "ml_backend.prelabel.project" not in worker
+    assert "ml_backend.prelabel.project" not in worker and "torch" not in worker
     assert not [name for name in worker if name.startswith("label_studio_sdk")]
     # The project client: the SDK's, without the export helpers that import pandas.
     assert "pandas" not in _modules_after("import ml_backend.prelabel.project")
