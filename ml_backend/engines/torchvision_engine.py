@@ -393,9 +393,13 @@ def _load_model(arch: str, path: str | None, device: torch.device, build_options
     if arch in SEMANTIC_ARCHITECTURES and any(key.startswith("aux_classifier.") for key in state):
         # The auxiliary head only helps training: drop it instead of running it.
         state = {key: value for key, value in state.items() if not key.startswith("aux_classifier.")}
-    module = spec.build(weights=None, weights_backbone=None, num_classes=num_classes, **build_options)
+    # Built on the meta device and given the file's tensors: no random initialisation that the weights then
+    # overwrite (0.05-0.3 s of each start, with Mask R-CNN v2 the most). Every tensor of these architectures
+    # is in their state dicts, so none stays on the meta device (checked by the tests for each one).
+    with torch.device("meta"):
+        module = spec.build(weights=None, weights_backbone=None, num_classes=num_classes, **build_options)
     try:
-        module.load_state_dict(state)
+        module.load_state_dict(state, assign=True)
     except RuntimeError as error:
         raise SegassistError(
             f"the weights do not fit {arch}: {str(error).splitlines()[0]}", file=str(file)

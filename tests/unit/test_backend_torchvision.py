@@ -398,3 +398,18 @@ def test_device_names() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(SegassistError, match="CUDA is not available"):
             resolve_device("cuda:0")
+
+
+@pytest.mark.parametrize("arch", list(torchvision_engine.ARCHITECTURES))
+def test_every_architecture_loads_every_tensor_from_its_weights(tmp_path, arch) -> None:
+    # The model is built on the meta device: a tensor its weights do not hold would stay there.
+    torch.manual_seed(0)
+    built = torchvision_engine.ARCHITECTURES[arch].build(weights=None, weights_backbone=None, num_classes=3)
+    path = tmp_path / f"{arch}.pth"
+    torch.save(built.state_dict(), path)
+    loaded = torchvision_engine._load_model(arch, str(path), CPU, {}).module
+    tensors = dict(loaded.named_parameters()) | dict(loaded.named_buffers())
+    assert tensors and not [name for name, tensor in tensors.items() if tensor.device.type != "cpu"]
+    expected = dict(built.named_parameters()) | dict(built.named_buffers())
+    assert tensors.keys() <= expected.keys()
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in tensors.items())
