@@ -395,9 +395,11 @@ def _load_model(arch: str, path: str | None, device: torch.device, build_options
         state = {key: value for key, value in state.items() if not key.startswith("aux_classifier.")}
     # Built on the meta device and given the file's tensors: no random initialisation that the weights then
     # overwrite (0.05-0.3 s of each start, with Mask R-CNN v2 the most). Every tensor of these architectures
-    # is in their state dicts, so none stays on the meta device (checked by the tests for each one).
+    # is in their state dicts, so none stays on the meta device (checked by the tests for each one). Assigned
+    # tensors keep their dtype: half-precision files are made float32, as copying into the model made them.
     with torch.device("meta"):
         module = spec.build(weights=None, weights_backbone=None, num_classes=num_classes, **build_options)
+    state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
     try:
         module.load_state_dict(state, assign=True)
     except RuntimeError as error:

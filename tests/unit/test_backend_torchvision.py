@@ -413,3 +413,12 @@ def test_every_architecture_loads_every_tensor_from_its_weights(tmp_path, arch) 
     expected = dict(built.named_parameters()) | dict(built.named_buffers())
     assert tensors.keys() <= expected.keys()
     assert all(torch.equal(tensor, expected[name]) for name, tensor in tensors.items())
+
+
+def test_half_precision_weights_load_as_float32_and_predict(tmp_path) -> None:
+    built = segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3)
+    path = tmp_path / "half.pth"
+    torch.save(built.half().state_dict(), path)
+    loaded = torchvision_engine.load(f"lraspp_mobilenet_v3_large={path}", CPU, semantic_size=32)
+    assert {p.dtype for p in loaded._semantic.module.parameters()} == {torch.float32}
+    assert len(loaded.predict([sample_image()], "semantic")) == 1
