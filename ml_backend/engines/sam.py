@@ -64,12 +64,7 @@ ZOOM_MARGIN = 0.25
 # object's tight box (MedSAM's bbox_shift of 5); a drawn box is widened by the mean, 2.5 px of what the model
 # sees, so that a tight box looks like the boxes it learned from. (Also averaging the logits of the window
 # flipped left to right, which it was trained with too, scored higher in benchmarks/sam_prompts.py but needs
-# a second encoding and a second decode of ~60 ms on two CPU cores: a cached box would miss 100 ms. A mask
-# threshold below 0 raises the box mean there from 0.593 to 0.600 at -0.25, but the hand-traced spoon and
-# saucer lose (IoU 0.718 to 0.705, 0.944 to 0.942): it trades thin, tight outlines for COCO's generous ones.
-# Scaling each window to its own minimum and maximum, as LiteMedSAM was trained, changes nothing on photos,
-# whose windows span 0 to 255 already; removing small islands and holes, or cutting the mask to the box,
-# moves it by 0.001 at most; keeping the largest part lowers it to 0.585.)
+# a second encoding and a second decode of ~60 ms on two CPU cores: a cached box would miss 100 ms.)
 BOX_TRAINING_SLACK = 2.5
 # Candidate boxes around the positive clicks: sizes (the square root of the area) in fractions of the image's
 # longest side, from a button-sized object to one filling most of the image, each as a square, a standing and
@@ -246,7 +241,14 @@ class SamEngine(SamFamilyEngine):
 
     def _segment_by_boxes(self, image: np.ndarray, image_key: str, prompt: Prompt) -> tuple[Mask, float]:
         """Box-only models: clicks choose among candidate boxes on the whole image (`_segment_by_clicks`); a
-        box alone is decoded on its zoom window, encoded on its own, and the mask pasted back."""
+        box alone is decoded on its zoom window, encoded on its own, and the mask pasted back.
+
+        (Measured in benchmarks/sam_prompts.py and not kept: a mask threshold below 0 raises the box mean
+        from 0.593 to 0.600 at -0.25, but the hand-traced spoon and saucer lose (IoU 0.718 to 0.705, 0.944 to
+        0.942): it trades thin, tight outlines for COCO's generous ones. Scaling each window to its own
+        minimum and maximum, as LiteMedSAM was trained, changes nothing on photos, whose windows span 0 to
+        255 already; removing small islands and holes, or cutting the mask to the box, moves it by 0.001 at
+        most; keeping the largest part lowers it to 0.585.)"""
         if prompt.points:
             return self._segment_by_clicks(image, self.embedding(image, image_key), prompt)
         box = np.asarray(prompt.box, dtype=np.float64)
@@ -260,7 +262,7 @@ class SamEngine(SamFamilyEngine):
         """`box` (x0, y0, x1, y1 on the embedded image) widened by BOX_TRAINING_SLACK pixels of the model's
         input on each side, kept inside the embedded image."""
         height, width = embedding.original_size
-        slack = BOX_TRAINING_SLACK * embedding.original_size[0] / embedding.input_size[0]
+        slack = BOX_TRAINING_SLACK * height / embedding.input_size[0]
         widened = box + np.asarray([-slack, -slack, slack, slack])
         return np.clip(widened, 0, [width, height, width, height])
 
